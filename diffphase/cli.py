@@ -1,0 +1,94 @@
+"""The ``diffphase`` command line (click). Thin: parse, call the library, write outputs.
+
+Bad input (a :class:`~diffphase.errors.ParameterError`, a missing optional dependency, an
+unavailable GPU, a click usage error) prints one line on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import DeviceUnavailableError, MissingDependencyError
+from .commands.common import phase_diagram
+
+#: command modules, one per model; each exposes ``register(cli)``
+COMMAND_MODULES = (
+
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="diffphase")
+def cli() -> None:
+    """diffphase: when a diffusion model resolves manifolds, variances, classes and details."""
+
+
+cli.add_command(phase_diagram)
+
+
+@cli.command("validate")
+@click.option("--model", default=None, help="Model whose checks to run (default: all).")
+@click.option("--tier", type=click.Choice(["quick", "full"]), default="quick", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write report.md and report.json here.")
+@click.option("--force", is_flag=True, help="Overwrite an existing report.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+def validate_command(model, tier, seed, out, force, as_json) -> None:
+    """Run the registered checks; exit 0 when every toolkit check passes, 1 otherwise.
+
+    A check of a paper's claim that disagrees with simulation is reported as `disagrees` and
+    does not fail the run.
+    """
+    from .outputs import OutputSet, dumps
+    from .validate.registry import (format_markdown, format_table, load_models, run_checks,
+                                    summary_counts)
+
+    load_models(model)  # bad --model fails here, before anything runs
+    outputs = None
+    if out is not None:
+        outputs = OutputSet(out, force=force)
+        outputs.claim(["report.md", "report.json"])
+    results = run_checks(model, tier, seed,
+                         progress=lambda name: click.echo(f"running {name}", err=True))
+    counts = summary_counts(results)
+    rows = [r.as_row() for r in results]
+    if outputs is not None:
+        outputs.write_text("report.md", format_markdown(results))
+        outputs.write_json("report.json", {"tier": tier, "seed": seed, "counts": counts,
+                                           "results": rows})
+    if as_json:
+        click.echo(dumps({"tier": tier, "seed": seed, "counts": counts, "results": rows}))
+    else:
+        click.echo(format_table(results))
+        click.echo(", ".join(f"{v} {k}" for k, v in counts.items() if v))
+        for r in results:
+            if r.status == "error":
+                click.echo(f"\n{r.model}/{r.check} crashed:\n{r.message}", err=True)
+    if any(r.is_failure for r in results):
+        raise SystemExit(1)
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors with exit code 2 for bad input."""
+    try:
+        code = cli.main(args=argv, prog_name="diffphase", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except (ValueError, MissingDependencyError, DeviceUnavailableError, FileExistsError) as exc:
+        click.echo(f"error: {exc}".splitlines()[0], err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,146 @@
+"""Writing results: tidy CSV, JSON sidecar, figures; atomic and never overwriting by accident.
+
+Contract (DESIGN.md, "Outputs"): every file lands in ``--out DIR``; all target paths are claimed
+up front with :meth:`OutputSet.claim`, which fails *before* heavy work if any exists and ``force``
+is off; each file is written to a temporary name in the same folder and renamed, so an
+interrupted run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ParameterError
+
+
+def to_jsonable(obj):
+    """Convert numpy scalars/arrays, Paths and non-finite floats to JSON-safe values."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dumps(obj, indent: int | None = 2) -> str:
+    return json.dumps(to_jsonable(obj), indent=indent, allow_nan=False)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class OutputSet:
+    """The files one command writes into ``out_dir``."""
+
+    def __init__(self, out_dir: str | os.PathLike, force: bool = False):
+        self.out_dir = Path(out_dir)
+        self.force = force
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ParameterError("--out", str(self.out_dir), "a folder (this path is a file)")
+        self.written: list[Path] = []
+
+    def path(self, name: str) -> Path:
+        return self.out_dir / name
+
+    def claim(self, names: Iterable[str]) -> None:
+        """Fail now if any target exists and ``force`` is off; create the folder otherwise."""
+        names = list(names)
+        if not self.force:
+            existing = [n for n in names if self.path(n).exists()]
+            if existing:
+                raise ParameterError(
+                    "--out", str(self.out_dir),
+                    f"a folder without {', '.join(existing)} (pass --force to overwrite)",
+                )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def _target(self, name: str) -> Path:
+        path = self.path(name)
+        if path.exists() and not self.force and path not in self.written:
+            raise ParameterError("--out", str(self.out_dir), f"a folder without {name} (pass --force)")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        path = self._target(name)
+        atomic_write_text(path, text)
+        self.written.append(path)
+        return path
+
+    def write_json(self, name: str, obj) -> Path:
+        return self.write_text(name, dumps(obj) + "\n")
+
+    def write_csv(self, name: str, columns: Mapping[str, Iterable], float_format: str = ".10g") -> Path:
+        """Tidy CSV: one row per entry, one column per key (all columns the same length)."""
+        cols = {k: np.asarray(v).ravel() for k, v in columns.items()}
+        lengths = {len(v) for v in cols.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"columns of unequal length: { {k: len(v) for k, v in cols.items()} }")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(cols.keys())
+        for row in zip(*cols.values(), strict=True):
+            writer.writerow([_fmt(x, float_format) for x in row])
+        return self.write_text(name, buffer.getvalue())
+
+    def save_figure(self, fig, stem: str, formats: Iterable[str] = ("png",), dpi: int = 130) -> list[Path]:
+        paths = []
+        for fmt in formats:
+            path = self._target(f"{stem}.{fmt}")
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=path.parent)
+            os.close(fd)
+            try:
+                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            self.written.append(path)
+            paths.append(path)
+        return paths
+
+
+def _fmt(value, float_format: str) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)):
+        return "nan" if not math.isfinite(value) else format(float(value), float_format)
+    return str(value)
+
+
+def run_metadata(command: str, parameters: Mapping, **extra) -> dict:
+    """The JSON sidecar's common header: command, parameters, package version."""
+    from . import __version__
+
+    return {"command": command, "diffphase_version": __version__, "parameters": dict(parameters),
+            **extra}
