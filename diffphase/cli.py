@@ -18,7 +18,11 @@ from .commands.common import phase_diagram
 
 #: command modules, one per model; each exposes ``register(cli)``
 COMMAND_MODULES = (
-
+    "diffphase.commands.spectral",
+    "diffphase.commands.memorization",
+    "diffphase.commands.hierarchy",
+    "diffphase.commands.sampler",
+    "diffphase.commands.fields",
 )
 
 
@@ -74,8 +78,18 @@ def validate_command(model, tier, seed, out, force, as_json) -> None:
         raise SystemExit(1)
 
 
-for _module in COMMAND_MODULES:
-    importlib.import_module(_module).register(cli)
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that model has no commands in this version
+                continue
+            raise
+        module.register(cli)
+
+
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ Model modules register their checks on import; :data:`MODEL_MODULES` lists them.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import time
 import traceback
@@ -27,8 +28,14 @@ KINDS = ("toolkit", "paper")
 
 #: model name -> module that registers its checks (one per model, same names as every layer)
 MODEL_MODULES: dict[str, str] = {
-
+    name: f"diffphase.validate.{name}"
+    for name in ("spectral", "memorization", "hierarchy", "sampler", "fields")
 }
+
+
+def available_models() -> list[str]:
+    """Models whose check module exists in this version."""
+    return [name for name, module in MODEL_MODULES.items() if importlib.util.find_spec(module)]
 
 
 @dataclass
@@ -105,9 +112,9 @@ def register_check(model: str, name: str, *, tiers=TIERS, kind: str = "toolkit",
 
 
 def load_models(model: str | None = None) -> list[str]:
-    names = list(MODEL_MODULES) if model is None else [model]
+    names = available_models() if model is None else [model]
     for name in names:
-        require_choice("model", name, MODEL_MODULES)
+        require_choice("model", name, available_models())
         importlib.import_module(MODEL_MODULES[name])
     return names
 
