@@ -14,7 +14,7 @@ import click
 
 from . import __version__
 from .errors import DeviceUnavailableError, MissingDependencyError
-from .commands.common import phase_diagram
+from .commands.common import phase_diagram, simulate
 
 #: command modules, one per model; each exposes ``register(cli)``
 COMMAND_MODULES = (
@@ -33,6 +33,7 @@ def cli() -> None:
 
 
 cli.add_command(phase_diagram)
+cli.add_command(simulate)
 
 
 @cli.command("validate")

@@ -90,3 +90,8 @@ def phase_diagram_all(outputs: OutputSet, formats, as_json: bool) -> None:
         summaries[name] = build(sub, formats)
         outputs.written.extend(sub.written)
     emit({"diagrams": summaries}, as_json, outputs)
+
+
+@click.group("simulate")
+def simulate() -> None:
+    """Run a model's simulations and write the measured curves next to the predictions."""
