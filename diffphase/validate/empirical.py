@@ -1,0 +1,417 @@
+"""The empirical score of N training points and its closed-form Jacobian (THEORY B, "Empirical score").
+
+Contract
+--------
+For training points ``y_1..y_N`` in ``R^d`` and query points ``x`` (shape ``(M, d)`` or ``(d,)``) at
+one or many times (``a`` and ``D`` scalars or one value per query), with the forward process
+``x = a y + sqrt(D) z`` (THEORY section 0):
+
+* posterior weights ``w_mu(x) = softmax_mu(-|x - a y_mu|^2 / (2D))`` (log-sum-exp, stable down to
+  ``tau = D / a^2 = 1e-6`` and below);
+* score ``s(x) = (a ybar - x) / D`` with ``ybar = sum_mu w_mu y_mu``;
+* ``N_eff = 1 / sum_mu w_mu^2`` (in ``[1, N]``) and the weight entropy ``-sum_mu w_mu ln w_mu``;
+* the Jacobian ``J = -I/D + (a^2/D^2) Cov_w(y)`` and the normalized Jacobian
+  ``Jn = D J = -I + Cov_w(y)/tau`` (eigenvalues ``>= -1``), their eigenvalues and singular values,
+  batched over queries.
+
+Numerics
+--------
+* The data are stored centred on their mean ``c`` (``|x - a y|`` is unchanged when ``x -> x - a c``),
+  which keeps ``E_w[y y^T] - ybar ybar^T`` free of cancellation for data far from the origin.
+* Queries are processed in blocks whose ``(block, N)`` log-weight matrix fits in ``chunk_bytes``; the
+  second moments of spread weights are one matrix product ``W @ Z`` with the symmetric outer-product
+  features ``Z[mu] = (y_mu y_mu^T)_{i <= j}``, built ``N``-chunk by ``N``-chunk, so peak memory is the
+  data plus ``O(chunk_bytes + 16 N)`` bytes (``N = 10^6``, ``d = 64`` runs in well under 4 GB).
+* Optional truncation (``tol``): for each query only the weights above ``eps / N`` are kept, with
+  ``eps = tol * tau / (5 R^2)`` (``R`` the largest distance of a training point from the data mean);
+  the neglected mass is at most ``eps`` and is reported. Writing ``w = (1 - eps) u + eps v``,
+  ``Cov_w - Cov_u = eps (Cov_v - Cov_u) + eps (1 - eps) (mu_u - mu_v)(mu_u - mu_v)^T`` has spectral
+  norm ``<= 5 eps R^2``, so every eigenvalue of ``Jn`` moves by at most ``tol`` (Weyl). The kept
+  log-weights are recomputed from exact differences ``x - a y_mu``.
+* The same code runs on numpy and cupy (``device="cpu" | "gpu" | "auto"``, see
+  :mod:`diffphase.backend`); results stay on the chosen device (use :func:`diffphase.backend.to_numpy`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backend import get_array_module, to_numpy
+from ..errors import ParameterError, require_positive
+
+DEFAULT_CHUNK_BYTES = 128 * 2**20
+#: truncation is used when the largest kept count is below this fraction of N
+TRUNCATION_MAX_FRACTION = 0.25
+#: weight-bound slack: |Delta Cov| <= TRUNCATION_BOUND_FACTOR * eps * R^2
+TRUNCATION_BOUND_FACTOR = 5.0
+
+
+@dataclass
+class PosteriorMoments:
+    """Posterior statistics of the training points at each query (arrays of the backend).
+
+    Attributes
+    ----------
+    mean : (M, d) ``ybar = E_w[y]`` in the data's own coordinates.
+    score : (M, d) ``(a ybar - x) / D``.
+    n_eff : (M,) ``1 / sum w^2``.
+    entropy : (M,) ``-sum w ln w``.
+    log_density : (M,) ``ln p^N(x) = ln (1/N) sum_mu N(x; a y_mu, D I)``.
+    covariance : (M, d, d) ``Cov_w(y)`` or None when not asked for.
+    covariance_eigenvalues : (M, d) ascending eigenvalues of ``Cov_w(y)`` or None.
+    neglected_mass : (M,) total weight dropped by truncation (0 without truncation).
+    kept : (M,) number of training points kept per query.
+    tau : (M,) ``D / a^2``.
+    """
+
+    mean: object
+    score: object
+    n_eff: object
+    entropy: object
+    log_density: object
+    tau: object
+    neglected_mass: object
+    kept: object
+    covariance: object | None = None
+    covariance_eigenvalues: object | None = None
+    notes: dict = field(default_factory=dict)
+
+
+@dataclass
+class JacobianSpectrum:
+    """Eigenvalues of the normalized Jacobian ``Jn = -I + Cov_w(y)/tau`` at each query.
+
+    ``eigenvalues`` (M, d) ascending (``>= -1``); ``error_bound`` (M,) the bound on their error from
+    truncation (0 when exact); ``n_eff``, ``neglected_mass``, ``kept``, ``tau`` per query;
+    ``method`` per block (``"dense"`` or ``"truncated"``).
+    """
+
+    eigenvalues: object
+    tau: object
+    n_eff: object
+    neglected_mass: object
+    error_bound: object
+    kept: object
+    methods: list[str]
+
+    def singular_values(self):
+        """Singular values of ``Jn`` (``|eigenvalues|`` since ``Jn`` is symmetric), descending."""
+        xp = _namespace(self.eigenvalues)
+        return -xp.sort(-xp.abs(self.eigenvalues), axis=-1)
+
+
+def _namespace(array):
+    if isinstance(array, np.ndarray):
+        return np
+    import cupy
+
+    return cupy
+
+
+def check_training_data(data) -> np.ndarray:
+    """A finite ``(N, d)`` float array with ``N >= 1`` and ``d >= 1`` (host copy)."""
+    try:
+        arr = np.asarray(to_numpy(data), dtype=float)
+    except (TypeError, ValueError):
+        raise ParameterError("data", type(data).__name__, "an (N, d) array of numbers") from None
+    if arr.ndim != 2:
+        raise ParameterError("data", f"array of shape {arr.shape}", "an (N, d) array (2-d)")
+    if arr.shape[0] < 1:
+        raise ParameterError("N (number of training points)", arr.shape[0], ">= 1")
+    if arr.shape[1] < 1:
+        raise ParameterError("d (dimension)", arr.shape[1], ">= 1")
+    if not np.all(np.isfinite(arr)):
+        raise ParameterError("data", "non-finite entries", "finite numbers")
+    return arr
+
+
+class EmpiricalScore:
+    """Score, weights and Jacobian of the empirical distribution of ``data`` (THEORY B).
+
+    Parameters
+    ----------
+    data : (N, d) training points.
+    device : ``"cpu"``, ``"gpu"`` or ``"auto"`` (falls back to the CPU with a warning).
+    chunk_bytes : memory budget for one block of temporaries.
+    """
+
+    def __init__(self, data, device: str = "cpu", *, chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+        host = check_training_data(data)
+        if int(chunk_bytes) < 2**16:
+            raise ParameterError("chunk_bytes", chunk_bytes, ">= 65536")
+        self.xp, self.device = get_array_module(device)
+        self.chunk_bytes = int(chunk_bytes)
+        self.n_points, self.dim = host.shape
+        self.center = host.mean(axis=0)
+        centred = host - self.center
+        self.radius = float(np.sqrt(np.max(np.sum(centred**2, axis=1))))
+        self.data = self.xp.asarray(centred)
+        self.squared_norms = self.xp.sum(self.data**2, axis=1)
+        self._center_dev = self.xp.asarray(self.center)
+        iu = np.triu_indices(self.dim)
+        self._triu = (self.xp.asarray(iu[0]), self.xp.asarray(iu[1]))
+
+    # ------------------------------------------------------------------ input handling
+    def _prepare(self, x, a, D):
+        xp = self.xp
+        try:
+            xq = xp.asarray(x, dtype=float)
+        except (TypeError, ValueError):
+            raise ParameterError("x", type(x).__name__, "an (M, d) or (d,) array") from None
+        single = xq.ndim == 1
+        if single:
+            xq = xq[None, :]
+        if xq.ndim != 2 or xq.shape[1] != self.dim:
+            raise ParameterError("x", f"array of shape {tuple(x.shape) if hasattr(x, 'shape') else '?'}",
+                                 f"shape (M, {self.dim}) or ({self.dim},) matching the data")
+        if not bool(xp.all(xp.isfinite(xq))):
+            raise ParameterError("x", "non-finite entries", "finite numbers")
+        m = xq.shape[0]
+        a_arr = self._per_query("a", a, m)
+        d_arr = self._per_query("D", D, m)
+        xq = xq - a_arr[:, None] * self._center_dev[None, :]
+        return xq, a_arr, d_arr, single
+
+    def _per_query(self, name: str, value, m: int):
+        host = np.asarray(to_numpy(value), dtype=float)
+        if host.ndim == 0:
+            require_positive(name, float(host))
+            host = np.full(m, float(host))
+        elif host.shape != (m,):
+            raise ParameterError(name, f"array of shape {host.shape}", f"a scalar or shape ({m},)")
+        elif not np.all(np.isfinite(host) & (host > 0)):
+            raise ParameterError(name, host, "> 0 and finite (tau = D/a^2 must be > 0)")
+        return self.xp.asarray(host)
+
+    def _block_size(self) -> int:
+        return max(1, min(4096, self.chunk_bytes // (16 * self.n_points)))
+
+    # ------------------------------------------------------------------ kernels
+    def _log_weights(self, xq, a, D):
+        """Unnormalized log-weights ``(a x.y - a^2 |y|^2 / 2) / D`` (the ``|x|^2`` term cancels)."""
+        coef = (a / D)[:, None]
+        return (xq * coef) @ self.data.T - (0.5 * a * a / D)[:, None] * self.squared_norms[None, :]
+
+    def _outer_features(self, rows):
+        """``Z[mu, p] = y_mu[i_p] y_mu[j_p]`` for ``i_p <= j_p`` (upper triangle)."""
+        return rows[:, self._triu[0]] * rows[:, self._triu[1]]
+
+    def _unpack_symmetric(self, packed):
+        xp = self.xp
+        out = xp.empty((packed.shape[0], self.dim, self.dim))
+        out[:, self._triu[0], self._triu[1]] = packed
+        out[:, self._triu[1], self._triu[0]] = packed
+        return out
+
+    def _second_moments_dense(self, weights):
+        """``sum_mu w_mu y_mu y_mu^T`` for every row of ``weights``, as one chunked product."""
+        xp = self.xp
+        n_features = self.dim * (self.dim + 1) // 2
+        rows = max(1, self.chunk_bytes // (8 * n_features))
+        packed = xp.zeros((weights.shape[0], n_features))
+        for start in range(0, self.n_points, rows):
+            stop = min(self.n_points, start + rows)
+            packed += weights[:, start:stop] @ self._outer_features(self.data[start:stop])
+        return self._unpack_symmetric(packed)
+
+    def _block(self, xq, a, D, *, tol, want: str):
+        """Posterior statistics for one block of queries.
+
+        ``want``: ``"mean"`` (first moments only), ``"covariance"`` (d x d matrices) or
+        ``"spectrum"`` (eigenvalues of the covariance, by the cheapest exact route).
+        """
+        xp = self.xp
+        logw = self._log_weights(xq, a, D)
+        top = xp.max(logw, axis=1)
+        weights = xp.exp(logw - top[:, None])
+        total = xp.sum(weights, axis=1)
+        weights /= total[:, None]
+        log_norm = top + xp.log(total)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plogp = xp.where(weights > 0, weights * (logw - log_norm[:, None]), 0.0)
+        entropy = -xp.sum(plogp, axis=1)
+        n_eff = 1.0 / xp.sum(weights**2, axis=1)
+        sqx = xp.sum(xq**2, axis=1)
+        log_density = (log_norm - 0.5 * sqx / D - math.log(self.n_points)
+                       - 0.5 * self.dim * xp.log(2 * math.pi * D))
+        tau = D / (a * a)
+        out = {"entropy": entropy, "n_eff": n_eff, "log_density": log_density, "tau": tau}
+        m = xq.shape[0]
+        neglected = xp.zeros(m)
+        kept = xp.full(m, self.n_points, dtype=xp.int64)
+        method = "dense"
+        if tol is not None and want != "mean":
+            eps = xp.minimum(tol * tau / (TRUNCATION_BOUND_FACTOR * max(self.radius, 1e-300) ** 2),
+                             0.5)
+            threshold = eps / self.n_points
+            keep = weights > threshold[:, None]
+            kept_t = xp.sum(keep, axis=1)
+            if int(xp.max(kept_t)) <= TRUNCATION_MAX_FRACTION * self.n_points:
+                method = "truncated"
+                kept = kept_t
+                neglected = xp.sum(xp.where(keep, 0.0, weights), axis=1)
+        if method == "truncated":
+            mean, cov, cov_eigs = self._truncated_moments(xq, a, D, weights, kept, want)
+        else:
+            mean = weights @ self.data
+            cov = cov_eigs = None
+            if want != "mean":
+                cov = self._second_moments_dense(weights) - mean[:, :, None] * mean[:, None, :]
+                if want == "spectrum":
+                    cov_eigs = xp.linalg.eigvalsh(cov)
+                    cov = None
+        out.update(mean=mean, covariance=cov, covariance_eigenvalues=cov_eigs,
+                   neglected_mass=neglected, kept=kept, method=method)
+        return out
+
+    def _truncated_moments(self, xq, a, D, weights, kept, want):
+        """Moments from the ``kept`` largest weights of each query, renormalized, with exact
+        log-weights recomputed from the differences ``x - a y_mu``."""
+        xp = self.xp
+        k_max = int(xp.max(kept))
+        if k_max < self.n_points:
+            idx = xp.argpartition(-weights, k_max - 1, axis=1)[:, :k_max]
+        else:
+            idx = xp.broadcast_to(xp.arange(self.n_points)[None, :], weights.shape)
+        # keep exactly the `kept` largest per row: rank the candidates and mask the surplus
+        cand_w = xp.take_along_axis(weights, idx, axis=1)
+        order = xp.argsort(-cand_w, axis=1)
+        idx = xp.take_along_axis(idx, order, axis=1)
+        mask = xp.arange(k_max)[None, :] < kept[:, None]
+        points = self.data[idx]  # (m, k, d)
+        diff = xq[:, None, :] - a[:, None, None] * points
+        logw = -xp.sum(diff**2, axis=2) / (2 * D[:, None])
+        logw = xp.where(mask, logw, -xp.inf)
+        logw = logw - xp.max(logw, axis=1, keepdims=True)
+        wk = xp.exp(logw)
+        wk /= xp.sum(wk, axis=1, keepdims=True)
+        mean = xp.einsum("mk,mkd->md", wk, points)
+        scaled = xp.sqrt(wk)[:, :, None] * (points - mean[:, None, :])
+        if want == "spectrum" and k_max < self.dim:
+            gram = scaled @ xp.swapaxes(scaled, 1, 2)  # (m, k, k): same nonzero spectrum
+            small = xp.linalg.eigvalsh(gram)
+            pad = xp.zeros((small.shape[0], self.dim - k_max))
+            return mean, None, xp.sort(xp.concatenate([pad, small], axis=1), axis=1)
+        cov = xp.swapaxes(scaled, 1, 2) @ scaled
+        if want == "spectrum":
+            return mean, None, xp.linalg.eigvalsh(cov)
+        return mean, cov, None
+
+    def _run(self, x, a, D, *, tol=None, want="mean"):
+        if tol is not None:
+            tol = require_positive("tol", tol)
+        xq, a_arr, d_arr, single = self._prepare(x, a, D)
+        xp = self.xp
+        blocks = []
+        size = self._block_size()
+        for start in range(0, xq.shape[0], size):
+            sl = slice(start, start + size)
+            blocks.append(self._block(xq[sl], a_arr[sl], d_arr[sl], tol=tol, want=want))
+        merged = {}
+        for key in blocks[0]:
+            if key == "method":
+                merged["methods"] = [b["method"] for b in blocks]
+            elif blocks[0][key] is None:
+                merged[key] = None
+            else:
+                merged[key] = xp.concatenate([b[key] for b in blocks], axis=0)
+        merged["xq"], merged["a"], merged["D"] = xq, a_arr, d_arr
+        return merged, single
+
+    # ------------------------------------------------------------------ public API
+    def weights(self, x, a, D):
+        """Posterior weights ``w_mu(x)``, shape (M, N) (or (N,) for one query); rows sum to one."""
+        xq, a_arr, d_arr, single = self._prepare(x, a, D)
+        logw = self._log_weights(xq, a_arr, d_arr)
+        logw -= self.xp.max(logw, axis=1, keepdims=True)
+        w = self.xp.exp(logw)
+        w /= self.xp.sum(w, axis=1, keepdims=True)
+        return w[0] if single else w
+
+    def log_weights(self, x, a, D):
+        """Normalized ``ln w_mu(x)`` (finite even where ``w_mu`` underflows), shape like weights."""
+        xq, a_arr, d_arr, single = self._prepare(x, a, D)
+        logw = self._log_weights(xq, a_arr, d_arr)
+        top = self.xp.max(logw, axis=1, keepdims=True)
+        logw = logw - top - self.xp.log(self.xp.sum(self.xp.exp(logw - top), axis=1, keepdims=True))
+        return logw[0] if single else logw
+
+    def moments(self, x, a, D, *, covariance: bool = False, tol: float | None = None
+                ) -> PosteriorMoments:
+        """All posterior statistics at once (see :class:`PosteriorMoments`)."""
+        res, single = self._run(x, a, D, tol=tol, want="covariance" if covariance else "mean")
+        mean_c = res["mean"]
+        score = (res["a"][:, None] * mean_c - res["xq"]) / res["D"][:, None]
+        pick = (lambda v: v[0] if single and v is not None else v)
+        return PosteriorMoments(
+            mean=pick(mean_c + self._center_dev[None, :]), score=pick(score),
+            n_eff=pick(res["n_eff"]), entropy=pick(res["entropy"]),
+            log_density=pick(res["log_density"]), tau=pick(res["tau"]),
+            neglected_mass=pick(res["neglected_mass"]), kept=pick(res["kept"]),
+            covariance=pick(res["covariance"]), notes={"methods": res["methods"]})
+
+    def score(self, x, a, D):
+        """Empirical score ``s(x) = (a ybar(x) - x) / D``, same shape as ``x``."""
+        return self.moments(x, a, D).score
+
+    def posterior_mean(self, x, a, D):
+        """``E_w[y | x] = sum_mu w_mu y_mu`` (the denoiser), same shape as ``x``."""
+        return self.moments(x, a, D).mean
+
+    def n_eff(self, x, a, D):
+        """Effective number of points ``1 / sum_mu w_mu^2`` in ``[1, N]``."""
+        return self.moments(x, a, D).n_eff
+
+    def participation_ratio(self, x, a, D):
+        """``N_eff / N`` in ``[1/N, 1]``."""
+        return self.n_eff(x, a, D) / self.n_points
+
+    def entropy(self, x, a, D):
+        """Weight entropy ``-sum_mu w_mu ln w_mu`` in ``[0, ln N]``."""
+        return self.moments(x, a, D).entropy
+
+    def log_density(self, x, a, D):
+        """``ln p_t^N(x)`` of the empirical mixture ``(1/N) sum_mu N(a y_mu, D I)``."""
+        return self.moments(x, a, D).log_density
+
+    def jacobian(self, x, a, D, *, normalized: bool = False, tol: float | None = None):
+        """Closed-form Jacobian ``J = -I/D + (a^2/D^2) Cov_w(y)`` (or ``Jn = D J`` when
+        ``normalized``), shape (M, d, d) (or (d, d) for one query); symmetric."""
+        res, single = self._run(x, a, D, tol=tol, want="covariance")
+        xp = self.xp
+        eye = xp.eye(self.dim)[None, :, :]
+        jn = res["covariance"] / res["tau"][:, None, None] - eye
+        jac = jn if normalized else jn / res["D"][:, None, None]
+        return jac[0] if single else jac
+
+    def jacobian_spectrum(self, x, a, D, *, tol: float | None = None) -> JacobianSpectrum:
+        """Eigenvalues of ``Jn = -I + Cov_w(y)/tau`` at each query (ascending, ``>= -1``).
+
+        With ``tol`` the weights are truncated so that each eigenvalue is exact to ``tol``
+        (absolute); the neglected mass and the bound are reported per query. Eigenvalues of the
+        unnormalized ``J`` are ``eigenvalues / D``.
+        """
+        res, single = self._run(x, a, D, tol=tol, want="spectrum")
+        xp = self.xp
+        eig = res["covariance_eigenvalues"] / res["tau"][:, None] - 1.0
+        bound = (TRUNCATION_BOUND_FACTOR * res["neglected_mass"] * self.radius**2 / res["tau"])
+        pick = (lambda v: v[0] if single else v)
+        return JacobianSpectrum(eigenvalues=pick(eig), tau=pick(res["tau"]),
+                                n_eff=pick(res["n_eff"]), neglected_mass=pick(res["neglected_mass"]),
+                                error_bound=pick(bound), kept=pick(res["kept"]),
+                                methods=res["methods"])
+
+    def singular_values(self, x, a, D, *, tol: float | None = None):
+        """Singular values of ``Jn`` per query, descending (``|eigenvalues|``; ``Jn`` is symmetric)."""
+        return self.jacobian_spectrum(x, a, D, tol=tol).singular_values()
+
+
+def empirical_score(x, data, a, D, device: str = "cpu"):
+    """Score of the empirical distribution of ``data`` at ``x`` (THEORY B): ``(a ybar - x)/D``.
+
+    ``x``: (M, d) or (d,); ``data``: (N, d); ``a``, ``D``: scalars or one per query.
+    """
+    return EmpiricalScore(data, device=device).score(x, a, D)
