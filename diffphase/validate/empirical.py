@@ -1,4 +1,4 @@
-"""The empirical score of N training points and its closed-form Jacobian (THEORY B, "Empirical score").
+"""Empirical score of N training points and its closed-form Jacobian (THEORY B, "Empirical score").
 
 Contract
 --------
@@ -16,12 +16,14 @@ one or many times (``a`` and ``D`` scalars or one value per query), with the for
 
 Numerics
 --------
-* The data are stored centred on their mean ``c`` (``|x - a y|`` is unchanged when ``x -> x - a c``),
-  which keeps ``E_w[y y^T] - ybar ybar^T`` free of cancellation for data far from the origin.
-* Queries are processed in blocks whose ``(block, N)`` log-weight matrix fits in ``chunk_bytes``; the
-  second moments of spread weights are one matrix product ``W @ Z`` with the symmetric outer-product
-  features ``Z[mu] = (y_mu y_mu^T)_{i <= j}``, built ``N``-chunk by ``N``-chunk, so peak memory is the
-  data plus ``O(chunk_bytes + 16 N)`` bytes (``N = 10^6``, ``d = 64`` runs in well under 4 GB).
+* The data are stored centred on their mean ``c`` (``|x - a y|`` is unchanged when
+  ``x -> x - a c``), which keeps ``E_w[y y^T] - ybar ybar^T`` free of cancellation for data far
+  from the origin.
+* Queries are processed in blocks whose ``(block, N)`` log-weight matrix fits in
+  ``chunk_bytes``; the second moments of spread weights are one matrix product ``W @ Z`` with the
+  symmetric outer-product features ``Z[mu] = (y_mu y_mu^T)_{i <= j}``, built ``N``-chunk by
+  ``N``-chunk, so peak memory is the data plus ``O(chunk_bytes + 16 N)`` bytes (``N = 10^6``,
+  ``d = 64`` runs in well under 4 GB).
 * Optional truncation (``tol``): for each query only the weights above ``eps / N`` are kept, with
   ``eps = tol * tau / (5 R^2)`` (``R`` the largest distance of a training point from the data mean);
   the neglected mass is at most ``eps`` and is reported. Writing ``w = (1 - eps) u + eps v``,
@@ -29,7 +31,8 @@ Numerics
   norm ``<= 5 eps R^2``, so every eigenvalue of ``Jn`` moves by at most ``tol`` (Weyl). The kept
   log-weights are recomputed from exact differences ``x - a y_mu``.
 * The same code runs on numpy and cupy (``device="cpu" | "gpu" | "auto"``, see
-  :mod:`diffphase.backend`); results stay on the chosen device (use :func:`diffphase.backend.to_numpy`).
+  :mod:`diffphase.backend`); results stay on the chosen device (bring them back with
+  :func:`diffphase.backend.to_numpy`).
 """
 
 from __future__ import annotations
@@ -103,6 +106,10 @@ class JacobianSpectrum:
         return -xp.sort(-xp.abs(self.eigenvalues), axis=-1)
 
 
+def _first_if(single: bool, value):
+    return value[0] if single and value is not None else value
+
+
 def _namespace(array):
     if isinstance(array, np.ndarray):
         return np
@@ -165,7 +172,8 @@ class EmpiricalScore:
         if single:
             xq = xq[None, :]
         if xq.ndim != 2 or xq.shape[1] != self.dim:
-            raise ParameterError("x", f"array of shape {tuple(x.shape) if hasattr(x, 'shape') else '?'}",
+            shape = tuple(x.shape) if hasattr(x, "shape") else "?"
+            raise ParameterError("x", f"array of shape {shape}",
                                  f"shape (M, {self.dim}) or ({self.dim},) matching the data")
         if not bool(xp.all(xp.isfinite(xq))):
             raise ParameterError("x", "non-finite entries", "finite numbers")
@@ -345,7 +353,9 @@ class EmpiricalScore:
         res, single = self._run(x, a, D, tol=tol, want="covariance" if covariance else "mean")
         mean_c = res["mean"]
         score = (res["a"][:, None] * mean_c - res["xq"]) / res["D"][:, None]
-        pick = (lambda v: v[0] if single and v is not None else v)
+        def pick(value):
+            return _first_if(single, value)
+
         return PosteriorMoments(
             mean=pick(mean_c + self._center_dev[None, :]), score=pick(score),
             n_eff=pick(res["n_eff"]), entropy=pick(res["entropy"]),
@@ -395,17 +405,20 @@ class EmpiricalScore:
         unnormalized ``J`` are ``eigenvalues / D``.
         """
         res, single = self._run(x, a, D, tol=tol, want="spectrum")
-        xp = self.xp
         eig = res["covariance_eigenvalues"] / res["tau"][:, None] - 1.0
         bound = (TRUNCATION_BOUND_FACTOR * res["neglected_mass"] * self.radius**2 / res["tau"])
-        pick = (lambda v: v[0] if single else v)
+        def pick(value):
+            return _first_if(single, value)
+
         return JacobianSpectrum(eigenvalues=pick(eig), tau=pick(res["tau"]),
-                                n_eff=pick(res["n_eff"]), neglected_mass=pick(res["neglected_mass"]),
+                                n_eff=pick(res["n_eff"]),
+                                neglected_mass=pick(res["neglected_mass"]),
                                 error_bound=pick(bound), kept=pick(res["kept"]),
                                 methods=res["methods"])
 
     def singular_values(self, x, a, D, *, tol: float | None = None):
-        """Singular values of ``Jn`` per query, descending (``|eigenvalues|``; ``Jn`` is symmetric)."""
+        """Singular values of ``Jn`` per query, descending (``|eigenvalues|``: ``Jn`` is
+        symmetric)."""
         return self.jacobian_spectrum(x, a, D, tol=tol).singular_values()
 
 
