@@ -1,0 +1,179 @@
+"""Mean-field solvers for the random hierarchy model (THEORY C, "Mean-field map").
+
+Contract:
+
+* :func:`mean_field_levels` iterates the compiled map ``F`` (from
+  :func:`diffphase.theory.hierarchy.mean_field_map`, printed by ``solvers.codegen`` into a cached
+  numba module) from the leaves ``b_L = 1 - eps + eps/v`` to the root on a grid of ``eps``; it
+  returns the belief on the true value at every level (level 0 the root, ``L`` the leaves).
+* :func:`critical_point` and :func:`critical_point_large_v` return ``eps*``, the slope
+  ``lambda = F'(b_u)``, ``nu = ln s / ln lambda`` and the regime, for one parameter point; the
+  ``*_grid`` versions broadcast over grids of ``(v, m, s)`` or ``(f, s)``. The unstable fixed point
+  is the root in the open interval of the symbolic reduced polynomial (trivial roots divided out),
+  found with ``numpy.roots`` and explicit branch selection.
+
+Regimes: ``transition`` (``0 < eps* < 1``), ``lost`` (``F'(1) > 1``: any noise destroys the class,
+``eps* = 0``), ``kept`` (``F'(1/v) > 1``: no noise does, ``eps* = 1``), ``partial`` (both trivial
+fixed points unstable; a stable interior fixed point, ``eps*`` undefined).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import sympy as sp
+
+from ..errors import ParameterError, as_float_array, require_in_range, require_int
+from ..theory import hierarchy as th
+from . import codegen
+
+REGIMES = ("transition", "lost", "kept", "partial")
+
+
+#: numba template copied into the generated module, where ``mean_field_map`` is the compiled map
+MEAN_FIELD_LEVELS_SOURCE = """
+def mean_field_levels(eps, v, m, s, n_root, depth):
+    out = np.empty((eps.shape[0], depth + 1))
+    for i in range(eps.shape[0]):
+        belief = 1.0 - eps[i] + eps[i] / v
+        out[i, depth] = belief
+        for level in range(depth - 1, -1, -1):
+            parents = n_root if level == 0 else v
+            belief = mean_field_map(belief, v, m, s, parents)
+            out[i, level] = belief
+    return out
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def compiled_map():
+    """The numba module with ``mean_field_map``, ``mean_field_slope`` and ``mean_field_levels``."""
+    args = (th.b, th.v, th.m, th.s, th.n)
+    kernels = [codegen.ScalarKernel.of("mean_field_map", args, th.mean_field_map()),
+               codegen.ScalarKernel.of("mean_field_slope", args, th.map_slope())]
+    return codegen.numba_module(kernels, templates=[MEAN_FIELD_LEVELS_SOURCE],
+                                tag="hierarchy_mf")
+
+
+def check_map_parameters(v: float, m: float, s: int, n_c: float | None = None) -> tuple:
+    """``v >= 2``, ``s >= 2`` integer, ``1 <= m <= v**(s-1)``, ``n_c >= 1``."""
+    v = require_in_range("v", v, 2, math.inf)
+    s = require_int("s", s, 2)
+    m = require_in_range("m", m, 1, v ** (s - 1))
+    n_c = v if n_c is None else require_in_range("n_c", n_c, 1, math.inf)
+    return float(v), float(m), s, float(n_c)
+
+
+def mean_field_levels(eps, v: float, m: float, s: int, L: int,
+                      n_c: float | None = None) -> np.ndarray:
+    """Mean-field belief on the true value at every level, shape ``(len(eps), L + 1)``.
+
+    ``b_L = 1 - eps + eps/v``; ``b_l = F(b_{l+1})`` with ``n = v`` for ``l >= 1`` and ``n = n_c``
+    at the root. Column ``l`` is level ``l`` (0 the class, ``L`` the leaves). Column 0 is the
+    mean-field class-preservation probability.
+    """
+    v, m, s, n_c = check_map_parameters(v, m, s, n_c)
+    L = require_int("L", L, 1)
+    eps = as_float_array("eps", eps)
+    if np.any((eps < 0) | (eps > 1)):
+        raise ParameterError("eps", eps, "in [0, 1]")
+    return compiled_map().mean_field_levels(eps, v, m, float(s), n_c, L)
+
+
+def mean_field_grid(eps, depths, v: float, m: float, s: int,
+                    n_c: float | None = None) -> np.ndarray:
+    """Class preservation ``b_0(eps, L)`` on a grid, shape ``(len(depths), len(eps))``."""
+    depths = [require_int("depth", d, 1) for d in np.atleast_1d(depths)]
+    return np.stack([mean_field_levels(eps, v, m, s, d, n_c)[:, 0] for d in depths])
+
+
+@functools.cache
+def _polynomial_coefficients(s: int, large_v: bool):
+    poly = th.reduced_large_v_polynomial(s) if large_v else th.reduced_fixed_point_polynomial(s)
+    params = (th.f,) if large_v else (th.v, th.m)
+    return [sp.lambdify(params, c, "math") for c in poly.all_coeffs()]
+
+
+def _interior_root(coeffs: list[float], lo: float, hi: float) -> float:
+    roots = np.roots(coeffs) if len(coeffs) > 1 else np.array([])
+    real = roots[np.abs(roots.imag) <= 1e-10 * np.maximum(1, np.abs(roots.real))].real
+    inside = real[(real > lo) & (real < hi)]
+    return float(inside[0]) if inside.size == 1 else math.nan
+
+
+def critical_point(v: float, m: float, s: int) -> dict:
+    """``eps*``, ``slope`` (``lambda = F'(b_u)``), ``nu``, ``regime`` of the finite-``v`` map.
+
+    Returns ``b_u`` too, and the slopes at the trivial fixed points (``slope_at_1``,
+    ``slope_at_uniform``). Outside the ``transition`` regime ``slope`` and ``nu`` are NaN.
+    """
+    v, m, s, _ = check_map_parameters(v, m, s)
+    mod = compiled_map()
+    slope_one = mod.mean_field_slope(1.0, v, m, float(s), v)
+    slope_uniform = mod.mean_field_slope(1.0 / v, v, m, float(s), v)
+    coeffs = [c(v, m) for c in _polynomial_coefficients(s, False)]
+    b_u = _interior_root(coeffs, 1.0 / v, 1.0)
+    return _classify(b_u, slope_one, slope_uniform, lambda x: mod.mean_field_slope(
+        x, v, m, float(s), v), s, lambda x: (1.0 - x) / (1.0 - 1.0 / v))
+
+
+def critical_point_large_v(f: float, s: int) -> dict:
+    """The same for the large-``v`` map ``G(p) = p^s / (p^s + f (1 - p^s))``; ``eps* = 1 - p_u``."""
+    f = require_in_range("f", f, 0, 1, closed=(False, True))
+    s = require_int("s", s, 2)
+    slope = _large_v_slope()
+    coeffs = [c(f) for c in _polynomial_coefficients(s, True)]
+    p_u = _interior_root(coeffs, 0.0, 1.0)
+    return _classify(p_u, slope(1.0, f, s), slope(0.0, f, s), lambda x: slope(x, f, s), s,
+                     lambda x: 1.0 - x)
+
+
+@functools.lru_cache(maxsize=1)
+def _large_v_slope():
+    return sp.lambdify((th.p, th.f, th.s), th.map_slope(large_v=True), "math")
+
+
+def _classify(root, slope_one, slope_uniform, slope, s, to_eps) -> dict:
+    out = {"fixed_point": root, "slope_at_1": slope_one, "slope_at_uniform": slope_uniform,
+           "eps_star": math.nan, "slope": math.nan, "nu": math.nan}
+    unstable_one, unstable_uniform = slope_one > 1.0, slope_uniform > 1.0
+    if unstable_one and unstable_uniform:
+        out["regime"] = "partial"
+    elif unstable_one:
+        out.update(regime="lost", eps_star=0.0)
+    elif unstable_uniform:
+        out.update(regime="kept", eps_star=1.0)
+    elif math.isfinite(root):
+        lam = slope(root)
+        out.update(regime="transition", eps_star=to_eps(root), slope=lam,
+                   nu=math.log(s) / math.log(lam) if lam > 1 else math.nan)
+    else:  # both trivial points stable and no interior root: cannot happen for this map
+        out["regime"] = "partial"
+    return out
+
+
+def critical_grid(v, m, s) -> dict[str, np.ndarray]:
+    """:func:`critical_point` broadcast over arrays ``v, m, s``; dict of arrays (``regime`` str)."""
+    v, m, s = np.broadcast_arrays(np.asarray(v, float), np.asarray(m, float), np.asarray(s))
+    results = [critical_point(a, b_, int(c)) for a, b_, c in zip(v.ravel(), m.ravel(), s.ravel(),
+                                                                strict=True)]
+    return _stack(results, v.shape)
+
+
+def critical_grid_large_v(f, s) -> dict[str, np.ndarray]:
+    """:func:`critical_point_large_v` broadcast over arrays ``f, s``."""
+    f, s = np.broadcast_arrays(np.asarray(f, float), np.asarray(s))
+    results = [critical_point_large_v(a, int(c)) for a, c in zip(f.ravel(), s.ravel(),
+                                                                 strict=True)]
+    return _stack(results, f.shape)
+
+
+def _stack(results: list[dict], shape) -> dict[str, np.ndarray]:
+    return {key: np.array([r[key] for r in results]).reshape(shape) for key in results[0]}
+
+
+def collapse_variable(eps, eps_star: float, slope: float, L: int) -> np.ndarray:
+    """Scaling variable ``(eps - eps*) * lambda^L`` of the finite-depth curves."""
+    return (np.asarray(eps, float) - eps_star) * slope ** L
