@@ -105,7 +105,7 @@ def module_source(kernels: Sequence[ScalarKernel], templates: Sequence[Callable 
         "from numba import njit, prange",
         "",
     ]
-    deco = f"@njit(cache=True, fastmath={fastmath})"
+    deco = f"@njit(cache=True, fastmath={fastmath}, error_model=\"numpy\")"
     body = [deco + "\n" + kernel_source(k) + "\n" for k in kernels]
     body += [f"{alias} = {target}" for alias, target in (aliases or {}).items()]
     for template in templates:

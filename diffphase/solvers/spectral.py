@@ -1,0 +1,441 @@
+"""Numeric layer of the spectral-phase model (THEORY A): densities, edges, gaps, phases.
+
+Everything is compiled from :mod:`diffphase.theory.spectral`:
+
+* :func:`stieltjes_transform` / :func:`covariance_density` / :func:`jacobian_density` solve
+  ``z = z(g)`` on grids with the batched warm-started Newton of :mod:`diffphase.solvers.stieltjes`
+  (continuation in ``Im z`` as fallback), for any number of groups and for a continuous variance
+  law (discretized by Gauss–Legendre nodes). Results carry per-point convergence flags.
+* :func:`physical_root_polynomial` is the second route: all roots of the degree ``K + 1``
+  polynomial form (companion matrices) with explicit branch selection.
+* :func:`bulk_edges` gives the exact edges ``z(g*)`` at the critical points ``z'(g*) = 0``.
+* :func:`gap_summary` gives the manifold and intermediate gap widths, ``tau*``, visibility windows,
+  the phase and the dimension read-out, from the symbolic formulas compiled with ``lambdify``.
+
+Two subspace models: ``random`` (``F`` Gaussian; Marchenko–Pastur-type bulks) and ``orthonormal``
+(``F`` axis-aligned; the nonzero eigenvalues of ``C`` are exactly the latent variances, atoms).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from ..errors import ParameterError, as_float_array, require_choice, require_in_range, require_int
+from ..theory import spectral as theory
+from . import stieltjes as templates
+from .codegen import ScalarKernel, numba_module
+
+SUBSPACES = ("random", "orthonormal")
+PHASES = ("trivial", "coverage", "consolidation")
+
+
+# ----------------------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class VarianceLaw:
+    """Latent groups: fraction ``alpha_k = m_k / d`` and variance ``s_k = sigma_k^2`` each.
+
+    Groups with equal variances are merged and groups are stored by descending variance.
+    """
+
+    fractions: np.ndarray
+    variances: np.ndarray
+    label: str = field(default="groups", compare=False)
+
+    @classmethod
+    def from_groups(cls, fractions, variances) -> VarianceLaw:
+        fractions = as_float_array("fractions", fractions)
+        variances = as_float_array("variances", variances)
+        if fractions.size != variances.size:
+            raise ParameterError("fractions", fractions.tolist(),
+                                 f"one fraction per variance ({variances.size} variances given)")
+        if np.any(fractions <= 0):
+            raise ParameterError("fractions", fractions.tolist(), "each > 0")
+        if fractions.sum() > 1 + 1e-12:
+            raise ParameterError("fractions", fractions.tolist(), "summing to at most 1")
+        if np.any(variances <= 0):
+            raise ParameterError("variances", variances.tolist(), "each > 0")
+        unique, inverse = np.unique(variances, return_inverse=True)
+        merged = np.zeros(unique.size)
+        np.add.at(merged, inverse, fractions)
+        order = np.argsort(-unique)
+        return cls(merged[order], unique[order])
+
+    @classmethod
+    def from_density(cls, pdf: Callable[[np.ndarray], np.ndarray], support: tuple[float, float],
+                     alpha: float, n_nodes: int = 48) -> VarianceLaw:
+        """A continuous law of latent variances with density ``pdf`` on ``support`` (normalized
+        here) and total fraction ``alpha``, discretized by Gauss–Legendre nodes."""
+        lo, hi = (float(v) for v in support)
+        if not (0 < lo < hi < np.inf):
+            raise ParameterError("support", support, "0 < low < high < inf")
+        require_in_range("alpha", alpha, 0, 1, closed=(False, True))
+        n_nodes = require_int("n_nodes", n_nodes, minimum=2)
+        nodes, weights = np.polynomial.legendre.leggauss(n_nodes)
+        s = 0.5 * (hi - lo) * nodes + 0.5 * (hi + lo)
+        w = 0.5 * (hi - lo) * weights * np.asarray(pdf(s), dtype=float)
+        if np.any(w < 0) or w.sum() <= 0:
+            raise ParameterError("pdf", "callable", "non-negative with positive mass on support")
+        law = cls.from_groups(alpha * w / w.sum(), s)
+        return cls(law.fractions, law.variances, label=f"continuous on [{lo:g}, {hi:g}]")
+
+    @property
+    def alpha(self) -> float:
+        return float(self.fractions.sum())
+
+    @property
+    def K(self) -> int:
+        return int(self.fractions.size)
+
+
+def as_law(law_or_fractions, variances=None) -> VarianceLaw:
+    if isinstance(law_or_fractions, VarianceLaw):
+        return law_or_fractions
+    return VarianceLaw.from_groups(law_or_fractions, variances)
+
+
+# ----------------------------------------------------------------------------- compiled kernels
+@functools.lru_cache(maxsize=1)
+def kernels():
+    """The generated numba module: inverse-map parts and the solver templates."""
+    parts = theory.inverse_map_derivatives()
+    g, a, s = theory.g, theory.alpha_g, theory.s_g
+    specs = [ScalarKernel.of("zbase", (g,), parts["base"]),
+             ScalarKernel.of("dzbase", (g,), parts["dbase"]),
+             ScalarKernel.of("d2zbase", (g,), parts["d2base"]),
+             ScalarKernel.of("zterm", (g, a, s), parts["term"]),
+             ScalarKernel.of("dzterm", (g, a, s), parts["dterm"]),
+             ScalarKernel.of("d2zterm", (g, a, s), parts["d2term"])]
+    funcs = [templates.inverse_map_value, templates.inverse_map_curvature,
+             templates.newton_stieltjes, templates.continuation_stieltjes, templates.is_physical,
+             templates._critical_in_interval, templates.critical_points]
+    source_lines = [_template(f) for f in funcs]
+    source_lines.append("@njit(cache=True, parallel=True, error_model=\"numpy\")\n" + _template(templates.stieltjes_lines))
+    return numba_module(specs, source_lines, tag="spectral")
+
+
+def _template(func) -> str:
+    import inspect
+    import textwrap
+
+    return textwrap.dedent(inspect.getsource(func))
+
+
+@functools.lru_cache(maxsize=None)
+def _lambdified(name: str) -> Callable:
+    """numpy functions of the gap/phase formulas (symbols l, u, tau, delta)."""
+    exprs = {
+        "manifold_gap": (theory.manifold_gap_width(), (theory.lower, theory.tau)),
+        "gap": (theory.intermediate_gap_width(), (theory.lower, theory.upper, theory.tau)),
+        "gap_tau_max": (theory.intermediate_gap_tau_max(), (theory.lower, theory.upper)),
+        "gap_max": (theory.intermediate_gap_max_width(), (theory.lower, theory.upper)),
+        "trivial_tau": (theory.trivial_phase_tau(), (theory.upper, theory.delta)),
+        "consolidation_tau": (theory.consolidation_phase_tau(), (theory.lower, theory.delta)),
+        "dimension_threshold": (theory.dimension_threshold(), (theory.tau, theory.delta)),
+        "jacobian_eigenvalue": (theory.jacobian_eigenvalue(), (theory.lam, theory.tau)),
+        "lambda_of_j": (theory.covariance_eigenvalue_of_jacobian(), (theory.j, theory.tau)),
+        "jacobian_factor": (theory.jacobian_density_factor(), (theory.j, theory.tau)),
+    }
+    if name == "gap_window":
+        lo, hi = theory.intermediate_gap_window()
+        args = (theory.lower, theory.upper, theory.delta)
+        return sp.lambdify(args, sp.Matrix([lo, hi]), "numpy")
+    expr, args = exprs[name]
+    return sp.lambdify(args, expr, "numpy")
+
+
+def formula(name: str, *args):
+    """Evaluate a compiled gap/phase formula by name (see :func:`_lambdified`)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _lambdified(name)(*args)
+
+
+# ----------------------------------------------------------------------------- edges
+@dataclass
+class Edges:
+    """Ascending bulk edges of the nonzero spectrum of ``C``: ``[[l_1, u_1], [l_2, u_2], ...]``."""
+
+    bulks: np.ndarray
+    critical_points: np.ndarray
+
+    @property
+    def n_bulks(self) -> int:
+        return int(self.bulks.shape[0])
+
+    def contains(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        inside = np.zeros(x.shape, dtype=bool)
+        for lo, hi in self.bulks:
+            inside |= (x > lo) & (x < hi)
+        return inside
+
+
+def bulk_edges(law, variances=None, n_samples: int = 512) -> Edges:
+    """Exact bulk edges (random subspace): ``z(g*)`` at the critical points of ``z(g)``, ``g* < 0``.
+
+    With ``alpha = 1`` an odd number of critical points means a hard edge at ``lambda = 0``."""
+    law = as_law(law, variances)
+    mod = kernels()
+    out = np.empty(2 * law.K + 2)
+    count = mod.critical_points(law.fractions, law.variances, n_samples, out)
+    crit = np.sort(out[:count])
+    values = np.array([mod.inverse_map_value(gc, law.fractions, law.variances)[0] for gc in crit])
+    values = np.sort(values)
+    if values.size % 2 == 1:
+        values = np.concatenate([[0.0], values])
+    return Edges(values.reshape(-1, 2), crit)
+
+
+def bulk_edges_polynomial(law, variances=None) -> Edges:
+    """Second route for the edges: real negative roots of the degree-2K edge polynomial, polished
+    by Newton on ``z'(g) = 0``. For moderate ``K`` (the polynomial is ill-conditioned for many
+    groups); used to test :func:`bulk_edges`."""
+    law = as_law(law, variances)
+    coeffs = _edge_polynomial_coefficients(law.K)(*law.fractions, *law.variances)
+    roots = np.roots(np.asarray(coeffs, dtype=float))
+    real = roots[np.abs(roots.imag) <= 1e-7 * np.maximum(1, np.abs(roots))].real
+    poles = -1.0 / law.variances
+    real = real[(real < 0) & np.all(np.abs(real[:, None] - poles[None, :]) > 1e-12, axis=1)]
+    mod = kernels()
+    polished = []
+    for gc in real:
+        for _ in range(50):
+            d1, d2 = mod.inverse_map_curvature(gc, law.fractions, law.variances)
+            step = d1 / d2
+            gc -= step
+            if abs(step) <= 1e-15 * abs(gc):
+                break
+        polished.append(gc)
+    crit = np.sort(np.array(polished))
+    values = np.sort([mod.inverse_map_value(gc, law.fractions, law.variances)[0] for gc in crit])
+    if len(values) % 2 == 1:
+        values = np.concatenate([[0.0], values])
+    return Edges(np.asarray(values).reshape(-1, 2), crit)
+
+
+@functools.lru_cache(maxsize=None)
+def _edge_polynomial_coefficients(K: int) -> Callable:
+    alphas, variances = theory.group_symbols(K)
+    poly = theory.edge_polynomial(K)
+    return sp.lambdify((*alphas, *variances), poly.all_coeffs(), "numpy")
+
+
+@functools.lru_cache(maxsize=None)
+def _stieltjes_polynomial_coefficients(K: int) -> Callable:
+    alphas, variances = theory.group_symbols(K)
+    poly = theory.stieltjes_polynomial(K)
+    return sp.lambdify((theory.z, *alphas, *variances), poly.all_coeffs(), "numpy")
+
+
+def physical_root_polynomial(zc, law, variances=None) -> np.ndarray:
+    """All ``K + 1`` roots of the polynomial form at each ``z``, with explicit branch selection:
+    the root of largest ``Im g`` (for ``Im z > 0`` the unique one in the upper half plane; on the
+    real axis the member of the complex pair with ``Im g > 0`` inside a bulk, and off the support
+    the real root where ``z'(g) > 0``)."""
+    law = as_law(law, variances)
+    zc = np.atleast_1d(np.asarray(zc, dtype=complex))
+    coeff_fn = _stieltjes_polynomial_coefficients(law.K)
+    coeffs = [np.broadcast_to(np.asarray(c, dtype=complex), zc.shape)
+              for c in coeff_fn(zc, *law.fractions, *law.variances)]
+    coeffs = np.stack(coeffs, axis=-1)  # (..., K+2) highest first
+    degree = coeffs.shape[-1] - 1
+    companion = np.zeros(zc.shape + (degree, degree), dtype=complex)
+    companion[..., 0, :] = -coeffs[..., 1:] / coeffs[..., :1]
+    if degree > 1:
+        idx = np.arange(degree - 1)
+        companion[..., idx + 1, idx] = 1.0
+    roots = np.linalg.eigvals(companion)
+    best = np.take_along_axis(roots, np.argmax(roots.imag, axis=-1)[..., None], axis=-1)[..., 0]
+    real_axis = np.abs(zc.imag) == 0
+    scale = np.maximum(np.abs(roots), 1e-300)
+    all_real = np.all(np.abs(roots.imag) <= 1e-9 * scale, axis=-1)
+    pick_real = real_axis & all_real
+    if np.any(pick_real):
+        mod = kernels()
+        for index in zip(*np.nonzero(pick_real), strict=True):
+            candidates = roots[index].real
+            slopes = np.array([mod.inverse_map_curvature(c, law.fractions, law.variances)[0]
+                               for c in candidates])
+            good = candidates[slopes > 0]
+            # off the support the physical g is continuous in x and tends to -1/x: among the
+            # increasing branches, the one closest to -1/x is followed from infinity
+            target = -1.0 / zc[index].real
+            best[index] = good[np.argmin(np.abs(good - target))] if good.size else np.nan
+    return best
+
+
+# ----------------------------------------------------------------------------- densities
+@dataclass
+class StieltjesResult:
+    """``g`` on a grid with per-point ``converged``, ``iterations`` and ``fallback`` flags."""
+
+    g: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    fallback: np.ndarray
+
+    @property
+    def n_failed(self) -> int:
+        return int(self.converged.size - np.count_nonzero(self.converged))
+
+    def summary(self) -> dict:
+        return {"points": int(self.converged.size), "failed": self.n_failed,
+                "fallbacks": int(np.count_nonzero(self.fallback)),
+                "mean_iterations": float(self.iterations.mean()) if self.iterations.size else 0.0}
+
+
+@dataclass
+class SolverSettings:
+    tol: float = 1e-14
+    maxiter: int = 100
+    n_stages: int = 40
+    eta_floor_rel: float = 1e-10
+
+
+def stieltjes_lines(x: np.ndarray, laws: list[VarianceLaw] | VarianceLaw, eta: float = 0.0,
+                    settings: SolverSettings | None = None) -> StieltjesResult:
+    """``g(x + i eta)`` on lines ``x[line, :]`` (warm starts along each line), one law per line.
+
+    All laws must have the same number of groups (pad by splitting is not done)."""
+    settings = settings or SolverSettings()
+    x = np.ascontiguousarray(np.atleast_2d(np.asarray(x, dtype=float)))
+    n_lines = x.shape[0]
+    if isinstance(laws, VarianceLaw):
+        laws = [laws] * n_lines
+    if len(laws) != n_lines:
+        raise ParameterError("laws", len(laws), f"one per line ({n_lines})")
+    K = laws[0].K
+    if any(law.K != K for law in laws):
+        raise ParameterError("laws", [law.K for law in laws], "the same number of groups per line")
+    alphas = np.ascontiguousarray([law.fractions for law in laws])
+    variances = np.ascontiguousarray([law.variances for law in laws])
+    inside = np.zeros(x.shape, dtype=np.bool_)
+    if eta == 0.0:
+        for line, law in enumerate(laws):
+            inside[line] = _cached_edges(law).contains(x[line])
+    scale = np.array([max(float(np.max(law.variances)), 1.0) for law in laws])
+    eta_start = 10.0 * scale * (1.0 + np.max(np.abs(x), axis=1) / scale)
+    eta_floor = settings.eta_floor_rel * scale
+    g = np.empty(x.shape, dtype=np.complex128)
+    iters = np.empty(x.shape, dtype=np.int64)
+    conv = np.empty(x.shape, dtype=np.bool_)
+    fallback = np.empty(x.shape, dtype=np.bool_)
+    kernels().stieltjes_lines(x, float(eta), alphas, variances, inside, settings.tol,
+                              settings.maxiter, eta_start, eta_floor, settings.n_stages, g, iters,
+                              conv, fallback)
+    return StieltjesResult(g, conv, iters, fallback)
+
+
+_EDGE_CACHE: dict[tuple, Edges] = {}
+
+
+def _cached_edges(law: VarianceLaw) -> Edges:
+    key = (law.fractions.tobytes(), law.variances.tobytes())
+    if key not in _EDGE_CACHE:
+        if len(_EDGE_CACHE) > 4096:
+            _EDGE_CACHE.clear()
+        _EDGE_CACHE[key] = bulk_edges(law)
+    return _EDGE_CACHE[key]
+
+
+def stieltjes_transform(zc, law, variances=None, settings=None) -> StieltjesResult:
+    """``g(z)`` at complex points ``z`` (``Im z >= 0``) for one law; 1-d input is one line."""
+    law = as_law(law, variances)
+    zc = np.atleast_1d(np.asarray(zc, dtype=complex))
+    etas = np.unique(zc.imag)
+    if np.any(etas < 0):
+        raise ParameterError("z", "Im z < 0", "Im z >= 0 (the physical branch is defined there)")
+    out = None
+    for eta in etas:  # one solve per distinct Im z; points sorted along the real axis
+        mask = zc.imag == eta
+        xs = zc.real[mask]
+        order = np.argsort(xs)
+        res = stieltjes_lines(xs[order][None, :], law, eta=float(eta), settings=settings)
+        if out is None:
+            out = StieltjesResult(np.empty(zc.shape, complex), np.empty(zc.shape, bool),
+                                  np.empty(zc.shape, np.int64), np.empty(zc.shape, bool))
+        for name in ("g", "converged", "iterations", "fallback"):
+            target = getattr(out, name)
+            values = np.empty(order.size, dtype=target.dtype)
+            values[order] = getattr(res, name)[0]
+            target[mask] = values
+    return out
+
+
+def covariance_density(lam, law, variances=None, settings=None) -> tuple[np.ndarray, StieltjesResult]:
+    """Density ``rho_C(lambda) = Im g(lambda + i0) / pi`` of the nonzero spectrum of ``C``
+    (random subspace); the atom ``1 - alpha`` at 0 is not included."""
+    law = as_law(law, variances)
+    lam = np.asarray(lam, dtype=float)
+    res = stieltjes_transform(lam.ravel().astype(complex), law, settings=settings)
+    density = np.maximum(res.g.imag, 0.0) / np.pi
+    return density.reshape(lam.shape), res
+
+
+def jacobian_density(jn, tau: float, law, variances=None, settings=None):
+    """Density of the tangent part of the normalized Jacobian spectrum at ``j`` in ``(-1, 0)``:
+    ``rho_J(j) = (tau / j^2) rho_C(lambda(j))``; the normal atom ``1 - alpha`` sits at ``-1``."""
+    tau = _check_tau(tau)
+    jn = np.asarray(jn, dtype=float)
+    if np.any((jn <= -1) | (jn >= 0)):
+        raise ParameterError("j", "values", "in (-1, 0)")
+    lam = formula("lambda_of_j", jn, tau)
+    rho, res = covariance_density(lam, law, variances, settings)
+    return formula("jacobian_factor", jn, tau) * rho, res
+
+
+def _check_tau(tau) -> float:
+    tau = float(tau)
+    if not (np.isfinite(tau) and tau > 0):
+        raise ParameterError("tau", tau, "> 0 and finite")
+    return tau
+
+
+# ----------------------------------------------------------------------------- quadrature
+def covariance_spectrum_quadrature(law, variances=None, n_nodes: int = 256,
+                                   subspace: str = "random",
+                                   lower: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``lambda_j`` and weights ``w_j`` with ``sum_j w_j f(lambda_j) ~ int_{lambda > lower}
+    f(lambda) rho_C(lambda) d lambda`` over the nonzero spectrum (weights sum to ``alpha`` when
+    ``lower = 0``), so that ``(1/d) sum_i f(lambda_i) -> sum_j w_j f(lambda_j)``.
+
+    Random subspace: on each bulk ``[l, u]`` (cut at ``lower``) substitute
+    ``lambda = l + (u - l)(1 - cos theta)/2`` (smooth through the square-root edges) and use
+    Gauss–Legendre in ``theta``. Orthonormal: the atoms themselves."""
+    law = as_law(law, variances)
+    require_choice("subspace", subspace, SUBSPACES)
+    if subspace == "orthonormal":
+        keep = law.variances > lower
+        return law.variances[keep].copy(), law.fractions[keep].copy()
+    edges = _cached_edges(law)
+    x, w = np.polynomial.legendre.leggauss(n_nodes)
+    nodes, weights = [], []
+    for lo, hi in edges.bulks:
+        if hi <= lower:
+            continue
+        theta_lo = 0.0 if lower <= lo else np.arccos(1 - 2 * (lower - lo) / (hi - lo))
+        theta = 0.5 * (np.pi - theta_lo) * x + 0.5 * (np.pi + theta_lo)
+        lam = lo + (hi - lo) * (1 - np.cos(theta)) / 2
+        jac = 0.5 * (np.pi - theta_lo) * (hi - lo) * np.sin(theta) / 2
+        nodes.append(lam)
+        weights.append(w * jac)
+    if not nodes:
+        return np.empty(0), np.empty(0)
+    nodes, weights = np.concatenate(nodes), np.concatenate(weights)
+    rho, res = covariance_density(nodes, law)
+    if res.n_failed:
+        raise RuntimeError(f"density solver failed at {res.n_failed} quadrature nodes")
+    return nodes, weights * rho
+
+
+def spectral_mass_above(threshold, law, variances=None, subspace: str = "random",
+                        n_nodes: int = 256) -> np.ndarray:
+    """Mass of the nonzero spectrum of ``C`` above ``threshold`` (vectorized over thresholds)."""
+    thresholds = np.atleast_1d(np.asarray(threshold, dtype=float))
+    out = np.array([covariance_spectrum_quadrature(law, variances, n_nodes, subspace, t)[1].sum()
+                    for t in thresholds])
+    return out.reshape(np.shape(threshold))
