@@ -1,0 +1,320 @@
+"""Exact belief propagation on random-hierarchy trees (THEORY C, "Exact denoising").
+
+Contract: given the rules of a :class:`~diffphase.validate.rhm.RandomHierarchyModel` and leaf
+likelihoods ``nu`` of shape ``(batch, s**L, v)``:
+
+* :func:`upward_messages` returns ``up[l]`` of shape ``(batch, s**l, n_par(l))`` for ``l = 0..L``
+  (``up[L]`` is the normalized leaf likelihood):
+  ``up(a) ∝ sum_j prod_k up_{child k}(R[a, j, k])``;
+* :func:`downward_messages` returns ``down[l]`` (root: the uniform prior):
+  ``down_{child k}(b) ∝ sum_a down(a) sum_{j: R[a,j,k]=b} prod_{k' != k} up_{child k'}(R[a,j,k'])``;
+* :func:`belief_propagation` returns both and the marginals ``∝ up * down`` at every node;
+* :func:`sample_posterior` draws whole trees exactly from ``p(tree | leaves)``: the root from
+  ``up[0]`` (uniform prior), then for a node of value ``a`` the rule ``j`` with probability
+  ``∝ prod_k up_{child k}(R[a, j, k])``.
+
+Every message is normalized to sum to one. A message that sums to zero (or is not finite) is
+replaced by the uniform distribution and counted in ``n_guarded``; it can only happen when leaf
+likelihoods underflow or are inconsistent with every rule.
+
+Two engines compute the same equations: ``numba`` (compiled loops, parallel over the batch; CPU)
+and ``array`` (vectorized gathers and one-hot products written against the array module of
+:func:`diffphase.backend.get_array_module`, so it runs on numpy or on cupy when a GPU answers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from ..backend import get_array_module, to_numpy
+from ..errors import ParameterError, require_choice
+
+ENGINES = ("numba", "array")
+#: largest number of floats one chunk of the array engine may allocate
+ARRAY_CHUNK_FLOATS = 2**23
+
+
+@dataclass
+class BPResult:
+    """Messages and marginals at every level (level 0 the root, ``L`` the leaves)."""
+
+    up: list[np.ndarray]
+    down: list[np.ndarray]
+    marginals: list[np.ndarray]
+    n_guarded: int
+
+
+def check_likelihood(rules: list[np.ndarray], nu: np.ndarray) -> np.ndarray:
+    """Check shapes: ``nu`` is ``(batch, s**L, v)``, finite and non-negative."""
+    s, v = rules[-1].shape[2], rules[-1].shape[0]
+    n_leaves = s ** len(rules)
+    if nu.ndim != 3 or nu.shape[1] != n_leaves or nu.shape[2] != v:
+        raise ParameterError("leaf_likelihood", f"shape {nu.shape}",
+                             f"shape (batch, {n_leaves}, {v})")
+    if not np.all(np.isfinite(nu)) or np.any(nu < 0):
+        raise ParameterError("leaf_likelihood", "non-finite or negative entries",
+                             "finite, non-negative")
+    return np.ascontiguousarray(nu, dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- numba engine
+@njit(cache=True)
+def _normalize(vec):
+    total = 0.0
+    for a in range(vec.shape[0]):
+        total += vec[a]
+    if total > 0.0 and np.isfinite(total):
+        for a in range(vec.shape[0]):
+            vec[a] /= total
+        return 0
+    for a in range(vec.shape[0]):
+        vec[a] = 1.0 / vec.shape[0]
+    return 1
+
+
+@njit(cache=True, parallel=True)
+def _upward_level_numba(child, rules, out):
+    batch, nodes, n_par = out.shape
+    m, s = rules.shape[1], rules.shape[2]
+    guarded = np.zeros(batch, dtype=np.int64)
+    for bi in prange(batch):
+        for i in range(nodes):
+            for a in range(n_par):
+                acc = 0.0
+                for j in range(m):
+                    prod = 1.0
+                    for k in range(s):
+                        prod *= child[bi, s * i + k, rules[a, j, k]]
+                    acc += prod
+                out[bi, i, a] = acc
+            guarded[bi] += _normalize(out[bi, i])
+    return guarded.sum()
+
+
+@njit(cache=True, parallel=True)
+def _downward_level_numba(down, child_up, rules, out):
+    batch, nodes, n_par = down.shape
+    m, s = rules.shape[1], rules.shape[2]
+    guarded = np.zeros(batch, dtype=np.int64)
+    for bi in prange(batch):
+        for i in range(nodes):
+            for k in range(s):
+                out[bi, s * i + k, :] = 0.0
+            for a in range(n_par):
+                weight = down[bi, i, a]
+                if weight == 0.0:
+                    continue
+                for j in range(m):
+                    for k in range(s):
+                        prod = weight
+                        for k2 in range(s):
+                            if k2 != k:
+                                prod *= child_up[bi, s * i + k2, rules[a, j, k2]]
+                        out[bi, s * i + k, rules[a, j, k]] += prod
+            for k in range(s):
+                guarded[bi] += _normalize(out[bi, s * i + k])
+    return guarded.sum()
+
+
+@njit(cache=True, parallel=True)
+def _sample_level_numba(parents, child_up, rules, uniforms, out):
+    batch, nodes = parents.shape
+    m, s = rules.shape[1], rules.shape[2]
+    for bi in prange(batch):
+        weights = np.empty(m)
+        for i in range(nodes):
+            a = parents[bi, i]
+            total = 0.0
+            for j in range(m):
+                prod = 1.0
+                for k in range(s):
+                    prod *= child_up[bi, s * i + k, rules[a, j, k]]
+                weights[j] = prod
+                total += prod
+            pick = m - 1
+            if total > 0.0:
+                threshold = uniforms[bi, i] * total
+                running = 0.0
+                for j in range(m):
+                    running += weights[j]
+                    if threshold < running:
+                        pick = j
+                        break
+            else:  # inconsistent evidence (guarded messages): fall back to a uniform rule
+                pick = min(int(uniforms[bi, i] * m), m - 1)
+            for k in range(s):
+                out[bi, s * i + k] = rules[a, pick, k]
+
+
+@njit(cache=True)
+def _normalize_rows(x):
+    guarded = 0
+    flat = x.reshape(-1, x.shape[-1])
+    for r in range(flat.shape[0]):
+        guarded += _normalize(flat[r])
+    return guarded
+
+
+# ----------------------------------------------------------------------------- array engine
+def _chunks(batch: int, per_sample: int):
+    size = max(1, ARRAY_CHUNK_FLOATS // max(per_sample, 1))
+    for start in range(0, batch, size):
+        yield slice(start, min(batch, start + size))
+
+
+def _normalize_array(xp, x):
+    total = x.sum(axis=-1, keepdims=True)
+    bad = ~(xp.isfinite(total) & (total > 0))
+    x = xp.where(bad, 1.0 / x.shape[-1], x / xp.where(bad, 1.0, total))
+    return x, int(bad.sum())
+
+
+def _gather_children(xp, child, rules, s):
+    """``G[b, i, a, j, k] = child[b, s*i + k, R[a, j, k]]``."""
+    batch, n_children, v = child.shape
+    c4 = child.reshape(batch, n_children // s, s, v)
+    return xp.stack([c4[:, :, k, :][:, :, rules[:, :, k]] for k in range(s)], axis=-1)
+
+
+def _upward_level_array(xp, child, rules):
+    s = rules.shape[2]
+    n_par, m = rules.shape[0], rules.shape[1]
+    nodes = child.shape[1] // s
+    out = xp.empty((child.shape[0], nodes, n_par))
+    guarded = 0
+    for sl in _chunks(child.shape[0], nodes * n_par * m * s):
+        acc = _gather_children(xp, child[sl], rules, s).prod(axis=-1).sum(axis=-1)
+        out[sl], g = _normalize_array(xp, acc)
+        guarded += g
+    return out, guarded
+
+
+def _downward_level_array(xp, down, child_up, rules):
+    n_par, m, s = rules.shape
+    v = child_up.shape[2]
+    batch, nodes, _ = down.shape
+    onehots = [xp.eye(v)[rules[:, :, k].reshape(-1)] for k in range(s)]  # (n_par*m, v)
+    out = xp.empty((batch, nodes * s, v))
+    guarded = 0
+    for sl in _chunks(batch, nodes * n_par * m * s):
+        gathered = _gather_children(xp, child_up[sl], rules, s)  # (B, nodes, n_par, m, s)
+        parts = []
+        for k in range(s):
+            others = gathered[..., [q for q in range(s) if q != k]].prod(axis=-1)
+            weight = (down[sl][:, :, :, None] * others).reshape(-1, nodes, n_par * m)
+            parts.append(weight @ onehots[k])  # (B, nodes, v)
+        block = xp.stack(parts, axis=2).reshape(-1, nodes * s, v)
+        out[sl], g = _normalize_array(xp, block)
+        guarded += g
+    return out, guarded
+
+
+def _sample_level_array(xp, parents, child_up, rules, uniforms):
+    n_par, m, s = rules.shape
+    batch, nodes = parents.shape
+    c4 = child_up.reshape(batch, nodes, s, -1)
+    chosen = rules[parents]  # (B, nodes, m, s)
+    weights = xp.ones((batch, nodes, m))
+    for k in range(s):
+        weights = weights * xp.take_along_axis(c4[:, :, k, :], chosen[..., k], axis=-1)
+    cumulative = xp.cumsum(weights, axis=-1)
+    total = cumulative[..., -1:]
+    pick = (cumulative <= uniforms[..., None] * total).sum(axis=-1)
+    pick = xp.where(total[..., 0] > 0, xp.minimum(pick, m - 1),
+                    xp.minimum((uniforms * m).astype(xp.int64), m - 1))
+    children = xp.take_along_axis(chosen, pick[:, :, None, None], axis=2)[:, :, 0, :]
+    return children.reshape(batch, nodes * s)
+
+
+# ----------------------------------------------------------------------------- public API
+def _engine(engine: str, device: str):
+    require_choice("engine", engine, ENGINES)
+    xp, name = get_array_module(device)
+    if name == "gpu":
+        engine = "array"
+    return engine, xp
+
+
+def upward_messages(rules: list[np.ndarray], nu: np.ndarray, engine: str = "numba",
+                    device: str = "cpu") -> tuple[list[np.ndarray], int]:
+    """Upward messages at every level and the number of guarded (all-zero) messages."""
+    nu = check_likelihood(rules, nu)
+    engine, xp = _engine(engine, device)
+    if engine == "numba":
+        leaf = nu.copy()
+        guarded = _normalize_rows(leaf)
+        up = [leaf]
+        for level in range(len(rules) - 1, -1, -1):
+            r = rules[level]
+            out = np.empty((nu.shape[0], up[0].shape[1] // r.shape[2], r.shape[0]))
+            guarded += _upward_level_numba(up[0], r, out)
+            up.insert(0, out)
+        return up, int(guarded)
+    leaf, guarded = _normalize_array(xp, xp.asarray(nu))
+    up = [leaf]
+    for level in range(len(rules) - 1, -1, -1):
+        out, g = _upward_level_array(xp, up[0], xp.asarray(rules[level]))
+        up.insert(0, out)
+        guarded += g
+    return up, int(guarded)
+
+
+def downward_messages(rules: list[np.ndarray], up: list, engine: str = "numba",
+                      device: str = "cpu") -> tuple[list, int]:
+    """Downward messages at every level (root: the uniform prior over classes)."""
+    engine, xp = _engine(engine, device)
+    batch, n_c = up[0].shape[0], up[0].shape[2]
+    down = [xp.full((batch, 1, n_c), 1.0 / n_c)]
+    guarded = 0
+    for level, r in enumerate(rules):
+        child_up = up[level + 1]
+        if engine == "numba":
+            out = np.empty_like(child_up)
+            guarded += _downward_level_numba(down[level], child_up, r, out)
+        else:
+            out, g = _downward_level_array(xp, down[level], child_up, xp.asarray(r))
+            guarded += g
+        down.append(out)
+    return down, int(guarded)
+
+
+def belief_propagation(rules: list[np.ndarray], nu: np.ndarray, engine: str = "numba",
+                       device: str = "cpu") -> BPResult:
+    """Upward and downward messages and marginals ``∝ up * down`` at every node (host arrays)."""
+    up, g_up = upward_messages(rules, nu, engine, device)
+    down, g_down = downward_messages(rules, up, engine, device)
+    xp, _ = get_array_module(device)
+    marginals, g_marg = [], 0
+    for u, d in zip(up, down, strict=True):
+        marg, g = _normalize_array(xp, u * d)
+        marginals.append(to_numpy(marg))
+        g_marg += g
+    return BPResult([to_numpy(u) for u in up], [to_numpy(d) for d in down], marginals,
+                    g_up + g_down + g_marg)
+
+
+def sample_posterior(rules: list[np.ndarray], up: list, rng: np.random.Generator,
+                     engine: str = "numba", device: str = "cpu") -> list[np.ndarray]:
+    """Whole trees drawn exactly from the posterior; ``levels[l]`` of shape ``(batch, s**l)``."""
+    engine, xp = _engine(engine, device)
+    batch = up[0].shape[0]
+    root_probs = to_numpy(up[0][:, 0, :])
+    u_root = rng.random(batch)
+    cumulative = np.cumsum(root_probs, axis=1)
+    root = np.minimum((cumulative <= u_root[:, None] * cumulative[:, -1:]).sum(axis=1),
+                      root_probs.shape[1] - 1)
+    levels = [root[:, None].astype(np.int64)]
+    for level, r in enumerate(rules):
+        parents = levels[-1]
+        uniforms = rng.random(parents.shape)
+        if engine == "numba":
+            out = np.empty((batch, parents.shape[1] * r.shape[2]), dtype=np.int64)
+            _sample_level_numba(parents, up[level + 1], r, uniforms, out)
+        else:
+            out = to_numpy(_sample_level_array(xp, xp.asarray(parents), up[level + 1],
+                                               xp.asarray(r), xp.asarray(uniforms)))
+        levels.append(out)
+    return levels
