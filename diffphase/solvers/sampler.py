@@ -1,0 +1,500 @@
+"""Exact error of the DDPM sampler on Gaussian data supported on a subspace (THEORY D).
+
+Contract. Data ``y ~ N(0, U diag(lam) U^T)`` with ``U`` a ``d x k`` orthonormal frame (``k``
+tangent variances ``lam_j > 0``; the ``d - k`` normal directions have ``lam = 0``). With the exact
+score the sampler ``Y_{t-1} = (Y_t + eta_t s_t(Y_t) + sigma_t Z_t)/sqrt(alpha_t)``, ``Y_T ~ N(0, I)``
+is linear and decouples over the eigen-directions; each direction follows the relative-error
+recursion ``e_{t-1} = rho_t e_t + delta_t`` derived in :mod:`diffphase.theory.sampler` (compiled
+here with :mod:`diffphase.solvers.codegen`), and an optional constant score bias ``b`` along the
+first tangent direction adds the mean recursion ``m_{t-1} = (c_t m_t + eta_t b)/sqrt(alpha_t)``.
+
+From the per-direction end errors at step 1 this module computes
+
+* ``KL(law X_1 || law Y_1) = sum_j kl(e_j, mu_j) + (d - k) kl(e_normal)`` (tangent + normal);
+* the exact TV of the normal part (two centred isotropic Gaussians in ``d - k`` dimensions,
+  through the chi-square law), exact one-dimensional TVs, and lower/upper bounds on the total TV
+  (Hellinger, Pinsker, Bretagnolle–Huber, subadditivity over independent blocks);
+* these on ``(T, d, k, design, spectrum)`` grids in one compiled pass over the distinct chains
+  ``(T, design, lam)`` (``d`` enters only as the multiplicity of the normal term);
+* fitted power laws in ``T``.
+
+Designs: ``star``, ``beta``, ``ho-beta``, ``ddim`` (see the theory module) and ``custom`` with
+user arrays ``eta_t``, ``sigma_t^2``. Schedules come from :func:`diffphase.process.make_betas`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from ..errors import (ParameterError, as_float_array, require_choice, require_finite,
+                      require_int)
+from ..process import SCHEDULES, make_betas
+
+DESIGNS = ("star", "beta", "ho-beta", "ddim")
+ALL_DESIGNS = DESIGNS + ("custom",)
+#: below this |e| the divergences use their Taylor series (the closed forms cancel)
+SERIES_SWITCH = 1e-3
+#: default tangent spectrum: geometric from 0.25 to 4 (unit variances make ho-beta exact)
+DEFAULT_SPECTRUM = (0.25, 4.0)
+
+
+def geometric_spectrum(k: int, low: float = DEFAULT_SPECTRUM[0],
+                       high: float = DEFAULT_SPECTRUM[1]) -> np.ndarray:
+    """``k`` variances geometric from ``low`` to ``high`` (one variance: their geometric mean)."""
+    k = require_int("k", k, minimum=1)
+    if k == 1:
+        return np.array([np.sqrt(low * high)])
+    return np.geomspace(low, high, k)
+
+
+def check_variances(variances, k: int | None = None) -> np.ndarray:
+    """Tangent variances: finite and > 0 (and ``k`` of them when ``k`` is given)."""
+    lam = as_float_array("variances", variances)
+    if np.any(lam <= 0):
+        raise ParameterError("variances", lam, "> 0 (tangent data variances)")
+    if k is not None and lam.size != k:
+        raise ParameterError("variances", lam, f"exactly k = {k} values")
+    return lam
+
+
+def schedule_arrays(betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(beta_t, q_t = 1 - abar_t)`` for t = 1..T with ``q`` computed without cancellation."""
+    betas = np.asarray(betas, dtype=float)
+    if betas.ndim != 1 or betas.size < 2:
+        raise ParameterError("T", betas.size, ">= 2 steps")
+    if not np.all((betas > 0) & (betas < 1)):
+        bad = betas[~((betas > 0) & (betas < 1))][0]
+        raise ParameterError("schedule beta", bad, "in (0, 1)")
+    return betas, -np.expm1(np.cumsum(np.log1p(-betas)))
+
+
+# --------------------------------------------------------------------------- compiled kernels
+_GRID_TEMPLATE = '''
+@njit(cache=True, parallel=True)
+def chain_end_errors(betas, qs, starts, lengths, chain_schedule, chain_design, chain_lam,
+                     chain_bias, custom_start, custom_eta, custom_sigma2, out_e, out_m):
+    for j in prange(chain_lam.size):
+        s = chain_schedule[j]
+        start = starts[s]
+        T = lengths[s]
+        lam = chain_lam[j]
+        code = chain_design[j]
+        b = chain_bias[j]
+        e = initial_error(qs[start + T - 1], lam)
+        m = 0.0
+        for t in range(T - 1, 0, -1):
+            be = betas[start + t]
+            qq = qs[start + t]
+            if code == 0:
+                rho, delta, c, eta = coefficients_star(be, qq, lam)
+            elif code == 1:
+                rho, delta, c, eta = coefficients_beta(be, qq, lam)
+            elif code == 2:
+                rho, delta, c, eta = coefficients_ho_beta(be, qq, lam)
+            elif code == 3:
+                rho, delta, c, eta = coefficients_ddim(be, qq, lam)
+            else:
+                eta = custom_eta[custom_start[j] + t]
+                rho, delta, c = coefficients_custom(be, qq, lam, eta,
+                                                    custom_sigma2[custom_start[j] + t])
+            e = rho * e + delta
+            m = (c * m + eta * b) / math.sqrt(1.0 - be)
+        out_e[j] = e
+        out_m[j] = m / math.sqrt((1.0 - qs[start]) * lam + qs[start])
+
+
+@njit(cache=True)
+def gaussian_divergences(e, mu, switch, out_kl, out_log_bc):
+    for i in range(e.size):
+        if abs(e[i]) < switch:
+            out_kl[i] = kl_series(e[i], mu[i])
+            out_log_bc[i] = log_bc_series(e[i], mu[i])
+        else:
+            out_kl[i] = kl_closed(e[i], mu[i])
+            out_log_bc[i] = log_bc_closed(e[i], mu[i])
+'''
+
+
+@functools.lru_cache(maxsize=1)
+def compiled_kernels():
+    """The generated numba module: per-design step coefficients, divergences, the grid loop."""
+    import sympy as sp
+
+    from ..theory import sampler as th
+    from .codegen import ScalarKernel, numba_module
+
+    kernels = [ScalarKernel.of("initial_error", (th.q, th.lam), th.initial_relative_error())]
+    for name in DESIGNS:
+        eta_expr, sigma2_expr = th.design_coefficients(name)
+        rho, delta = th.relative_error_coefficients(eta_expr, sigma2_expr)
+        kernels.append(ScalarKernel.of(f"coefficients_{name.replace('-', '_')}",
+                                       (th.beta, th.q, th.lam),
+                                       (rho, delta, th.contraction(eta_expr), eta_expr)))
+    rho, delta = th.relative_error_coefficients()
+    kernels.append(ScalarKernel.of("coefficients_custom", (th.beta, th.q, th.lam, th.eta, th.sigma2),
+                                   (rho, delta, th.contraction())))
+    kl = th.gaussian_kl_1d()
+    log_bc = th.gaussian_log_bhattacharyya_1d()
+    args = (th.rel_error, th.mean)
+    kernels += [
+        ScalarKernel.of("kl_closed", args, kl),
+        ScalarKernel.of("kl_series", args, sp.expand(th.small_error_series(kl))),
+        ScalarKernel.of("log_bc_closed", args, log_bc),
+        ScalarKernel.of("log_bc_series", args, sp.expand(th.small_error_series(log_bc))),
+    ]
+    return numba_module(kernels, templates=[_GRID_TEMPLATE], tag="sampler")
+
+
+def design_arrays(design: str, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(eta_t, sigma_t^2)`` for t = 1..T of a named design (entry t = 1 is unused)."""
+    import sympy as sp
+
+    from ..theory import sampler as th
+
+    require_choice("design", design, DESIGNS)
+    betas, qs = schedule_arrays(betas)
+    out = []
+    for expr in th.design_coefficients(design):
+        values = sp.lambdify((th.beta, th.q), expr, "numpy")(betas, qs)
+        out.append(np.broadcast_to(np.asarray(values, dtype=float), betas.shape).copy())
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------- chains
+@dataclass(frozen=True)
+class Chain:
+    """One sampler chain: schedule index, design code, data variance along the direction, bias."""
+
+    schedule: int
+    design: int
+    lam: float
+    bias: float = 0.0
+
+
+def run_chains(schedules: Sequence[np.ndarray], chains: Sequence[Chain],
+               custom: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """End relative errors ``e_1`` and standardized means ``mu_1 = m_1 / sqrt(Sigma_1)``.
+
+    ``schedules`` are beta arrays; ``custom[schedule_index] = (eta, sigma2)`` arrays of the same
+    length are used by chains with design code 4 (``custom``).
+    """
+    kernels = compiled_kernels()
+    pairs = [schedule_arrays(b) for b in schedules]
+    lengths = np.array([p[0].size for p in pairs], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    betas = np.concatenate([p[0] for p in pairs])
+    qs = np.concatenate([p[1] for p in pairs])
+    n = len(chains)
+    chain_schedule = np.array([c.schedule for c in chains], dtype=np.int64)
+    chain_design = np.array([c.design for c in chains], dtype=np.int64)
+    chain_lam = np.array([c.lam for c in chains], dtype=float)
+    chain_bias = np.array([c.bias for c in chains], dtype=float)
+    custom = dict(custom or {})
+    custom_keys = sorted(custom)
+    custom_offsets = {}
+    eta_parts, sigma_parts, offset = [np.zeros(1)], [np.zeros(1)], 1
+    for key in custom_keys:
+        eta_c, sigma2_c = (np.asarray(a, dtype=float) for a in custom[key])
+        custom_offsets[key] = offset
+        eta_parts.append(eta_c)
+        sigma_parts.append(sigma2_c)
+        offset += eta_c.size
+    custom_start = np.array([custom_offsets.get(c.schedule, 0) if c.design == 4 else 0
+                             for c in chains], dtype=np.int64)
+    if np.any((chain_design == 4) & (custom_start == 0)):
+        raise ParameterError("design", "custom", "custom (eta, sigma2) arrays for its schedule")
+    out_e, out_m = np.empty(n), np.empty(n)
+    kernels.chain_end_errors(betas, qs, starts, lengths, chain_schedule, chain_design, chain_lam,
+                             chain_bias, custom_start, np.concatenate(eta_parts),
+                             np.concatenate(sigma_parts), out_e, out_m)
+    return out_e, out_m
+
+
+def gaussian_divergences(e: np.ndarray, mu: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-direction ``KL(N(0,S) || N(mu sqrt(S), S (1 + e)))`` and ``log BC`` (Bhattacharyya)."""
+    kernels = compiled_kernels()
+    e = np.ascontiguousarray(e, dtype=float).ravel()
+    mu = np.zeros_like(e) if mu is None else np.ascontiguousarray(mu, dtype=float).ravel()
+    kl, log_bc = np.empty_like(e), np.empty_like(e)
+    kernels.gaussian_divergences(e, mu, SERIES_SWITCH, kl, log_bc)
+    return kl, log_bc
+
+
+# --------------------------------------------------------------------------- total variation
+def isotropic_tv(e, n) -> np.ndarray:
+    """Exact ``TV(N(0, I_n), N(0, (1 + e) I_n))``.
+
+    The first density is larger inside ``|x|^2 < r^2``, ``r^2 = n (1+e) log(1+e)/e`` (theory
+    module), so ``TV = |F_n(r^2) - F_n(r^2/(1+e))|`` with ``F_n`` the chi-square CDF. Where the two
+    arguments are close (``|log(1+e)| < 0.05``) the difference is integrated by 16-point
+    Gauss–Legendre on the chi-square density instead, which keeps full relative precision.
+    """
+    e, n = np.broadcast_arrays(np.asarray(e, dtype=float), np.asarray(n, dtype=float))
+    out = np.zeros(e.shape)
+    width = np.abs(np.log1p(e))
+    ratio = np.where(e == 0, 1.0, np.log1p(e) / np.where(e == 0, 1.0, e))
+    x_low = n * ratio  # r^2 / (1 + e)
+    x_high = n * (1 + e) * ratio  # r^2
+    lo, hi = np.minimum(x_low, x_high), np.maximum(x_low, x_high)
+    wide = (width >= 0.05) & (n > 0)
+    out[wide] = special.gammainc(n[wide] / 2, hi[wide] / 2) - special.gammainc(n[wide] / 2,
+                                                                               lo[wide] / 2)
+    narrow = (~wide) & (n > 0) & (e != 0)
+    if np.any(narrow):
+        nodes, weights = np.polynomial.legendre.leggauss(16)
+        k = n[narrow]
+        # centre and half-width written without forming 1 + e (which rounds for tiny e)
+        mid = k * ratio[narrow] * (1 + e[narrow] / 2)
+        half = k * width[narrow] / 2
+        x = mid[:, None] + half[:, None] * nodes[None, :]
+        log_pdf = ((k[:, None] / 2 - 1) * np.log(x) - x / 2 - (k[:, None] / 2) * np.log(2)
+                   - special.gammaln(k[:, None] / 2))
+        out[narrow] = half * np.sum(weights[None, :] * np.exp(log_pdf), axis=1)
+    return np.clip(out, 0.0, 1.0)
+
+
+def gaussian_tv_1d(e, mu) -> np.ndarray:
+    """Exact ``TV(N(0, 1), N(mu, 1 + e))``: the densities cross where a quadratic vanishes;
+    TV is the difference of the two laws' masses on the set where the first is larger."""
+    e, mu = np.broadcast_arrays(np.asarray(e, dtype=float), np.asarray(mu, dtype=float))
+    out = np.array(isotropic_tv(e, 1.0), dtype=float)
+    shifted = mu != 0
+    if np.any(shifted):
+        from scipy.stats import norm
+
+        ee, mm = e[shifted], mu[shifted]
+        w = 1 + ee
+        # log p - log q = -x^2/2 + (x - m)^2/(2w) + log(w)/2 = A x^2 + B x + C
+        a_coef = 0.5 / w - 0.5
+        b_coef = -mm / w
+        c_coef = mm**2 / (2 * w) + 0.5 * np.log(w)
+        tv = np.empty(ee.size)
+        linear = np.abs(a_coef) < 1e-14
+        # equal variances: p > q on one side of x0 = m/2
+        x0 = -c_coef[linear] / b_coef[linear]
+        p_mass = np.where(b_coef[linear] > 0, norm.sf(x0), norm.cdf(x0))
+        q_mass = np.where(b_coef[linear] > 0, norm.sf((x0 - mm[linear]) / np.sqrt(w[linear])),
+                          norm.cdf((x0 - mm[linear]) / np.sqrt(w[linear])))
+        tv[linear] = p_mass - q_mass
+        quad = ~linear
+        aq, bq, cq, mq, wq = a_coef[quad], b_coef[quad], c_coef[quad], mm[quad], w[quad]
+        disc = np.maximum(bq**2 - 4 * aq * cq, 0.0)
+        r1 = (-bq - np.sqrt(disc)) / (2 * aq)
+        r2 = (-bq + np.sqrt(disc)) / (2 * aq)
+        x1, x2 = np.minimum(r1, r2), np.maximum(r1, r2)
+        p_in = norm.cdf(x2) - norm.cdf(x1)
+        q_in = norm.cdf((x2 - mq) / np.sqrt(wq)) - norm.cdf((x1 - mq) / np.sqrt(wq))
+        # inside the roots the sign of A x^2 + ... is opposite to A: p > q inside iff A < 0
+        tv[quad] = np.where(aq < 0, p_in - q_in, q_in - p_in)
+        out[shifted] = tv
+    return np.clip(out, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- single configuration
+@dataclass
+class SamplerError:
+    """Exact error of one configuration (Gaussian data)."""
+
+    kl: float
+    kl_tangent: float
+    kl_normal: float
+    kl_normal_per_dim: float
+    tv_normal: float
+    tv_lower: float
+    tv_upper: float
+    tangent_relative_errors: np.ndarray
+    normal_relative_error: float
+    tangent_means: np.ndarray
+
+    def as_dict(self) -> dict:
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else float(v))
+                for k, v in self.__dict__.items()}
+
+
+def combine_errors(e_tangent: np.ndarray, mu_tangent: np.ndarray, e_normal: float,
+                   n_normal: int) -> SamplerError:
+    """KL split and TV bounds from the per-direction end errors (one configuration)."""
+    kl_t, lbc_t = gaussian_divergences(e_tangent, mu_tangent)
+    kl_n, lbc_n = gaussian_divergences(np.array([e_normal]))
+    kl_tangent = float(np.sum(kl_t))
+    kl_normal_per_dim = float(kl_n[0])
+    kl_normal = n_normal * kl_normal_per_dim
+    kl = kl_tangent + kl_normal
+    tv_normal = float(isotropic_tv(e_normal, n_normal)) if n_normal > 0 else 0.0
+    tv_tangent_1d = gaussian_tv_1d(e_tangent, mu_tangent)
+    log_bc = float(np.sum(lbc_t) + n_normal * lbc_n[0])
+    lower = max(tv_normal, float(np.max(tv_tangent_1d, initial=0.0)), -np.expm1(log_bc))
+    upper = min(1.0, np.sqrt(max(-np.expm1(2 * log_bc), 0.0)), np.sqrt(kl / 2),
+                np.sqrt(-np.expm1(-kl)), tv_normal + float(np.sum(tv_tangent_1d)))
+    return SamplerError(kl, kl_tangent, kl_normal, kl_normal_per_dim, tv_normal, lower,
+                        max(upper, lower), np.asarray(e_tangent), float(e_normal),
+                        np.asarray(mu_tangent))
+
+
+def validate_configuration(T: int, dim: int, k: int) -> tuple[int, int, int]:
+    T = require_int("T", T, minimum=2)
+    dim = require_int("dim", dim, minimum=1)
+    k = require_int("k", k, minimum=1)
+    if k > dim:
+        raise ParameterError("k", k, f"<= dim = {dim}")
+    return T, dim, k
+
+
+def sampler_error(T: int = 1000, dim: int = 4096, k: int = 8, design: str = "star",
+                  schedule: str = "li-yan", variances=None, score_bias: float = 0.0,
+                  schedule_params: Mapping[str, float] | None = None, betas=None,
+                  eta=None, sigma2=None) -> SamplerError:
+    """Exact ``KL(law X_1 || law Y_1)`` and TV bounds for Gaussian data on a ``k``-subspace of
+    ``R^dim`` (THEORY D).
+
+    Parameters
+    ----------
+    T, dim, k : steps, ambient dimension, subspace dimension (``2 <= T``, ``1 <= k <= dim``).
+    design : ``star``, ``beta``, ``ho-beta``, ``ddim`` or ``custom`` (then ``eta`` and ``sigma2``
+        are arrays of length ``T``; entry ``t - 1`` is used at step ``t``).
+    schedule : ``li-yan`` (``schedule_params`` ``c0``, ``c1``), ``linear`` or ``cosine``; or pass
+        ``betas`` explicitly.
+    variances : the ``k`` tangent variances (default geometric from 0.25 to 4).
+    score_bias : constant error ``b`` added to the score along the first tangent direction.
+    """
+    T, dim, k = validate_configuration(T, dim, k)
+    require_choice("design", design, ALL_DESIGNS)
+    lam = geometric_spectrum(k) if variances is None else check_variances(variances, k)
+    require_finite("score_bias", score_bias)
+    if betas is None:
+        require_choice("schedule", schedule, SCHEDULES)
+        betas = make_betas(schedule, T, **dict(schedule_params or {}))
+    betas = schedule_arrays(betas)[0]
+    if betas.size != T:
+        raise ParameterError("betas", betas.size, f"length T = {T}")
+    custom = None
+    code = ALL_DESIGNS.index(design)
+    if design == "custom":
+        if eta is None or sigma2 is None:
+            raise ParameterError("design", design, "custom with both eta and sigma2 arrays")
+        eta_arr, sigma2_arr = as_float_array("eta", eta), as_float_array("sigma2", sigma2)
+        if eta_arr.size != T or sigma2_arr.size != T:
+            raise ParameterError("eta/sigma2", (eta_arr.size, sigma2_arr.size), f"length T = {T}")
+        if np.any(sigma2_arr < 0):
+            raise ParameterError("sigma2", sigma2_arr, ">= 0")
+        custom = {0: (eta_arr, sigma2_arr)}
+    chains = [Chain(0, code, float(v), score_bias if j == 0 else 0.0) for j, v in enumerate(lam)]
+    chains.append(Chain(0, code, 0.0))
+    e, mu = run_chains([betas], chains, custom)
+    return combine_errors(e[:-1], mu[:-1], float(e[-1]), dim - k)
+
+
+# --------------------------------------------------------------------------- grids
+def sampler_error_grid(T_values: Sequence[int], dims: Sequence[int], ks: Sequence[int],
+                       designs: Sequence[str] = DESIGNS, spectra: Sequence[str] = ("geometric",),
+                       schedule: str = "li-yan",
+                       schedule_params: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Exact errors on the product grid ``T x dim x k x design x spectrum`` (tidy columns).
+
+    ``spectra`` are names: ``geometric`` (0.25 to 4) or ``unit`` (all ones). Configurations with
+    ``k > dim`` are skipped. Each distinct chain ``(T, design, lam)`` runs once, compiled.
+    """
+    T_values = [require_int("T", T, minimum=2) for T in T_values]
+    dims = [require_int("dim", d, minimum=1) for d in dims]
+    ks = [require_int("k", k, minimum=1) for k in ks]
+    for design in designs:
+        require_choice("design", design, DESIGNS)
+    for name in spectra:
+        require_choice("spectrum", name, ("geometric", "unit"))
+    if schedule not in SCHEDULES:
+        require_choice("schedule", schedule, SCHEDULES)
+    params = dict(schedule_params or {})
+    schedules = [make_betas(schedule, T, **params) for T in T_values]
+    spectrum_of = {"geometric": geometric_spectrum, "unit": lambda k: np.ones(k)}
+    lam_index: dict[tuple[int, int, float], int] = {}
+    chains: list[Chain] = []
+
+    def chain_id(s: int, code: int, lam: float) -> int:
+        key = (s, code, lam)
+        if key not in lam_index:
+            lam_index[key] = len(chains)
+            chains.append(Chain(s, code, lam))
+        return lam_index[key]
+
+    plan = []
+    for s, _ in enumerate(T_values):
+        for design in designs:
+            code = DESIGNS.index(design)
+            normal = chain_id(s, code, 0.0)
+            for k in ks:
+                for name in spectra:
+                    ids = [chain_id(s, code, float(v)) for v in spectrum_of[name](k)]
+                    plan.append((s, design, k, name, ids, normal))
+    e, mu = run_chains(schedules, chains)
+    kl_dir, lbc_dir = gaussian_divergences(e, mu)
+    tv_dir = gaussian_tv_1d(e, mu)
+    rows: dict[str, list] = {key: [] for key in (
+        "T", "dim", "k", "design", "spectrum", "kl", "kl_tangent", "kl_normal",
+        "kl_normal_per_dim", "tv_normal", "tv_lower", "tv_upper")}
+    for s, design, k, name, ids, normal in plan:
+        kl_t = float(np.sum(kl_dir[ids]))
+        lbc_t = float(np.sum(lbc_dir[ids]))
+        tv_t_sum, tv_t_max = float(np.sum(tv_dir[ids])), float(np.max(tv_dir[ids]))
+        valid_dims = [d for d in dims if d >= k]
+        n_normal = np.array([d - k for d in valid_dims], dtype=float)
+        if n_normal.size == 0:
+            continue
+        kl_n = n_normal * kl_dir[normal]
+        kl = kl_t + kl_n
+        tv_n = isotropic_tv(np.full(n_normal.shape, e[normal]), n_normal)
+        log_bc = lbc_t + n_normal * lbc_dir[normal]
+        lower = np.maximum.reduce([tv_n, np.full(n_normal.shape, tv_t_max), -np.expm1(log_bc)])
+        upper = np.minimum.reduce([np.ones(n_normal.shape),
+                                   np.sqrt(np.maximum(-np.expm1(2 * log_bc), 0.0)),
+                                   np.sqrt(kl / 2), np.sqrt(-np.expm1(-kl)), tv_n + tv_t_sum])
+        for i, d in enumerate(valid_dims):
+            rows["T"].append(T_values[s])
+            rows["dim"].append(d)
+            rows["k"].append(k)
+            rows["design"].append(design)
+            rows["spectrum"].append(name)
+            rows["kl"].append(kl[i])
+            rows["kl_tangent"].append(kl_t)
+            rows["kl_normal"].append(kl_n[i])
+            rows["kl_normal_per_dim"].append(kl_dir[normal])
+            rows["tv_normal"].append(tv_n[i])
+            rows["tv_lower"].append(lower[i])
+            rows["tv_upper"].append(max(upper[i], lower[i]))
+    return {key: np.asarray(val) for key, val in rows.items()}
+
+
+@dataclass
+class RateFit:
+    """``error ~ C T^slope`` fitted by least squares in log-log; ``slope_se`` its standard error."""
+
+    slope: float
+    slope_se: float
+    prefactor: float
+    points: int
+
+
+def fit_rate(T_values, errors, weights=None) -> RateFit:
+    """Fit ``log error = log C + slope log T`` (optionally weighted); points with error <= 0 or
+    non-finite are dropped (at least two must remain)."""
+    T_values = np.asarray(T_values, dtype=float)
+    errors = np.asarray(errors, dtype=float)
+    ok = np.isfinite(errors) & (errors > 0) & (T_values > 0)
+    if np.count_nonzero(ok) < 2:
+        raise ParameterError("errors", errors, "at least two positive finite values to fit a rate")
+    x, y = np.log(T_values[ok]), np.log(errors[ok])
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)[ok]
+    design = np.stack([np.ones_like(x), x], axis=1) * np.sqrt(w)[:, None]
+    coef, *_ = np.linalg.lstsq(design, y * np.sqrt(w), rcond=None)
+    resid = y - (coef[0] + coef[1] * x)
+    dof = max(x.size - 2, 1)
+    sigma2 = float(np.sum(w * resid**2) / dof)
+    cov = sigma2 * np.linalg.pinv(design.T @ design)
+    return RateFit(float(coef[1]), float(np.sqrt(max(cov[1, 1], 0.0))), float(np.exp(coef[0])),
+                   int(x.size))

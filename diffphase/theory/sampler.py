@@ -1,0 +1,216 @@
+"""Symbolic layer of DDPM coefficient design on low-dimensional data (THEORY D).
+
+Contract: pure functions returning sympy expressions (no numbers baked in) for
+
+* the one-step sampler ``Y_{t-1} = (Y_t + eta s_t(Y_t) + sigma Z) / sqrt(alpha_t)`` acting on one
+  eigen-direction of Gaussian data of variance ``lam`` (``lam = 0``: a normal direction);
+* the per-direction variance recursion ``v_{t-1} = (c_t^2 v_t + sigma_t^2) / alpha_t`` with
+  ``c_t = 1 - eta_t / (abar_t lam + 1 - abar_t)`` and the mean recursion under a constant score
+  bias ``b`` (``s = s* + b``): ``m_{t-1} = (c_t m_t + eta_t b) / sqrt(alpha_t)``;
+* the same recursion written for the *relative error* ``e_t = v_t / Sigma_t - 1`` (``Sigma_t`` the
+  variance of ``X_t``): ``e_{t-1} = rho_t e_t + delta_t``; ``delta_t`` is simplified symbolically
+  so that it is evaluated without cancellation (it vanishes identically for ``star`` on a normal
+  direction);
+* the normal-direction preservation condition
+  ``(1 - abar - eta)^2 / (1 - abar) + sigma^2 = alpha - abar``, its unique solution with
+  ``eta = 1 - alpha`` (the ``star`` design, equal to the DDPM posterior variance) and its
+  ``sigma = 0`` solution (``ddim``, equal to the DDIM update of Song et al.);
+* the designs ``star``, ``beta``, ``ho-beta``, ``ddim`` as ``(eta, sigma^2)``;
+* one-dimensional Gaussian divergences as functions of the relative error (KL, log Bhattacharyya
+  coefficient) with their Taylor series for small errors, and the radius where two centred
+  isotropic Gaussians have equal density (for the exact TV of the normal part).
+
+Step variables are written in the numerically safe pair ``beta = 1 - alpha_t`` and
+``q = 1 - abar_t`` (so ``alpha - abar = q - beta``); all expressions are checked against the
+``(alpha, abar)`` form in the tests.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import sympy as sp
+
+#: step variables: beta_t = 1 - alpha_t, q_t = 1 - abar_t
+beta, q = sp.symbols("beta q", positive=True)
+#: data variance along a direction (0 for normal directions), relative error, score bias, mean
+lam = sp.Symbol("lam", nonnegative=True)
+rel_error = sp.Symbol("e", real=True)
+bias, mean = sp.symbols("b m", real=True)
+#: design coefficients and the output variance of the sampler at step t
+eta, sigma2, variance = sp.symbols("eta sigma2 v", real=True)
+#: the textbook pair, used to state conditions and to cross-check the (beta, q) forms
+alpha, abar = sp.symbols("alpha abar", positive=True)
+
+DESIGNS = ("star", "beta", "ho-beta", "ddim")
+SERIES_ORDER = 10
+
+
+def to_alpha_abar(expr: sp.Expr) -> sp.Expr:
+    """Rewrite an expression in ``(beta, q)`` with ``beta = 1 - alpha``, ``q = 1 - abar``."""
+    return expr.subs({beta: 1 - alpha, q: 1 - abar}, simultaneous=True)
+
+
+def data_variance(lam_: sp.Expr = lam) -> sp.Expr:
+    """``Sigma_t = abar_t lam + 1 - abar_t``: the variance of ``X_t`` along a direction."""
+    return (1 - q) * lam_ + q
+
+
+def previous_data_variance(lam_: sp.Expr = lam) -> sp.Expr:
+    """``Sigma_{t-1} = abar_{t-1} lam + 1 - abar_{t-1}`` with ``abar_{t-1} = abar_t / alpha_t``."""
+    return ((1 - q) * lam_ + q - beta) / (1 - beta)
+
+
+def contraction(eta_: sp.Expr = eta, lam_: sp.Expr = lam) -> sp.Expr:
+    """``c_t = 1 - eta_t / Sigma_t``: the exact score is ``-x / Sigma_t`` on a Gaussian direction."""
+    return 1 - eta_ / data_variance(lam_)
+
+
+def variance_step(eta_: sp.Expr = eta, sigma2_: sp.Expr = sigma2, lam_: sp.Expr = lam,
+                  v: sp.Expr = variance) -> sp.Expr:
+    """``v_{t-1} = (c_t^2 v_t + sigma_t^2) / alpha_t`` (THEORY D)."""
+    return (contraction(eta_, lam_) ** 2 * v + sigma2_) / (1 - beta)
+
+
+def mean_step(eta_: sp.Expr = eta, lam_: sp.Expr = lam, m: sp.Expr = mean,
+              b: sp.Expr = bias) -> sp.Expr:
+    """``m_{t-1} = (c_t m_t + eta_t b) / sqrt(alpha_t)`` for the biased score ``s* + b``."""
+    return (contraction(eta_, lam_) * m + eta_ * b) / sp.sqrt(1 - beta)
+
+
+def relative_error_coefficients(eta_: sp.Expr = eta, sigma2_: sp.Expr = sigma2,
+                                lam_: sp.Expr = lam) -> tuple[sp.Expr, sp.Expr]:
+    """``(rho_t, delta_t)`` of ``e_{t-1} = rho_t e_t + delta_t`` for ``e_t = v_t / Sigma_t - 1``.
+
+    ``rho = c^2 Sigma_t / (alpha Sigma_{t-1})`` and
+    ``delta = (c^2 Sigma_t + sigma^2 - alpha Sigma_{t-1}) / (alpha Sigma_{t-1})``, the numerator
+    expanded and collected so that exact cancellations happen symbolically.
+    """
+    sig_t, sig_prev = data_variance(lam_), previous_data_variance(lam_)
+    c2 = contraction(eta_, lam_) ** 2
+    scale = (1 - beta) * sig_prev
+    rho = sp.factor(sp.cancel(c2 * sig_t / scale))
+    delta = sp.factor(sp.cancel(sp.together(c2 * sig_t + sigma2_ - scale) / scale))
+    return rho, delta
+
+
+def initial_relative_error(lam_: sp.Expr = lam) -> sp.Expr:
+    """``e_T = 1 / Sigma_T - 1``: the sampler starts from ``Y_T ~ N(0, 1)``, the data from
+    ``X_T`` of variance ``Sigma_T``."""
+    return sp.factor(sp.cancel(1 / data_variance(lam_) - 1))
+
+
+def relative_error_step(eta_: sp.Expr = eta, sigma2_: sp.Expr = sigma2,
+                        lam_: sp.Expr = lam, e: sp.Expr = rel_error) -> sp.Expr:
+    """``e_{t-1} = rho_t e_t + delta_t``."""
+    rho, delta = relative_error_coefficients(eta_, sigma2_, lam_)
+    return rho * e + delta
+
+
+# --------------------------------------------------------------------------- preservation
+def preservation_residual(eta_: sp.Expr = eta, sigma2_: sp.Expr = sigma2) -> sp.Expr:
+    """Normal-direction preservation condition, as ``lhs - rhs`` in ``(alpha, abar)``:
+    ``(1 - abar - eta)^2 / (1 - abar) + sigma^2 - (alpha - abar)``."""
+    return (1 - abar - eta_) ** 2 / (1 - abar) + sigma2_ - (alpha - abar)
+
+
+@functools.lru_cache(maxsize=None)
+def star_solutions() -> tuple[sp.Expr, ...]:
+    """All ``sigma^2`` solving the preservation condition with ``eta = 1 - alpha``
+    (a single one: the condition is linear in ``sigma^2``)."""
+    return tuple(sp.factor(s) for s in sp.solve(preservation_residual(1 - alpha, sigma2), sigma2))
+
+
+def ddpm_posterior_variance() -> sp.Expr:
+    """``sigma^2 = alpha Var[x_{t-1} | x_t, x_0] = alpha beta_t (1 - abar_{t-1}) / (1 - abar_t)``:
+    the DDPM posterior variance rescaled to this sampler's form."""
+    abar_prev = abar / alpha
+    return alpha * (1 - alpha) * (1 - abar_prev) / (1 - abar)
+
+
+@functools.lru_cache(maxsize=None)
+def ddim_solutions() -> tuple[sp.Expr, ...]:
+    """Both roots ``eta`` of the preservation condition with ``sigma = 0``."""
+    return tuple(sp.solve(preservation_residual(eta, 0), eta))
+
+
+def ddim_song_eta() -> sp.Expr:
+    """``eta`` of the DDIM update ``Y_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1}) eps_hat``
+    with ``x0_hat = (x + (1 - abar) s)/sqrt(abar)``, ``eps_hat = -sqrt(1 - abar) s``, written as
+    ``(x + eta s)/sqrt(alpha)``."""
+    x, s = sp.symbols("x s", real=True)
+    abar_prev = abar / alpha
+    x0_hat = (x + (1 - abar) * s) / sp.sqrt(abar)
+    eps_hat = -sp.sqrt(1 - abar) * s
+    update = sp.sqrt(abar_prev) * x0_hat + sp.sqrt(1 - abar_prev) * eps_hat
+    coefficient_of_s = sp.expand(update * sp.sqrt(alpha)).coeff(s)
+    return sp.simplify(coefficient_of_s)
+
+
+# --------------------------------------------------------------------------- designs
+def design_coefficients(name: str) -> tuple[sp.Expr, sp.Expr]:
+    """``(eta_t, sigma_t^2)`` of a named design in the safe variables ``(beta, q)``.
+
+    * ``star``: ``eta = 1 - alpha``, ``sigma^2 = (1 - alpha)(alpha - abar)/(1 - abar)``;
+    * ``beta``: ``eta = 1 - alpha``, ``sigma^2 = 1 - alpha``;
+    * ``ho-beta``: ``eta = 1 - alpha``, ``sigma^2 = alpha (1 - alpha)``;
+    * ``ddim``: ``sigma = 0``, ``eta = (1 - abar) - sqrt((alpha - abar)(1 - abar))``, written in the
+      rationalized form ``q beta / (q + sqrt(q (q - beta)))`` (no cancellation for small beta).
+    """
+    if name == "star":
+        return beta, beta * (q - beta) / q
+    if name == "beta":
+        return beta, beta
+    if name == "ho-beta":
+        return beta, (1 - beta) * beta
+    if name == "ddim":
+        return q * beta / (q + sp.sqrt(q * (q - beta))), sp.Integer(0)
+    raise ValueError(f"unknown design {name!r}: allowed {', '.join(DESIGNS)}")
+
+
+# --------------------------------------------------------------------------- divergences
+def gaussian_kl_1d() -> sp.Expr:
+    """``KL(N(0, S) || N(m, S(1 + e)))`` per unit ``S`` of mean shift: with ``m`` measured in
+    units of ``sqrt(S)``, ``0.5 (1/(1+e) - 1 + log(1+e) + m^2/(1+e))``.
+
+    Derived from the two densities, not typed: ``E_P[log p - log q]`` for one-dimensional
+    Gaussians ``P = N(0, 1)`` and ``Q = N(m, 1 + e)``.
+    """
+    x = sp.Symbol("x", real=True)
+    var_q = 1 + rel_error
+    log_p = -x**2 / 2 - sp.log(2 * sp.pi) / 2
+    log_q = -(x - mean) ** 2 / (2 * var_q) - sp.log(2 * sp.pi * var_q) / 2
+    # E_P[x] = 0 and E_P[x^2] = 1 for P = N(0, 1)
+    integrand = sp.expand(log_p - log_q)
+    poly = sp.Poly(integrand, x)
+    moments = {0: 1, 1: 0, 2: 1}
+    expectation = sum(coef * moments[deg[0]] for deg, coef in zip(poly.monoms(), poly.coeffs(),
+                                                                     strict=True))
+    return sp.simplify(sp.expand_log(expectation, force=True))
+
+
+def gaussian_log_bhattacharyya_1d() -> sp.Expr:
+    """``log BC(N(0, 1), N(m, 1 + e))`` from ``BC = int sqrt(p q) dx``:
+    ``(1/4) log(1+e) - (1/2) log(1 + e/2) - m^2 / (4 (2 + e))``."""
+    x = sp.Symbol("x", real=True)
+    w = sp.Symbol("w", positive=True)  # the variance 1 + e of the second law
+    log_p = -x**2 / 2 - sp.log(2 * sp.pi) / 2
+    log_q = -(x - mean) ** 2 / (2 * w) - sp.log(2 * sp.pi * w) / 2
+    bc = sp.integrate(sp.exp(sp.expand((log_p + log_q) / 2)), (x, -sp.oo, sp.oo), conds="none")
+    log_bc = sp.expand_log(sp.log(sp.simplify(bc)), force=True)
+    return sp.simplify(log_bc.subs(w, 1 + rel_error))
+
+
+def small_error_series(expr: sp.Expr, order: int = SERIES_ORDER) -> sp.Expr:
+    """Taylor polynomial in ``e`` (at ``e = 0``) used where the closed form cancels."""
+    return sp.series(expr, rel_error, 0, order).removeO()
+
+
+def equal_density_radius2(n: sp.Expr | None = None) -> sp.Expr:
+    """``r^2`` with ``N(0, I_n)`` and ``N(0, (1 + e) I_n)`` of equal density on ``|x|^2 = r^2``:
+    ``r^2 = n (1 + e) log(1 + e) / e``; the first density is larger inside."""
+    n = sp.Symbol("n", positive=True) if n is None else n
+    r2 = sp.Symbol("r2", positive=True)
+    log_ratio = (-r2 / 2) - (-r2 / (2 * (1 + rel_error)) - n * sp.log(1 + rel_error) / 2)
+    (solution,) = sp.solve(sp.Eq(log_ratio, 0), r2)
+    return sp.simplify(solution)
