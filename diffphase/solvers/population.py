@@ -1,0 +1,179 @@
+"""Population dynamics for the law of BP messages on RHM trees (THEORY C, "Beyond the paper").
+
+Contract: :func:`class_preservation` represents, at every level, the law of the upward message
+of a node *given its true value* by a population of ``population`` pairs
+``(true value, message)``, and recurses from the leaves to the root (the cavity method on a tree):
+
+1. leaves: true values balanced over the ``v`` symbols, messages drawn from the noise channel
+   (:func:`diffphase.validate.rhm.noisy_leaf_likelihood`);
+2. one level up, for each new member: a true value ``a`` (balanced), a rule ``j`` uniform, and
+   for each child ``k`` a random member of the lower population whose true value is
+   ``R[a, j, k]``; the member's message is the BP upward update of those ``s`` messages
+   (the compiled kernel of :mod:`diffphase.validate.bp`).
+
+Given its value, a node's subtree is independent of the rest of the tree, so with the rules of
+the actual instance (``rules="quenched"``, the default) this recursion is exact as the
+population grows; ``rules="annealed"`` draws fresh rules at every level and repetition (the
+ensemble-typical law). The class-preservation probability of a forward-backward experiment is
+``E[posterior(true class)]``, the population mean of the root message at the true class; its
+standard error comes from ``repeats`` independent populations. :func:`half_point` finds the
+noise where the class is preserved with probability one half by bisection with common random
+numbers (the same seeds at every noise, so the estimate is a smooth function of the noise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ParameterError, require_choice, require_in_range, require_int
+from ..validate.bp import _upward_level_numba
+from ..validate.rhm import CHANNELS, RandomHierarchyModel, noisy_leaf_likelihood
+
+RULE_MODES = ("quenched", "annealed")
+#: guard: population * n_par * v floats per level
+MAX_POPULATION_FLOATS = 2**27
+
+
+@dataclass
+class PopulationResult:
+    """Per-level mean belief on the true value (level 0 the class) and its standard error."""
+
+    noise: float
+    true_value_belief: np.ndarray  # (L + 1,)
+    standard_error: np.ndarray  # (L + 1,)
+    population: int
+    repeats: int
+    n_guarded: int
+
+    @property
+    def class_preservation(self) -> float:
+        return float(self.true_value_belief[0])
+
+
+def _check(channel, noise, population, repeats, rules_mode, model):
+    require_choice("channel", channel, CHANNELS)
+    require_in_range("noise", noise, 0.0, 1.0)
+    population = require_int("population", population, 100)
+    repeats = require_int("repeats", repeats, 1)
+    require_choice("rules", rules_mode, RULE_MODES)
+    if population * model.v * max(model.v, model.n_c) > MAX_POPULATION_FLOATS:
+        raise ParameterError("population", population,
+                             f"population * v * max(v, n_c) <= {MAX_POPULATION_FLOATS}")
+    return population, repeats
+
+
+def _balanced_values(count: int, n_values: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.permutation(np.arange(count) % n_values)
+
+
+def _one_population(model: RandomHierarchyModel, rules: list[np.ndarray], channel: str,
+                    noise: float, population: int, rng: np.random.Generator):
+    v, s = model.v, model.s
+    values = _balanced_values(population, v, rng)
+    messages = noisy_leaf_likelihood(channel, values, noise, v, rng)
+    messages /= messages.sum(axis=1, keepdims=True)
+    beliefs = [float(messages[np.arange(population), values].mean())]
+    errors = [float(messages[np.arange(population), values].std() / math.sqrt(population))]
+    guarded = 0
+    for level in range(model.L - 1, -1, -1):
+        r = rules[level]
+        n_par = r.shape[0]
+        order = np.argsort(values, kind="stable")
+        counts = np.bincount(values, minlength=v)
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        parents = _balanced_values(population, n_par, rng)
+        chosen = r[parents, rng.integers(0, model.m, size=population)]  # (N, s)
+        picks = offsets[chosen] + (rng.random(chosen.shape) * counts[chosen]).astype(np.int64)
+        children = messages[order[picks]].reshape(population, s, v)
+        out = np.empty((population, 1, n_par))
+        guarded += int(_upward_level_numba(np.ascontiguousarray(children), r, out))
+        values, messages = parents, out[:, 0, :]
+        on_truth = messages[np.arange(population), values]
+        beliefs.insert(0, float(on_truth.mean()))
+        errors.insert(0, float(on_truth.std() / math.sqrt(population)))
+    return np.array(beliefs), np.array(errors), guarded
+
+
+def class_preservation(model: RandomHierarchyModel, channel: str, noise: float,
+                       population: int = 20000, repeats: int = 2, seed: int = 0,
+                       rules: str = "quenched") -> PopulationResult:
+    """Population-dynamics estimate of the per-level true-value belief at one noise level.
+
+    ``E[mu_l(x_l)]`` at level ``l``; at the root it is the probability that a forward-backward
+    experiment preserves the class. The returned standard error combines the within-population
+    spread and the spread across ``repeats`` independent populations.
+    """
+    population, repeats = _check(channel, noise, population, repeats, rules, model)
+    if model.n_c * model.m > model.v ** model.s:
+        raise ParameterError("n_c", model.n_c, "n_c * m <= v**s")
+    runs, guarded = [], 0
+    for rep in range(repeats):
+        rng = np.random.default_rng([seed, rep, 0x504F50])
+        level_rules = model.rules if rules == "quenched" else RandomHierarchyModel(
+            model.v, model.m, model.s, model.L, model.n_c, seed=seed * 1000 + rep + 1).rules
+        beliefs, _, g = _one_population(model, level_rules, channel, noise, population, rng)
+        runs.append(beliefs)
+        guarded += g
+    runs = np.array(runs)
+    mean = runs.mean(axis=0)
+    if repeats > 1:
+        stderr = runs.std(axis=0, ddof=1) / math.sqrt(repeats)
+    else:
+        stderr = _one_population(model, model.rules, channel, noise, population,
+                                 np.random.default_rng([seed, 0, 0x504F50]))[1]
+    return PopulationResult(float(noise), mean, stderr, population, repeats, guarded)
+
+
+def preservation_curve(model: RandomHierarchyModel, channel: str, noises,
+                       population: int = 20000, repeats: int = 2, seed: int = 0,
+                       rules: str = "quenched") -> list[PopulationResult]:
+    """:func:`class_preservation` on a list of noise levels (common random numbers)."""
+    return [class_preservation(model, channel, float(x), population, repeats, seed, rules)
+            for x in np.atleast_1d(noises)]
+
+
+@dataclass
+class HalfPoint:
+    """Noise at which the class is preserved with probability ``target``."""
+
+    noise: float
+    converged: bool
+    iterations: int
+    bracket: tuple[float, float]
+
+
+def half_point(model: RandomHierarchyModel, channel: str, target: float = 0.5,
+               population: int = 20000, repeats: int = 2, seed: int = 0, xtol: float = 2e-3,
+               grid: int = 11, maxiter: int = 30, rules: str = "quenched") -> HalfPoint:
+    """Smallest noise where population-dynamics class preservation crosses ``target``.
+
+    A scan of ``grid`` noise levels in ``[0, 1]`` brackets the crossing, then bisection narrows
+    the bracket to ``xtol``. ``converged`` is False (and ``noise`` NaN) when no grid point is
+    below ``target`` (the class survives every noise) or the bisection runs out of iterations.
+    """
+    target = require_in_range("target", target, 0.0, 1.0, closed=(False, False))
+    grid = require_int("grid", grid, 3)
+    require_in_range("xtol", xtol, 0.0, 1.0, closed=(False, True))
+
+    def preserved(x: float) -> float:
+        return class_preservation(model, channel, x, population, repeats, seed,
+                                  rules).class_preservation
+
+    xs = np.linspace(0.0, 1.0, grid)
+    lo = hi = None
+    for a, b_ in zip(xs[:-1], xs[1:], strict=True):
+        if preserved(b_) < target:
+            lo, hi = float(a), float(b_)
+            break
+    if lo is None:
+        return HalfPoint(math.nan, False, 0, (math.nan, math.nan))
+    it = 0
+    while hi - lo > xtol and it < maxiter:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if preserved(mid) >= target else (lo, mid)
+        it += 1
+    converged = hi - lo <= xtol
+    return HalfPoint(0.5 * (lo + hi) if converged else math.nan, converged, it, (lo, hi))
