@@ -1,0 +1,329 @@
+"""Compiled solvers of the memorization model (THEORY B): collapse, speciation, cloning, REM.
+
+Contract
+--------
+* :class:`CovarianceSpectrum` holds a covariance spectrum as nodes ``lambda_j`` and per-dimension
+  weights ``w_j`` with ``(1/d) sum_i f(lambda_i) = sum_j w_j f(lambda_j)`` (zero eigenvalues left
+  out): isotropic data, several groups (axis-aligned: exact multiplicities ``round(alpha_k d)``;
+  random subspace: THEORY A's spectrum by quadrature), explicit eigenvalues, a continuous law.
+* :func:`collapse_tau` solves ``sum_j w_j (1/2) ln(1 + lambda_j/tau) = ln N / d`` (THEORY B) for
+  a batch of ``(N, d, spectrum)`` points with a compiled residual (sympy term, numba sum) and the
+  batched bracketed root finder, in ``ln tau`` between closed-form brackets; per-point convergence
+  flags are returned, never a silent NaN.
+* :func:`speciation_tau` is ``Lambda - 1`` (``t_S = (1/2) ln Lambda`` in ``ou``); NaN with
+  ``exists=False`` when ``Lambda <= 1`` (no speciation at positive time).
+* :func:`cloning_probability` is the compiled one-dimensional integral of THEORY B by
+  Gauss–Hermite quadrature.
+* :func:`rem_critical_tau` solves the REM condition ``V(tau) = 2 ln N`` for any probe; the closed
+  form for a probe ``sqrt(tau) v`` is used for per-direction and per-group critical times.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from ..errors import ParameterError, as_float_array, require_choice, require_int
+from ..process import get_process
+from ..theory import memorization as theory
+from .codegen import ScalarKernel, numba_module
+from .roots import RootResult, bracketed_root
+
+SUBSPACES = ("random", "orthonormal")
+
+
+# ----------------------------------------------------------------------------- templates
+def collapse_residual_batch(log_tau, nodes, weights, log_n_per_d):  # pragma: no cover - numba
+    """``sum_j w_j term(lambda_j, tau) - ln N / d`` for each row (compiled template)."""
+    out = np.empty(log_tau.shape[0])
+    for g in range(log_tau.shape[0]):
+        tau_g = math.exp(log_tau[g])
+        total = 0.0
+        for j in range(nodes.shape[1]):
+            if weights[g, j] > 0.0:
+                total += weights[g, j] * collapse_term(nodes[g, j], tau_g)  # noqa: F821
+        out[g] = total - log_n_per_d[g]
+    return out
+
+
+def cloning_batch(kappas, nodes, node_weights):  # pragma: no cover - numba
+    """``E_z[q^2 + (1 - q)^2]`` for each ``kappa`` by a quadrature rule for ``N(0, 1)``."""
+    out = np.empty(kappas.shape[0])
+    for i in range(kappas.shape[0]):
+        total = 0.0
+        for j in range(nodes.shape[0]):
+            total += node_weights[j] * same_cluster(kappas[i], nodes[j])  # noqa: F821
+        out[i] = total
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def kernels():
+    """The generated numba module (collapse term, cloning integrand, batch templates)."""
+    import inspect
+    import textwrap
+
+    specs = [ScalarKernel.of("collapse_term", (theory.lam, theory.tau), theory.collapse_term()),
+             ScalarKernel.of("same_cluster", (theory.kappa, theory.zvar),
+                             theory.cloning_same_cluster_given_z())]
+    sources = [textwrap.dedent(inspect.getsource(f)) for f in (collapse_residual_batch,
+                                                                cloning_batch)]
+    return numba_module(specs, sources, tag="memorization")
+
+
+@functools.cache
+def _closed_form(name: str):
+    if name == "collapse_isotropic":
+        return sp.lambdify((theory.sigma2, theory.n_train, theory.m_dim),
+                           theory.collapse_tau_isotropic(), "numpy")
+    if name == "rem_displaced":
+        return sp.lambdify((theory.rem_C, theory.rem_S4, theory.g_norm, theory.n_train),
+                           theory.rem_critical_tau_displaced(), "numpy")
+    if name == "rem_residual":
+        return sp.lambdify((theory.tau, theory.rem_A, theory.rem_B, theory.rem_C, theory.rem_S4,
+                            theory.g_norm, theory.n_train), theory.rem_residual(), "numpy")
+    if name == "kappa":
+        return sp.lambdify((theory.tau, theory.m_norm2, theory.sigma2), theory.mixture_kappa(),
+                           "numpy")
+    raise KeyError(name)
+
+
+def collapse_tau_isotropic(variance, n_train, n_nonzero):
+    """Closed form ``tau_C = sigma^2 / (N^(2/m) - 1)`` (sympy-derived; for tests and reference)."""
+    return _closed_form("collapse_isotropic")(np.asarray(variance, float),
+                                              np.asarray(n_train, float),
+                                              np.asarray(n_nonzero, float))
+
+
+# ----------------------------------------------------------------------------- spectra
+@dataclass(frozen=True)
+class CovarianceSpectrum:
+    """Nonzero covariance eigenvalues ``nodes`` with per-dimension ``weights`` at dimension ``dim``.
+
+    ``largest`` is the top of the spectrum (the upper bulk edge for a random subspace).
+    """
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    dim: int
+    largest: float
+    label: str = ""
+
+    @classmethod
+    def from_eigenvalues(cls, eigenvalues, label: str = "eigenvalues") -> CovarianceSpectrum:
+        """All ``d`` eigenvalues of a covariance (zeros allowed, they do not count)."""
+        eig = as_float_array("eigenvalues", eigenvalues)
+        if np.any(eig < 0):
+            raise ParameterError("eigenvalues", eig, ">= 0 (a covariance spectrum)")
+        keep = eig > 0
+        if not keep.any():
+            raise ParameterError("eigenvalues", eig, "at least one > 0")
+        return cls(eig[keep], np.full(keep.sum(), 1.0 / eig.size), eig.size,
+                   float(eig.max()), label)
+
+    @classmethod
+    def from_groups(cls, fractions, variances, dim: int, subspace: str = "orthonormal",
+                    n_nodes: int = 128) -> CovarianceSpectrum:
+        """Latent groups (THEORY A). ``orthonormal``: eigenvalues are the variances with
+        multiplicities ``round(alpha_k d)`` (each >= 1); ``random``: the ``d -> infinity``
+        spectrum of ``F Sigma F^T`` with iid ``N(0, 1/d)`` entries of ``F``."""
+        from .spectral import VarianceLaw, bulk_edges, covariance_spectrum_quadrature
+
+        dim = require_int("dim", dim, minimum=1)
+        require_choice("subspace", subspace, SUBSPACES)
+        law = VarianceLaw.from_groups(fractions, variances)
+        if subspace == "orthonormal":
+            counts = np.rint(law.fractions * dim)
+            if np.any(counts < 1) or counts.sum() > dim:
+                raise ParameterError("fractions", law.fractions.tolist(),
+                                     f"multiplicities round(fraction*dim) in [1, dim={dim}]")
+            return cls(law.variances.copy(), counts / dim, dim, float(law.variances.max()),
+                       "orthonormal")
+        nodes, weights = covariance_spectrum_quadrature(law, n_nodes=n_nodes, subspace="random")
+        top = float(bulk_edges(law).bulks[-1][1])
+        return cls(nodes, weights, dim, top, "random")
+
+    def at_dim(self, dim: int) -> CovarianceSpectrum:
+        """The same per-dimension law at another dimension."""
+        return CovarianceSpectrum(self.nodes, self.weights, require_int("dim", dim, 1),
+                                  self.largest, self.label)
+
+    @property
+    def trace_per_dim(self) -> float:
+        return float(np.sum(self.weights * self.nodes))
+
+    @property
+    def fourth_sum(self) -> float:
+        """``sum_i lambda_i^2`` (``S4`` of the REM criterion with ``s_i^2 = lambda_i``)."""
+        return float(self.dim * np.sum(self.weights * self.nodes**2))
+
+
+# ----------------------------------------------------------------------------- collapse
+@dataclass
+class CollapseResult:
+    """``tau`` (NaN where not converged), flags and iterations per point."""
+
+    tau: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+
+    @property
+    def n_failed(self) -> int:
+        return int(np.size(self.converged) - np.count_nonzero(self.converged))
+
+    def summary(self) -> dict:
+        return {"points": int(np.size(self.converged)), "failed": self.n_failed,
+                "max_iterations": int(np.max(self.iterations, initial=0))}
+
+
+def _stack(spectra: list[CovarianceSpectrum]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(s.nodes.size for s in spectra)
+    nodes = np.ones((len(spectra), width))
+    weights = np.zeros((len(spectra), width))
+    for i, s in enumerate(spectra):
+        nodes[i, :s.nodes.size] = s.nodes
+        weights[i, :s.nodes.size] = s.weights
+    return nodes, weights
+
+
+def collapse_tau(spectrum, n_train, dim=None) -> CollapseResult:
+    """Collapse noise ``tau_C`` solving ``(1/2) sum_i ln(1 + lambda_i / tau_C) = ln N``.
+
+    Parameters
+    ----------
+    spectrum : a :class:`CovarianceSpectrum` or a list of them (one per point).
+    n_train : N (>= 2), scalar or array broadcast against the spectra.
+    dim : optional dimensions overriding each spectrum's (the per-dimension law is kept).
+    """
+    spectra = [spectrum] if isinstance(spectrum, CovarianceSpectrum) else list(spectrum)
+    n = np.atleast_1d(np.asarray(n_train, dtype=float))
+    if np.any(~np.isfinite(n)) or np.any(n < 2):
+        raise ParameterError("n_train", n, ">= 2 (one training point never generalizes)")
+    dims = (np.array([s.dim for s in spectra], float) if dim is None
+            else np.atleast_1d(np.asarray(dim, dtype=float)))
+    if np.any(dims < 1):
+        raise ParameterError("dim", dims, ">= 1")
+    shape = np.broadcast_shapes(n.shape, dims.shape, (len(spectra),) if len(spectra) > 1 else ())
+    n_b, d_b = np.broadcast_to(n, shape).ravel(), np.broadcast_to(dims, shape).ravel()
+    if len(spectra) == 1:
+        spectra = spectra * n_b.size
+    nodes, weights = _stack(spectra)
+    log_n_per_d = np.log(n_b) / d_b
+    alpha = weights.sum(axis=1)
+    trace = np.sum(weights * nodes, axis=1)
+    mean_log = np.sum(weights * np.log(nodes), axis=1) / alpha
+    # brackets: ln(1+x) <= x gives f(tau_hi) <= 0; ln(1+x) >= ln x gives f(tau_lo) >= 0
+    log_hi = np.log(trace / (2 * log_n_per_d)) + 1e-9
+    log_lo = np.minimum(mean_log - 2 * log_n_per_d / alpha, log_hi - 1e-6) - 1e-9
+    module = kernels()
+
+    def residual(log_tau):
+        return module.collapse_residual_batch(np.ascontiguousarray(log_tau, dtype=float),
+                                              nodes, weights, log_n_per_d)
+
+    root: RootResult = bracketed_root(residual, log_lo, log_hi, xtol=1e-13, rtol=1e-15)
+    tau = np.where(root.converged, np.exp(root.root), np.nan)
+    return CollapseResult(tau.reshape(shape), root.converged.reshape(shape),
+                          root.iterations.reshape(shape))
+
+
+def collapse_residual(spectrum: CovarianceSpectrum, n_train: float, tau) -> np.ndarray:
+    """``(1/d)[(1/2) sum_i ln(1 + lambda_i/tau) - ln N]`` at the given ``tau`` values."""
+    tau = np.atleast_1d(np.asarray(tau, dtype=float))
+    module = kernels()
+    nodes, weights = _stack([spectrum] * tau.size)
+    return module.collapse_residual_batch(np.log(tau), nodes, weights,
+                                          np.full(tau.size, np.log(n_train) / spectrum.dim))
+
+
+# ----------------------------------------------------------------------------- speciation
+def speciation_tau(largest_eigenvalue) -> tuple[np.ndarray, np.ndarray]:
+    """``(tau_S, exists)``: ``tau_S = Lambda - 1`` where ``Lambda > 1``, NaN otherwise."""
+    lam_max = np.asarray(largest_eigenvalue, dtype=float)
+    tau_s = sp.lambdify(theory.big_lambda, theory.speciation_tau(), "numpy")(lam_max)
+    exists = lam_max > 1
+    return np.where(exists, tau_s, np.nan), exists
+
+
+def process_time(tau, process: str) -> np.ndarray:
+    """Time of ``process`` (``ou`` or ``ve``) at noise ``tau``; NaN stays NaN."""
+    proc = get_process(process)
+    tau = np.asarray(tau, dtype=float)
+    out = np.full(tau.shape, np.nan)
+    ok = np.isfinite(tau) & (tau > 0)
+    out[ok] = proc.time_from_tau(tau[ok])
+    return out
+
+
+# ----------------------------------------------------------------------------- cloning
+def mixture_kappa(tau, m_norm2: float, sigma2: float) -> np.ndarray:
+    """``kappa = |m|^2 / (tau + sigma^2)``: class signal-to-noise of the noised mixture."""
+    return _closed_form("kappa")(np.asarray(tau, float), m_norm2, sigma2)
+
+
+def cloning_probability(tau, m_norm2: float, sigma2: float, n_nodes: int = 120) -> np.ndarray:
+    """Probability that two copies cloned at noise ``tau`` end in the same cluster of the
+    two-Gaussian mixture ``+-m`` (variance ``sigma^2``): ``E_z[q^2 + (1-q)^2]`` (THEORY B)."""
+    tau = np.asarray(tau, dtype=float)
+    if np.any(~(tau > 0)):
+        raise ParameterError("tau", tau, "> 0")
+    if not (m_norm2 > 0 and sigma2 > 0):
+        raise ParameterError("m_norm2, sigma2", (m_norm2, sigma2), "both > 0")
+    nodes, w = np.polynomial.hermite_e.hermegauss(require_int("n_nodes", n_nodes, 8))
+    w = w / np.sqrt(2 * np.pi)
+    kappas = np.atleast_1d(mixture_kappa(tau, m_norm2, sigma2)).ravel()
+    return kernels().cloning_batch(kappas, nodes, w).reshape(tau.shape)
+
+
+# ----------------------------------------------------------------------------- REM
+def rem_critical_tau_displaced(direction_variance, fourth_sum, n_train, normalized: bool):
+    """``tau_c`` of the REM criterion at a probe ``sqrt(tau) v`` (unit ``v`` in a direction of
+    variance ``s^2``: ``C = s^2``); ``g = 0`` for sphere-normalized data, ``1`` otherwise."""
+    s2 = np.asarray(direction_variance, dtype=float)
+    n = np.asarray(n_train, dtype=float)
+    if np.any(n < 2):
+        raise ParameterError("n_train", n, ">= 2")
+    g = 0.0 if normalized else 1.0
+    return _closed_form("rem_displaced")(s2, float(fourth_sum), g, n)
+
+
+def rem_critical_tau(stds, n_train: float, direction, probe=None, normalized: bool = False
+                     ) -> RootResult:
+    """General REM ``tau_c`` at ``x(tau) = probe + sqrt(tau) direction`` for axis-aligned data of
+    per-direction standard deviations ``stds`` (one root per direction row).
+
+    ``direction``: (d,) or (K, d); ``probe``: (d,) or None (origin).
+    """
+    s = as_float_array("stds", stds)
+    v = np.atleast_2d(np.asarray(direction, dtype=float))
+    if v.shape[1] != s.size:
+        raise ParameterError("direction", v.shape, f"vectors of length d={s.size}")
+    x0 = np.zeros(s.size) if probe is None else as_float_array("probe", probe)
+    A = np.full(v.shape[0], np.sum(x0**2 * s**2))
+    B = v @ (x0 * s**2)
+    C = (v**2) @ s**2
+    if np.any(B < 0):
+        raise ParameterError("direction", "pointing against the probe",
+                             "directions with sum x0_i v_i s_i^2 >= 0 (monotone V)")
+    S4 = float(np.sum(s**4))
+    g = 0.0 if normalized else 1.0
+    f = _closed_form("rem_residual")
+
+    def residual(log_tau):
+        return f(np.exp(log_tau), A, B, C, S4, g, float(n_train))
+
+    res = bracketed_root(residual, np.full(v.shape[0], -60.0), np.full(v.shape[0], 60.0))
+    return RootResult(np.exp(res.root), res.converged, res.iterations)
+
+
+def rem_participation_ratio(tau, tau_critical) -> np.ndarray:
+    """REM prediction of ``sum_mu w_mu^2``: ``1 - tau/tau_c`` below ``tau_c``, 0 above
+    (``O(1/N)`` in reality)."""
+    tau = np.asarray(tau, dtype=float)
+    expr = sp.lambdify((theory.tau, theory.tau_c), theory.rem_participation_ratio(), "numpy")
+    return np.clip(expr(tau, tau_critical), 0.0, 1.0)
+
