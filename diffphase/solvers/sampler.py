@@ -151,7 +151,8 @@ def compiled_kernels():
 
 
 def design_arrays(design: str, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(eta_t, sigma_t^2)`` for t = 1..T of a named design (entry t = 1 is unused)."""
+    """``(eta_t, sigma_t^2)`` for t = 1..T of a named design; entry 0 (step 1, never taken by the
+    sampler, which stops at ``Y_1``) is NaN."""
     import sympy as sp
 
     from ..theory import sampler as th
@@ -160,8 +161,11 @@ def design_arrays(design: str, betas: np.ndarray) -> tuple[np.ndarray, np.ndarra
     betas, qs = schedule_arrays(betas)
     out = []
     for expr in th.design_coefficients(design):
-        values = sp.lambdify((th.beta, th.q), expr, "numpy")(betas, qs)
-        out.append(np.broadcast_to(np.asarray(values, dtype=float), betas.shape).copy())
+        with np.errstate(invalid="ignore"):  # step 1 (q = beta) is never taken; it may round
+            values = sp.lambdify((th.beta, th.q), expr, "numpy")(betas[1:], qs[1:])
+        full = np.full(betas.shape, np.nan)
+        full[1:] = values
+        out.append(full)
     return out[0], out[1]
 
 

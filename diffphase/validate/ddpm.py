@@ -1,0 +1,267 @@
+"""The DDPM sampler with exact scores on data supported on a k-subspace of R^d (THEORY D).
+
+Contract.
+
+* Tangent laws in ``R^k`` with exact scores of the noised law ``a y + sqrt(D) z``:
+  :class:`GaussianTangent` (diagonal variances), :class:`MixtureTangent` (isotropic Gaussian
+  components; zero component variance gives a finite set of points), :func:`points_tangent`
+  (uniform weights on given points) and :func:`tree_tangent` (every string of a small random
+  hierarchy model, each with its probability ``1/n_data``, embedded in ``R^k`` by a fixed random
+  map ``x = sum_p G[p, token_p]`` with ``G[p, a] ~ N(0, I_k / s^L)``; the support is finite, so its
+  exact score is the mixture score with zero component variance).
+* :func:`simulate_sampler` embeds the law in ``R^d`` by a random orthonormal frame ``U``, runs
+  ``Y_{t-1} = (Y_t + eta_t s_t(Y_t) + sigma_t Z_t)/sqrt(alpha_t)`` from ``Y_T ~ N(0, I_d)`` down to
+  step 1 with the exact score ``s_t(x) = U s_tan(U^T x) - (x - U U^T x)/(1 - abar_t)`` plus an
+  optional controlled error ``b U[:, 0]``, batched over samples, on numpy or cupy
+  (:func:`diffphase.backend.get_array_module`). It returns the tangent coordinates and the pooled
+  second moment of the normal part.
+* Estimators in ``k`` dimensions with approximate confidence intervals: the k-nearest-neighbour
+  KL estimator of Wang, Kulkarni and Verdú, and a nearest-neighbour two-sample TV estimate whose
+  label-noise floor is measured by a permutation and subtracted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..backend import get_array_module, to_numpy
+from ..errors import ParameterError, as_float_array, require_int, require_nonnegative
+from ..solvers.sampler import check_variances, design_arrays, schedule_arrays
+
+
+# --------------------------------------------------------------------------- tangent laws
+@dataclass
+class GaussianTangent:
+    """``y ~ N(0, diag(variances))`` in ``R^k``."""
+
+    variances: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.variances = check_variances(self.variances)
+
+    @property
+    def k(self) -> int:
+        return self.variances.size
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.standard_normal((n, self.k)) * np.sqrt(self.variances)
+
+    def score(self, x, a: float, D: float, xp=np):
+        """``-x / (a^2 lam + D)``."""
+        return -x / xp.asarray(a**2 * self.variances + D)
+
+
+@dataclass
+class MixtureTangent:
+    """``y ~ sum_j w_j N(mu_j, s_j^2 I_k)``; ``s_j = 0`` allowed (point masses)."""
+
+    means: np.ndarray
+    component_variances: np.ndarray
+    weights: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.means = np.atleast_2d(np.asarray(self.means, dtype=float))
+        m = self.means.shape[0]
+        self.component_variances = np.broadcast_to(
+            np.asarray(self.component_variances, dtype=float), (m,)).copy()
+        self.weights = np.broadcast_to(np.asarray(self.weights, dtype=float), (m,)).copy()
+        if np.any(self.component_variances < 0):
+            raise ParameterError("component_variances", self.component_variances, ">= 0")
+        if np.any(self.weights <= 0) or not np.all(np.isfinite(self.means)):
+            raise ParameterError("weights", self.weights, "> 0 (with finite means)")
+        self.weights = self.weights / self.weights.sum()
+
+    @property
+    def k(self) -> int:
+        return self.means.shape[1]
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        comp = rng.choice(self.weights.size, size=n, p=self.weights)
+        noise = rng.standard_normal((n, self.k)) * np.sqrt(self.component_variances[comp])[:, None]
+        return self.means[comp] + noise
+
+    def score(self, x, a: float, D: float, xp=np):
+        """``sum_j r_j(x) (a mu_j - x) / V_j``, ``V_j = a^2 s_j^2 + D``, ``r_j`` the posterior
+        weights ``∝ w_j N(x; a mu_j, V_j I)`` (log-sum-exp)."""
+        means = xp.asarray(a * self.means)
+        var = xp.asarray(a**2 * self.component_variances + D)
+        sq = (xp.sum(x**2, axis=1)[:, None] - 2 * x @ means.T + xp.sum(means**2, axis=1)[None, :])
+        logits = (xp.log(xp.asarray(self.weights))[None, :] - 0.5 * sq / var[None, :]
+                  - 0.5 * self.k * xp.log(var)[None, :])
+        logits -= xp.max(logits, axis=1, keepdims=True)
+        resp = xp.exp(logits)
+        resp /= xp.sum(resp, axis=1, keepdims=True)
+        weighted = resp / var[None, :]
+        return weighted @ means - xp.sum(weighted, axis=1, keepdims=True) * x
+
+
+def points_tangent(points) -> MixtureTangent:
+    """Uniform law on the rows of ``points`` (the empirical distribution of a finite data set)."""
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    return MixtureTangent(points, 0.0, np.ones(points.shape[0]))
+
+
+def tree_tangent(k: int = 3, v: int = 3, m: int = 2, s: int = 2, L: int = 2, n_c: int = 2,
+                 seed: int = 0) -> MixtureTangent:
+    """Every string of a random hierarchy model (THEORY C), equally likely, embedded in ``R^k``.
+
+    Each valid string has one derivation of probability ``(1/n_c) m^-(number of internal
+    nodes)``, so the law is uniform over the ``n_data`` strings listed by ``enumerate_data``.
+    Embedding: ``x = sum_p G[p, token_p]``, ``G[p, a] ~ N(0, I_k / s^L)`` from ``seed``.
+    """
+    from .rhm import RandomHierarchyModel
+
+    model = RandomHierarchyModel(v=v, m=m, s=s, L=L, n_c=n_c, seed=seed)
+    leaves, _ = model.enumerate_data()
+    rng = np.random.default_rng([seed, 7919])
+    n_leaves = leaves.shape[1]
+    table = rng.standard_normal((n_leaves, v, k)) / np.sqrt(n_leaves)
+    points = table[np.arange(n_leaves)[None, :], leaves].sum(axis=1)
+    return points_tangent(points)
+
+
+def mixture_example(k: int = 2) -> MixtureTangent:
+    """Default non-Gaussian law: two well-separated isotropic components, unequal weights."""
+    means = np.zeros((2, k))
+    means[0, 0], means[1, 0] = 1.5, -1.5
+    return MixtureTangent(means, np.array([0.3, 0.6]), np.array([0.4, 0.6]))
+
+
+# --------------------------------------------------------------------------- the sampler
+@dataclass
+class SamplerRun:
+    """Output of :func:`simulate_sampler` (host arrays)."""
+
+    tangent: np.ndarray  # (n, k) coordinates of Y_1 in the frame U
+    normal_second_moment: float  # sum |Y_1 - U U^T Y_1|^2 / (n (d - k))
+    normal_directions: int
+    frame: np.ndarray  # (d, k)
+
+
+def random_frame(dim: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random ``d x k`` orthonormal frame (QR of a Gaussian matrix)."""
+    q, r = np.linalg.qr(rng.standard_normal((dim, k)))
+    return q * np.sign(np.diag(r))[None, :]
+
+
+def simulate_sampler(law, dim: int, betas, design: str = "star", n: int = 4000,
+                     rng: np.random.Generator | None = None, score_bias: float = 0.0,
+                     eta=None, sigma2=None, device: str = "cpu") -> SamplerRun:
+    """Run the sampler with exact scores for ``law`` embedded in ``R^dim`` (THEORY D).
+
+    ``design`` is a named design, or ``custom`` with ``eta`` and ``sigma2`` arrays of length ``T``.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    dim = require_int("dim", dim, minimum=1)
+    n = require_int("n", n, minimum=2)
+    if law.k > dim:
+        raise ParameterError("k", law.k, f"<= dim = {dim}")
+    betas, qs = schedule_arrays(betas)
+    if design == "custom":
+        if eta is None or sigma2 is None:
+            raise ParameterError("design", design, "custom with both eta and sigma2 arrays")
+        eta_t, sigma2_t = as_float_array("eta", eta), as_float_array("sigma2", sigma2)
+        if eta_t.size != betas.size or sigma2_t.size != betas.size or np.any(sigma2_t < 0):
+            raise ParameterError("eta/sigma2", (eta_t.size, sigma2_t.size),
+                                 f"length T = {betas.size}, sigma2 >= 0")
+    else:
+        eta_t, sigma2_t = design_arrays(design, betas)
+    xp, _ = get_array_module(device)
+    frame_host = random_frame(dim, law.k, rng)
+    frame = xp.asarray(frame_host)
+    noise = xp.random.default_rng(int(rng.integers(2**63)))
+    y = noise.standard_normal((n, dim))
+    bias = score_bias * frame[:, 0]
+    for t in range(betas.size - 1, 0, -1):
+        a, D = float(np.sqrt(1.0 - qs[t])), float(qs[t])
+        coords = y @ frame
+        score = -(y - coords @ frame.T) / D + law.score(coords, a, D, xp) @ frame.T
+        if score_bias:
+            score = score + bias[None, :]
+        step = y + eta_t[t] * score
+        if sigma2_t[t] > 0:
+            step = step + np.sqrt(sigma2_t[t]) * noise.standard_normal((n, dim))
+        y = step / np.sqrt(1.0 - betas[t])
+    coords = y @ frame
+    residual = y - coords @ frame.T
+    n_normal = dim - law.k
+    second = float(to_numpy(xp.sum(residual**2))) / (n * n_normal) if n_normal else float("nan")
+    return SamplerRun(to_numpy(coords), second, n_normal, frame_host)
+
+
+def sample_target(law, betas, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Samples of the tangent part of ``X_1 = sqrt(abar_1) y + sqrt(1 - abar_1) z``."""
+    _, qs = schedule_arrays(betas)
+    return np.sqrt(1 - qs[0]) * law.sample(n, rng) + np.sqrt(qs[0]) * rng.standard_normal(
+        (n, law.k))
+
+
+# --------------------------------------------------------------------------- estimators
+@dataclass
+class Estimate:
+    """A point estimate with its standard error and a 95% interval."""
+
+    value: float
+    stderr: float
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.value - 1.96 * self.stderr, self.value + 1.96 * self.stderr
+
+
+def knn_kl(p_samples: np.ndarray, q_samples: np.ndarray, neighbors: int = 1) -> Estimate:
+    """``KL(P || Q)`` from samples (Wang–Kulkarni–Verdú 2009):
+    ``(k/n) sum_i log(nu_i / rho_i) + log(m / (n - 1))``, ``rho_i`` the distance of ``x_i`` to its
+    ``neighbors``-th neighbour among the other P samples and ``nu_i`` to the Q samples. The
+    standard error treats the per-point terms as independent (approximate)."""
+    p_samples, q_samples = np.atleast_2d(p_samples), np.atleast_2d(q_samples)
+    n, k = p_samples.shape
+    m = q_samples.shape[0]
+    neighbors = require_int("neighbors", neighbors, minimum=1)
+    rho = cKDTree(p_samples).query(p_samples, k=neighbors + 1)[0][:, -1]
+    nu = cKDTree(q_samples).query(p_samples, k=neighbors)[0]
+    nu = nu[:, -1] if nu.ndim == 2 else nu
+    terms = k * np.log(nu / rho)
+    return Estimate(float(np.mean(terms) + np.log(m / (n - 1))),
+                    float(np.std(terms, ddof=1) / np.sqrt(n)))
+
+
+def knn_tv(p_samples: np.ndarray, q_samples: np.ndarray, neighbors: int = 25,
+           rng: np.random.Generator | None = None) -> Estimate:
+    """Two-sample TV estimate: with ``f_i`` the fraction of P samples among the ``neighbors``
+    nearest neighbours of pooled point ``i``, ``TV = E_{(P+Q)/2} |p - q|/(p + q) ≈ mean |2 f - 1|``;
+    the floor that label noise alone gives is measured on shuffled labels and subtracted (then
+    clipped at 0). Equal sample sizes are required. Approximate, for orders of magnitude."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    if p_samples.shape != q_samples.shape:
+        raise ParameterError("q_samples", q_samples.shape, f"the shape of p_samples {p_samples.shape}")
+    pooled = np.concatenate([p_samples, q_samples])
+    labels = np.r_[np.ones(len(p_samples)), np.zeros(len(q_samples))]
+    idx = cKDTree(pooled).query(pooled, k=neighbors + 1)[1][:, 1:]
+
+    def statistic(lab):
+        terms = np.abs(2 * lab[idx].mean(axis=1) - 1)
+        return terms.mean(), terms.std(ddof=1) / np.sqrt(terms.size)
+
+    raw, se = statistic(labels)
+    floor, floor_se = statistic(rng.permutation(labels))
+    return Estimate(float(max(raw - floor, 0.0)), float(np.hypot(se, floor_se)))
+
+
+def gaussian_kl_from_variance(measured: float, target: float, count: int) -> Estimate:
+    """Per-direction ``KL(N(0, target) || N(0, measured))`` (the compiled kernel of the solver)
+    and its delta-method standard error for a pooled second moment of ``count`` independent
+    squared centred Gaussian coordinates (relative standard deviation ``sqrt(2/count)``)."""
+    from ..solvers.sampler import gaussian_divergences
+
+    require_nonnegative("measured", measured)
+    e = measured / target - 1.0
+    se_e = (1 + e) * np.sqrt(2.0 / count)
+    h = max(1e-6, 1e-3 * se_e)
+    kl = gaussian_divergences(np.array([e - h, e, e + h]))[0]
+    slope = (kl[2] - kl[0]) / (2 * h)
+    curvature = (kl[2] - 2 * kl[1] + kl[0]) / h**2
+    return Estimate(float(kl[1]), float(abs(slope) * se_e + 0.5 * curvature * se_e**2))
