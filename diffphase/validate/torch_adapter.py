@@ -1,0 +1,87 @@
+"""Torch score models as score fields with autograd Jacobians (optional ``torch`` extra; THEORY E).
+
+Contract. :class:`TorchScore` wraps a torch function ``function(x, t) -> tensor`` (``x`` a
+``(n, dim)`` tensor, ``t`` a Python float in the process convention of ``process``) as a
+:class:`~diffphase.validate.jacobians.ScoreField`: ``score`` takes and returns numpy arrays
+(checked for shape and finiteness), and ``jacobian`` returns the exact autograd Jacobian of every
+point in one batched call (``torch.func.vmap`` of ``torch.func.jacrev``), so
+:func:`diffphase.validate.jacobians.jacobian` uses it by default (route ``"autograd"``).
+
+torch is imported only when a :class:`TorchScore` is built; importing :mod:`diffphase` never
+imports it. Without torch, :func:`require_torch` raises
+:class:`~diffphase.errors.MissingDependencyError` naming the ``torch`` extra.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import MissingDependencyError, require_choice, require_int
+from ..process import Process
+from .jacobians import checked_output
+
+
+def torch_available() -> bool:
+    """Whether torch is installed (without importing it)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def require_torch():
+    """Import and return torch, or raise :class:`MissingDependencyError` naming the extra."""
+    if not torch_available():
+        raise MissingDependencyError("torch", "torch")
+    import torch
+
+    return torch
+
+
+class TorchScore:
+    """A torch score function seen as a score field with an autograd Jacobian.
+
+    Parameters
+    ----------
+    function : ``function(x: Tensor (n, dim), t: float) -> Tensor (n, dim)``, the score in the
+        convention of ``process``; it must be differentiable in ``x`` and act row by row.
+    dim : ambient dimension.
+    process : the forward process whose time ``t`` is.
+    dtype : ``"float64"`` (default; finite-difference comparisons need it) or ``"float32"``.
+    device : a torch device string (``"cpu"``, ``"cuda"``).
+    """
+
+    jacobian_route = "autograd"
+
+    def __init__(self, function: Callable, dim: int, process: Process, *,
+                 dtype: str = "float64", device: str = "cpu", name: str = "torch score"):
+        self.torch = require_torch()
+        self.function = function
+        self.dim = require_int("dim", dim, minimum=1)
+        self.process = process
+        self.dtype = getattr(self.torch, require_choice("dtype", dtype, ("float64", "float32")))
+        self.device = self.torch.device(device)
+        self.name = name
+
+    def _tensor(self, x: np.ndarray):
+        return self.torch.as_tensor(np.asarray(x, dtype=float), dtype=self.dtype,
+                                    device=self.device)
+
+    def score(self, x: np.ndarray, t: float) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        with self.torch.no_grad():
+            out = self.function(self._tensor(x), float(t))
+        return checked_output(self.name, out.detach().cpu().numpy(), x.shape)
+
+    def jacobian(self, x: np.ndarray, t: float) -> np.ndarray:
+        """``(n, dim, dim)``: ``J[p, i, j] = d s_i / d x_j`` at each point, by reverse-mode autograd."""
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        func = self.torch.func
+        t = float(t)
+
+        def single(point):
+            return self.function(point[None, :], t)[0]
+
+        jac = func.vmap(func.jacrev(single))(self._tensor(x))
+        return checked_output(f"{self.name} Jacobian", jac.detach().cpu().numpy(),
+                              (x.shape[0], self.dim, self.dim))
