@@ -1,0 +1,281 @@
+"""Simulations and registered checks of the memorization model (THEORY B).
+
+Checks (``diffphase validate --model memorization``):
+
+1. ``collapse`` (paper, [DR]): isotropic Gaussian data in ``d`` in {32, 64, 128} at fixed
+   ``ln N / d`` around the threshold; the own-point weight and the participation ratio
+   ``sum w^2`` at forward-noised training points versus ``tau``; the fitted crossover (own weight
+   1/2) against the predicted ``tau_C`` and its width in ``ln tau`` per ``d`` (must shrink with
+   ``d``); in the full tier also the fraction of backward trajectories already committed to the
+   training point they end on.
+2. ``speciation`` (toolkit): cloning probability of the two-Gaussian mixture by reverse-SDE
+   simulation with the exact score versus the compiled integral.
+3. ``geometric`` (paper, [LD]): ``d = 30``, blocks 2 x std 1, 5 x std 0.3, rest 0.01, normalized
+   and unnormalized, ``N`` in {250, 1000, 20000}: the REM critical ``tau_c`` per block versus the
+   measured condensation point (``sum w^2 = 1/2`` at ``tau_c / 2`` in the REM) at probes
+   ``sqrt(tau) e`` along the block; Jacobian read-outs in the details.
+4. ``convergence`` (toolkit): the empirical ``Jn`` spectrum tends to THEORY A's exact spectrum as
+   ``N`` grows at fixed ``tau`` above the collapse time.
+
+Tolerances are stated in each comparison's details (sampling error and finite-size rule).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..solvers import memorization as solvers
+from .data import LinearGaussian, SphereNormalized, TwoGaussianMixture
+from .empirical import EmpiricalScore
+from .integrators import prior_sample, reverse_sde, time_grid
+from .registry import Comparison, register_check
+
+LD_STDS = np.array([1.0] * 2 + [0.3] * 5 + [0.01] * 23)
+LD_BLOCKS = {"std 1": np.arange(0, 2), "std 0.3": np.arange(2, 7)}
+
+
+# ----------------------------------------------------------------------------- helpers
+def crossing(taus: np.ndarray, values: np.ndarray, level: float) -> float:
+    """``tau`` where a curve decreasing in ``tau`` crosses ``level`` (linear in ``ln tau``);
+    NaN when it does not cross inside the grid."""
+    taus, values = np.asarray(taus, float), np.asarray(values, float)
+    above = values >= level
+    if above.all() or not above.any():
+        return float("nan")
+    k = int(np.argmax(~above))  # first point below the level
+    if k == 0:
+        return float("nan")
+    x0, x1 = np.log(taus[k - 1]), np.log(taus[k])
+    y0, y1 = values[k - 1], values[k]
+    return float(np.exp(x0 + (level - y0) * (x1 - x0) / (y1 - y0)))
+
+
+def own_weight_curves(data: np.ndarray, taus: np.ndarray, n_probes: int,
+                      rng: np.random.Generator, device: str = "cpu") -> dict[str, np.ndarray]:
+    """At ``x = y_mu + sqrt(tau) z`` (VE, ``mu`` a random training point): mean own weight
+    ``w_mu(x)`` and mean ``sum w^2`` per ``tau``."""
+    engine = EmpiricalScore(data, device=device)
+    n = data.shape[0]
+    owners = rng.integers(0, n, size=n_probes)
+    noise = rng.normal(size=(n_probes, data.shape[1]))
+    own, pr = [], []
+    for tau in taus:
+        x = data[owners] + np.sqrt(tau) * noise
+        logw = np.asarray(engine.log_weights(x, 1.0, tau))
+        w = np.exp(logw)
+        own.append(float(np.mean(w[np.arange(n_probes), owners])))
+        pr.append(float(np.mean(np.sum(w * w, axis=1))))
+    return {"tau": np.asarray(taus, float), "own_weight": np.array(own),
+            "participation_ratio": np.array(pr)}
+
+
+def collapse_experiment(dim: int, log_n_per_d: float, rng: np.random.Generator,
+                        n_probes: int = 64, n_taus: int = 33) -> dict:
+    """One point of check 1: isotropic unit-variance data, ``N = round(exp(d * log_n_per_d))``."""
+    n_train = max(2, int(round(np.exp(dim * log_n_per_d))))
+    spectrum = solvers.CovarianceSpectrum.from_groups([1.0], [1.0], dim, "orthonormal")
+    tau_c = float(solvers.collapse_tau(spectrum, n_train).tau[0])
+    taus = tau_c * np.geomspace(0.1, 10.0, n_taus)
+    data = LinearGaussian.isotropic(dim).sample(n_train, rng)
+    curves = own_weight_curves(data, taus, n_probes, rng)
+    t_half = crossing(taus, curves["own_weight"], 0.5)
+    t_hi, t_lo = crossing(taus, curves["own_weight"], 0.2), crossing(taus, curves["own_weight"], 0.8)
+    return {"dim": dim, "n_train": n_train, "tau_C": tau_c, "crossover": t_half,
+            "width_ln_tau": float(np.log(t_hi / t_lo)), "curves": curves}
+
+
+def committed_fraction(dim: int, n_train: int, rng: np.random.Generator, n_traj: int = 64,
+                       n_steps: int = 150, process: str = "ou") -> dict:
+    """Backward trajectories with the empirical score of isotropic data: at each recorded time,
+    the fraction whose top-weight training point is the one they end on."""
+    data = LinearGaussian.isotropic(dim).sample(n_train, rng)
+    engine = EmpiricalScore(data)
+    grid = time_grid(6.0, 1e-3, n_steps)
+    x0 = prior_sample(process, 6.0, n_traj, dim, rng)
+    rec = grid[::5]
+    traj = reverse_sde(engine.score, x0, process, grid, rng, record_times=rec)
+    final_owner = np.argmax(np.asarray(engine.log_weights(traj.final, float(np.exp(-1e-3)),
+                                                          float(-np.expm1(-2e-3)))), axis=1)
+    from ..process import get_process
+
+    proc = get_process(process)
+    fractions = []
+    for t, x in zip(traj.times, traj.states, strict=True):
+        logw = np.asarray(engine.log_weights(x, float(proc.signal_scale(t)),
+                                             float(proc.noise_variance(t))))
+        fractions.append(float(np.mean(np.argmax(logw, axis=1) == final_owner)))
+    return {"t": traj.times, "tau": proc.tau_from_time(traj.times),
+            "committed_fraction": np.array(fractions)}
+
+
+def cloning_experiment(tau: float, mixture: TwoGaussianMixture, n_pairs: int,
+                       rng: np.random.Generator, n_steps: int = 200) -> float:
+    """Fraction of cloned pairs (from a common ``x_t``, ``ou`` process) that end with the same
+    sign of ``m.x`` after independent reverse-SDE runs with the exact score."""
+    from ..process import get_process
+
+    proc = get_process("ou")
+    t = float(proc.time_from_tau(tau))
+    y, _ = mixture.sample_with_labels(n_pairs, rng)
+    a, D = float(proc.signal_scale(t)), float(proc.noise_variance(t))
+    xt = a * y + np.sqrt(D) * rng.normal(size=y.shape)
+    grid = time_grid(t, 1e-3, n_steps)
+    ends = [reverse_sde(mixture.score, xt, "ou", grid, rng).final @ mixture.mean for _ in range(2)]
+    return float(np.mean(np.sign(ends[0]) == np.sign(ends[1])))
+
+
+def ld_data(normalized: bool):
+    base = LinearGaussian.axis_aligned(LD_STDS)
+    return SphereNormalized(base) if normalized else base
+
+
+def geometric_experiment(n_train: int, normalized: bool, rng: np.random.Generator,
+                         n_taus: int = 41, repeats: int = 2, delta: float = 0.1) -> dict:
+    """Check 3 for one ``(N, normalization)``: predicted and measured per-block ``tau_c``."""
+    sampler = ld_data(normalized)
+    variances = np.mean(sampler.sample(200_000, rng) ** 2, axis=0)  # per-direction s_i^2
+    fourth = float(np.sum(variances**2))
+    out = {"n_train": n_train, "normalized": normalized, "blocks": {}}
+    taus = np.geomspace(1e-5, 10.0, n_taus)
+    for name, idx in LD_BLOCKS.items():
+        s2 = float(np.mean(variances[idx]))
+        predicted = float(solvers.rem_critical_tau_displaced(s2, fourth, n_train, normalized))
+        pr = np.zeros(n_taus)
+        along = np.zeros(n_taus)
+        dims = np.zeros(n_taus)
+        count = 0
+        for _ in range(repeats):
+            engine = EmpiricalScore(sampler.sample(n_train, rng))
+            for i in idx:
+                for sign in (1.0, -1.0):
+                    e = np.zeros(sampler.dim)
+                    e[i] = sign
+                    x = np.sqrt(taus)[:, None] * e[None, :]
+                    mom = engine.moments(x, 1.0, taus)
+                    pr += 1.0 / np.asarray(mom.n_eff)
+                    spec = engine.jacobian(x, 1.0, taus, normalized=True)
+                    along += np.asarray(spec)[:, i, i]
+                    eig = np.linalg.eigvalsh(np.asarray(spec))
+                    dims += np.sum(eig > -1 + delta, axis=1)
+                    count += 1
+        pr, along, dims = pr / count, along / count, dims / count
+        half = _crossing_increasing(taus, pr)
+        measured = 2 * half  # REM: sum w^2 = 1 - tau/tau_c reaches 1/2 at tau_c / 2
+        out["blocks"][name] = {"variance": s2, "tau_c_predicted": predicted,
+                               "tau_c_measured": measured, "tau": taus,
+                               "participation_ratio": pr, "jn_along_direction": along,
+                               "dimension_readout": dims,
+                               "tau_lost_jacobian": _crossing_increasing(taus, along < -1 + delta)}
+    return out
+
+
+def _crossing_increasing(taus, values) -> float:
+    """``tau`` where ``values`` (large at small ``tau``, falling) last crosses 1/2."""
+    values = np.asarray(values, dtype=float)
+    return crossing(taus, values, 0.5)
+
+
+def convergence_experiment(n_values, tau: float, rng: np.random.Generator, dim: int = 8,
+                           n_probes: int = 32) -> dict:
+    """Mean absolute deviation of sorted empirical ``Jn`` eigenvalues from the exact ones."""
+    sampler = LinearGaussian.manifold([0.5], [1.0], dim, "orthonormal")
+    exact = sampler.normalized_jacobian_eigenvalues(tau)
+    errors = []
+    for n in n_values:
+        engine = EmpiricalScore(sampler.sample(int(n), rng))
+        x = sampler.sample(n_probes, rng) + np.sqrt(tau) * rng.normal(size=(n_probes, dim))
+        eig = np.asarray(engine.jacobian_spectrum(x, 1.0, tau).eigenvalues)
+        errors.append(float(np.mean(np.abs(eig - exact[None, :]))))
+    return {"n_train": np.asarray(n_values), "error": np.array(errors), "exact": exact}
+
+
+# ----------------------------------------------------------------------------- checks
+@register_check("memorization", "collapse", tiers=("quick", "full"), kind="paper",
+                description="[DR] collapse time vs own-weight crossover; sharpening with d")
+def check_collapse(tier: str, rng: np.random.Generator) -> list[Comparison]:
+    dims = (32, 64) if tier == "quick" else (32, 64, 128)
+    rates = (0.09,) if tier == "quick" else (0.08, 0.09, 0.1)
+    out, widths = [], {}
+    for dim in dims:
+        for rate in rates:
+            res = collapse_experiment(dim, rate, rng, n_probes=48 if tier == "quick" else 128)
+            widths.setdefault(dim, []).append(res["width_ln_tau"])
+            err = abs(np.log(res["crossover"] / res["tau_C"]))
+            out.append(Comparison(
+                f"ln(crossover/tau_C), d={dim}, N={res['n_train']}", 0.0, float(err),
+                tolerance=max(0.5 * res["width_ln_tau"], 0.05), error=float(err),
+                details={"tau_C": res["tau_C"], "crossover": res["crossover"],
+                         "width_ln_tau": res["width_ln_tau"],
+                         "tolerance_rule": "half the 0.2-0.8 width of the crossover in ln tau"}))
+    mean_w = {d: float(np.mean(w)) for d, w in widths.items()}
+    first, last = dims[0], dims[-1]
+    ratio = mean_w[last] / mean_w[first]
+    out.append(Comparison(f"crossover width ratio d={last}/d={first} (sharpening: < 1)",
+                          float(np.sqrt(first / last)), ratio, tolerance=1 - np.sqrt(first / last),
+                          passed=bool(ratio < 1.0), details={"widths": mean_w,
+                          "prediction": "fluctuations O(sqrt d) against slope O(d): sqrt ratio"}))
+    if tier == "full":
+        res = committed_fraction(32, int(round(np.exp(32 * 0.09))), rng)
+        t_c = float(solvers.process_time(
+            solvers.collapse_tau(solvers.CovarianceSpectrum.from_groups([1.0], [1.0], 32),
+                                 int(round(np.exp(32 * 0.09)))).tau[0], "ou"))
+        t_cross = crossing(res["t"][::-1], res["committed_fraction"][::-1], 0.5)
+        out.append(Comparison("committed-trajectory crossover t (ou), d=32", t_c, t_cross,
+                              tolerance=0.5 * t_c, details={k: v for k, v in res.items()}))
+    return out
+
+
+@register_check("memorization", "speciation", tiers=("quick", "full"),
+                description="cloning probability of the two-Gaussian mixture vs closed form")
+def check_speciation(tier: str, rng: np.random.Generator) -> list[Comparison]:
+    mixture = TwoGaussianMixture.create(8, 3.0, 1.0)
+    tau_s = float(solvers.speciation_tau(mixture.largest_eigenvalue())[0])
+    n_pairs = 1500 if tier == "quick" else 8000
+    out = []
+    for factor in (0.3, 1.0, 3.0):
+        tau = factor * tau_s
+        predicted = float(solvers.cloning_probability(tau, mixture.mean_norm2, mixture.sigma2))
+        measured = cloning_experiment(tau, mixture, n_pairs, rng,
+                                      n_steps=150 if tier == "quick" else 400)
+        sd = np.sqrt(predicted * (1 - predicted) / n_pairs)
+        out.append(Comparison(f"same-cluster probability at tau = {factor:g} tau_S",
+                              predicted, measured, tolerance=4 * sd + 0.01,
+                              details={"tau": tau, "tau_S": tau_s, "pairs": n_pairs,
+                                       "tolerance_rule": "4 binomial sd + 0.01 (discretization)"}))
+    return out
+
+
+@register_check("memorization", "geometric", tiers=("quick", "full"), kind="paper",
+                description="[LD] REM per-direction critical tau vs measured condensation")
+def check_geometric(tier: str, rng: np.random.Generator) -> list[Comparison]:
+    n_values = (1000,) if tier == "quick" else (250, 1000, 20000)
+    out = []
+    for normalized in (True, False):
+        for n in n_values:
+            res = geometric_experiment(n, normalized, rng, repeats=1 if tier == "quick" else 3)
+            for name, block in res["blocks"].items():
+                pred, meas = block["tau_c_predicted"], block["tau_c_measured"]
+                err = abs(np.log(meas / pred)) if np.isfinite(meas) else float("inf")
+                out.append(Comparison(
+                    f"tau_c {name}, {'sphere' if normalized else 'raw'}, N={n}", pred, meas,
+                    tolerance=np.log(2.0), error=float(err),
+                    details={"error": "|ln(measured/predicted)|",
+                             "tau_lost_jacobian": block["tau_lost_jacobian"],
+                             "variance": block["variance"]}))
+    return out
+
+
+@register_check("memorization", "convergence", tiers=("quick", "full"),
+                description="empirical Jacobian spectrum -> exact (THEORY A) as N grows")
+def check_convergence(tier: str, rng: np.random.Generator) -> list[Comparison]:
+    n_values = (100, 1000, 10000) if tier == "quick" else (100, 1000, 10000, 100000)
+    res = convergence_experiment(n_values, 1.0, rng)
+    err = res["error"]
+    return [
+        Comparison(f"mean |eig error| at N={n_values[-1]}", 0.0, float(err[-1]),
+                   tolerance=3.0 / np.sqrt(n_values[-1]) + 0.01,
+                   details={"errors": err, "n_train": n_values,
+                            "tolerance_rule": "3/sqrt(N) + 0.01"}),
+        Comparison("error ratio largest N / smallest N (< 1)", 0.0, float(err[-1] / err[0]),
+                   tolerance=0.5, details={"errors": err}),
+    ]
