@@ -25,8 +25,12 @@ Exact fields. :class:`LinearField` ``s(x, t) = J(t) x`` has a closed-form Jacobi
 centered Gaussian data ``J(t) = -(a_t^2 C + D_t I)^{-1}`` (:func:`gaussian_score_field`), and a
 chosen antisymmetric part can be added (:func:`rotated_gaussian_field`) to give fields whose
 ``A`` is known. The linear-manifold data of THEORY A come from
-``diffphase.validate.spectral.LinearManifold`` when that module is present, else from the small
-equivalent :class:`LinearManifoldData` here.
+:class:`diffphase.validate.spectral.LinearManifold`; the empirical score of
+:mod:`diffphase.validate.empirical` is adapted by :class:`EmpiricalScoreField`.
+
+Trajectories use :func:`backward_trajectories`, a probability-flow integrator written in
+``(u = x / a_t, tau)``, so it serves every process including ``ddpm`` (the shared
+:mod:`diffphase.validate.integrators` covers ``ou`` and ``ve``).
 """
 
 from __future__ import annotations
@@ -37,8 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import (ParameterError, as_float_array, require_choice, require_int,
-                      require_positive)
+from ..errors import ParameterError, as_float_array, require_int, require_positive
 from ..process import Process, get_process
 from .jacobians import ScoreField, jacobian
 
@@ -77,7 +80,8 @@ def _check_covariance(covariance: np.ndarray) -> np.ndarray:
     if c.ndim != 2 or c.shape[0] != c.shape[1]:
         raise ParameterError("covariance shape", c.shape, "a square (d, d) matrix")
     if not np.allclose(c, c.T, atol=1e-12 * max(1.0, np.abs(c).max())):
-        raise ParameterError("covariance", "not symmetric", "a symmetric positive semi-definite matrix")
+        raise ParameterError("covariance", "not symmetric",
+                             "a symmetric positive semi-definite matrix")
     if np.linalg.eigvalsh(c).min() < -1e-10 * max(1.0, np.abs(c).max()):
         raise ParameterError("covariance", "negative eigenvalue", "positive semi-definite")
     return c
@@ -121,71 +125,22 @@ def plane_rotation(basis: np.ndarray, i: int = 0, j: int = 1) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- linear manifolds
-@dataclass
-class LinearManifoldData:
-    """``y = F z`` with latent groups of sizes ``m_k = round(alpha_k d)`` and variances
-    ``sigma_k^2`` (THEORY A). ``subspace="random"``: ``F`` iid ``N(0, 1/d)``;
-    ``"orthonormal"``: orthonormal columns (then ``C``'s nonzero eigenvalues are the variances)."""
-
-    F: np.ndarray
-    latent_variances: np.ndarray
-    group_sizes: tuple[int, ...]
-
-    @classmethod
-    def create(cls, fractions, variances, d: int, subspace: str = "random",
-               rng: np.random.Generator | None = None) -> LinearManifoldData:
-        rng = rng or np.random.default_rng()
-        sizes, var = group_sizes(fractions, variances, d)
-        require_choice("subspace", subspace, ("random", "orthonormal"))
-        m = sum(sizes)
-        if subspace == "random":
-            F = rng.standard_normal((d, m)) / np.sqrt(d)
-        else:
-            q, r = np.linalg.qr(rng.standard_normal((d, m)))
-            F = q * np.sign(np.diag(r))
-        latent = np.repeat(var, sizes)
-        return cls(F, latent, tuple(sizes))
-
-    def covariance(self) -> np.ndarray:
-        return (self.F * self.latent_variances) @ self.F.T
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        z = rng.standard_normal((n, self.F.shape[1])) * np.sqrt(self.latent_variances)
-        return z @ self.F.T
-
-
-def group_sizes(fractions, variances, d: int) -> tuple[list[int], np.ndarray]:
-    """Latent group sizes ``m_k = round(alpha_k d)`` (each >= 1, total <= d) and variances."""
-    d = require_int("dim", d, minimum=2)
-    alpha = as_float_array("fractions", fractions)
-    var = as_float_array("variances", variances)
-    if alpha.size != var.size:
-        raise ParameterError("variances", var, f"{alpha.size} values, one per fraction")
-    for a in alpha:
-        if not 0 < a <= 1:
-            raise ParameterError("fractions", alpha, "each in (0, 1]")
-    if alpha.sum() > 1 + 1e-12:
-        raise ParameterError("fractions", alpha, "a total <= 1")
-    for v in var:
-        require_positive("variances", v)
-    sizes = [max(1, int(round(a * d))) for a in alpha]
-    if sum(sizes) > d:
-        raise ParameterError("fractions", alpha, f"group sizes round(alpha*d) summing to <= d = {d}")
-    return sizes, var
-
-
 def linear_manifold(fractions, variances, d: int, subspace: str = "random",
                     rng: np.random.Generator | None = None):
-    """The THEORY A linear-manifold data: the shared ``LinearManifold`` when present, else
-    :class:`LinearManifoldData` (same interface: ``F``, ``latent_variances``, ``covariance()``,
-    ``sample(n, rng)``)."""
-    if importlib.util.find_spec("diffphase.validate.spectral") is not None:
-        from . import spectral
+    """THEORY A linear-manifold data (:class:`diffphase.validate.spectral.LinearManifold`:
+    ``F``, ``latent_variances``, ``covariance()``, ``sample(n, rng)``)."""
+    from .spectral import LinearManifold
 
-        maker = getattr(spectral, "LinearManifold", None)
-        if maker is not None:
-            return maker.create(fractions, variances, d, subspace=subspace, rng=rng)
-    return LinearManifoldData.create(fractions, variances, d, subspace=subspace, rng=rng)
+    return LinearManifold.create(fractions, variances, d, subspace=subspace, rng=rng)
+
+
+def group_bases(data) -> list[np.ndarray]:
+    """Orthonormal bases of the latent groups' directions, highest variance first (``F`` with
+    orthonormal columns, as for ``subspace="orthonormal"``)."""
+    F, latent = np.asarray(data.F), np.asarray(data.latent_variances)
+    if not np.allclose(F.T @ F, np.eye(F.shape[1]), atol=1e-10):
+        raise ParameterError("subspace", "random", "orthonormal for per-group bases")
+    return [F[:, latent == v] for v in sorted(set(latent.tolist()), reverse=True)]
 
 
 def orthonormal_basis(matrix: np.ndarray, tol: float = 1e-10) -> np.ndarray:
@@ -193,6 +148,34 @@ def orthonormal_basis(matrix: np.ndarray, tol: float = 1e-10) -> np.ndarray:
     u, s, _ = np.linalg.svd(np.asarray(matrix, dtype=float), full_matrices=False)
     rank = int(np.sum(s > tol * max(s.max(initial=0.0), 1e-300)))
     return u[:, :rank]
+
+
+class EmpiricalScoreField:
+    """The empirical score of training points (``diffphase.validate.empirical.EmpiricalScore``)
+    as a score field in ``process``, with its closed-form Jacobian
+    ``J = -I/D + (a^2/D^2) Cov_w(y)``."""
+
+    jacobian_route = "closed-form"
+
+    def __init__(self, training_points: np.ndarray, process: Process, device: str = "cpu"):
+        from .empirical import EmpiricalScore
+
+        self.empirical = EmpiricalScore(training_points, device)
+        self.dim = int(np.shape(training_points)[1])
+        self.process = process
+
+    def _scales(self, t: float) -> tuple[float, float]:
+        return float(self.process.signal_scale(t)), float(self.process.noise_variance(t))
+
+    def score(self, x: np.ndarray, t: float) -> np.ndarray:
+        from ..backend import to_numpy
+
+        return to_numpy(self.empirical.score(np.atleast_2d(x), *self._scales(t)))
+
+    def jacobian(self, x: np.ndarray, t: float) -> np.ndarray:
+        from ..backend import to_numpy
+
+        return to_numpy(self.empirical.jacobian(np.atleast_2d(x), *self._scales(t)))
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -266,7 +249,9 @@ def principal_angles(basis_a: np.ndarray, basis_b: np.ndarray) -> np.ndarray:
 
 
 def local_tangent_features(jac: np.ndarray, count: int) -> np.ndarray:
-    """Right singular vectors of the ``count`` smallest singular values of ``J``: ``(n, d, count)``."""
+    """Right singular vectors of the ``count`` smallest singular values of ``J``.
+
+    Shape ``(n, d, count)``: the directions along which the field changes least."""
     _, _, vt = np.linalg.svd(jac)
     return np.swapaxes(vt[..., vt.shape[-1] - count:, :], -1, -2)
 
@@ -453,12 +438,6 @@ def _check_field(rng: np.random.Generator, subspace: str = "orthonormal", rotati
                                  rotation=rotation, rng=rng)
 
 
-def _group_bases(data) -> list[np.ndarray]:
-    """Columns of an orthonormal ``F`` per latent variance, highest variance first."""
-    F, latent = np.asarray(data.F), np.asarray(data.latent_variances)
-    return [F[:, latent == v] for v in sorted(set(latent.tolist()), reverse=True)]
-
-
 @register_check("fields", "exact-score-spectrum", tiers=("quick", "full"),
                 description="Central-difference Jacobian of the exact linear-manifold score: "
                             "normalized eigenvalues -tau/(tau+lambda) and -1, A = 0.")
@@ -530,7 +509,7 @@ def check_probability_flow(tier: str, rng: np.random.Generator) -> list[Comparis
 def check_local_dimension_windows(tier: str, rng: np.random.Generator) -> list[Comparison]:
     score, data, basis = _check_field(rng)
     var = np.asarray(CHECK_MANIFOLD["variances"])
-    sizes, _ = group_sizes(CHECK_MANIFOLD["fractions"], var, CHECK_MANIFOLD["dim"])
+    sizes = [g.shape[1] for g in group_bases(data)]
     # window centres: above sigma_1^2 nothing is resolved; between, group 1; below sigma_2^2, all
     windows = {10 * var[0]: 0, float(np.sqrt(var[0] * var[1])): sizes[0], var[1] / 10: sum(sizes)}
     diags = diagnose_field(score, list(windows), points=4, rng=rng, sampler=data.sample,
@@ -538,8 +517,9 @@ def check_local_dimension_windows(tier: str, rng: np.random.Generator) -> list[C
     comparisons = []
     for diag in diags:
         expected = windows[diag.t]
+        measured = float(np.mean(diag.local_dimension_threshold))
         comparisons.append(Comparison(f"local dimension (threshold) at tau={diag.t:.3g}",
-                                      expected, float(np.mean(diag.local_dimension_threshold)), 0.0))
+                                      expected, measured, 0.0))
         comparisons.append(Comparison(f"local dimension (gap) at tau={diag.t:.3g}",
                                       expected, float(np.mean(diag.local_dimension_gap)), 0.0))
     smallest = diags[-1]
@@ -593,7 +573,7 @@ def trained_network_comparisons(rng: np.random.Generator,
     process = get_process("ve")
     score = network_score(net, process)
     basis = orthonormal_basis(np.asarray(data.F))
-    groups = _group_bases(data)
+    groups = group_bases(data)
     var = np.sort(np.asarray(DEFAULT_MANIFOLD["variances"]))[::-1]
     taus = np.geomspace(0.01, 100.0, 25) if taus is None else np.asarray(taus)
     group_eig, tangent_nc, normal_nc, dims = [], [], [], {}

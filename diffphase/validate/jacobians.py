@@ -151,7 +151,9 @@ def _probe_matrix(dim: int, probes: np.ndarray | int | None,
 def central_difference_jacobian(field: ScoreField, x: np.ndarray, t: float, step: float, *,
                                 probes: np.ndarray | int | None = None,
                                 rng: np.random.Generator | None = None) -> np.ndarray:
-    """Central differences along orthonormal probes: ``J ~ sum_i [s(x+h q_i) - s(x-h q_i)]/(2h) q_i^T``.
+    """Central differences along orthonormal probes ``q_i``.
+
+    ``J ~ sum_i [s(x + h q_i) - s(x - h q_i)] / (2h) q_i^T``, error ``O(h^2)``.
 
     Parameters
     ----------

@@ -55,7 +55,7 @@ class DenoiserMLP(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def noise_embedding(self, tau):
-        """Fourier features of ``log(tau) / 8`` (``tau`` in about ``[1e-4, 1e4]`` maps to ``[-1, 1]``)."""
+        """Fourier features of ``log(tau) / 8`` (``tau`` in ``[3e-4, 3e3]`` maps to ``[-1, 1]``)."""
         level = torch.log(tau)[:, None] / 8.0
         angles = math.pi * level * self.frequencies.to(level.dtype)
         return torch.cat([level, torch.sin(angles), torch.cos(angles)], dim=1)
@@ -158,8 +158,10 @@ def trained_linear_manifold_network(manifold: dict | None = None,
     spec = dict(DEFAULT_MANIFOLD if manifold is None else manifold)
     data = linear_manifold(spec["fractions"], spec["variances"], spec["dim"],
                            subspace=spec["subspace"], rng=np.random.default_rng(spec["seed"]))
-    key = json.dumps({"manifold": spec, "config": asdict(config), "torch": torch.__version__,
-                      "version": 1}, sort_keys=True, default=list)
+    data_digest = hashlib.sha256(np.ascontiguousarray(data.F).tobytes()
+                                 + np.asarray(data.latent_variances, float).tobytes()).hexdigest()
+    key = json.dumps({"manifold": spec, "data": data_digest, "config": asdict(config),
+                      "torch": torch.__version__, "version": 1}, sort_keys=True, default=list)
     path = None
     if use_cache:
         from ..solvers.codegen import cache_dir

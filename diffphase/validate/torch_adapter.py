@@ -74,7 +74,7 @@ class TorchScore:
         return checked_output(self.name, out.detach().cpu().numpy(), x.shape)
 
     def jacobian(self, x: np.ndarray, t: float) -> np.ndarray:
-        """``(n, dim, dim)``: ``J[p, i, j] = d s_i / d x_j`` at each point, by reverse-mode autograd."""
+        """``(n, dim, dim)``: ``J[p, i, j] = d s_i / d x_j`` per point (reverse-mode autograd)."""
         x = np.atleast_2d(np.asarray(x, dtype=float))
         func = self.torch.func
         t = float(t)
