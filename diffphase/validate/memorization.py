@@ -70,16 +70,17 @@ def own_weight_curves(data: np.ndarray, taus: np.ndarray, n_probes: int,
 
 
 def collapse_experiment(dim: int, log_n_per_d: float, rng: np.random.Generator,
-                        n_probes: int = 64, n_taus: int = 33) -> dict:
+                        n_probes: int = 64, n_taus: int = 33, device: str = "cpu") -> dict:
     """One point of check 1: isotropic unit-variance data, ``N = round(exp(d * log_n_per_d))``."""
     n_train = max(2, int(round(np.exp(dim * log_n_per_d))))
     spectrum = solvers.CovarianceSpectrum.from_groups([1.0], [1.0], dim, "orthonormal")
     tau_c = float(solvers.collapse_tau(spectrum, n_train).tau[0])
     taus = tau_c * np.geomspace(0.1, 10.0, n_taus)
     data = LinearGaussian.isotropic(dim).sample(n_train, rng)
-    curves = own_weight_curves(data, taus, n_probes, rng)
-    t_half = crossing(taus, curves["own_weight"], 0.5)
-    t_hi, t_lo = crossing(taus, curves["own_weight"], 0.2), crossing(taus, curves["own_weight"], 0.8)
+    curves = own_weight_curves(data, taus, n_probes, rng, device=device)
+    own = curves["own_weight"]
+    t_half = crossing(taus, own, 0.5)
+    t_hi, t_lo = crossing(taus, own, 0.2), crossing(taus, own, 0.8)
     return {"dim": dim, "n_train": n_train, "tau_C": tau_c, "crossover": t_half,
             "width_ln_tau": float(np.log(t_hi / t_lo)), "curves": curves}
 
