@@ -33,7 +33,6 @@ def _custom_design(betas: np.ndarray, eta_scale: float, sigma2_scale: float):
         raise ParameterError("--sigma2-scale", sigma2_scale, ">= 0")
     eta_star, sigma2_star = design_arrays("star", betas)
     eta, sigma2 = eta_scale * eta_star, sigma2_scale * sigma2_star
-    eta[0], sigma2[0] = 0.0, 0.0  # step 1 is never taken
     return eta, sigma2
 
 
@@ -63,8 +62,8 @@ def sampler_error_command(T, dim, k, design, schedule, c0, c1, variances, score_
     from ..plotting import close
     from ..plotting.sampler import sampler_error_figure
     from ..process import make_betas
-    from ..solvers.sampler import (check_variances, gaussian_divergences, geometric_spectrum,
-                                   sampler_error, validate_configuration)
+    from ..solvers.sampler import (SERIES_SWITCH, check_variances, gaussian_divergences,
+                                   geometric_spectrum, sampler_error, validate_configuration)
 
     T, dim, k = validate_configuration(T, dim, k)
     lam = geometric_spectrum(k) if variances is None else check_variances(variances, k)
@@ -101,7 +100,7 @@ def sampler_error_command(T, dim, k, design, schedule, c0, c1, variances, score_
     outputs.write_json("sampler_error.json", {
         **run_metadata("sampler-error", parameters), "result": summary,
         "solver": {"method": "exact per-direction relative-error recursion (compiled)",
-                   "series_switch": 1e-3, "steps": T - 1},
+                   "series_switch": SERIES_SWITCH, "steps": T - 1},
         "convergence": {"non_finite": int(not np.isfinite(result.kl))}, "seed": None})
     fig = sampler_error_figure(lam, kl_tangent_dir, result.kl_normal_per_dim,
                                f"{design}, T={T}, d={dim}, k={k}: KL={result.kl:.3g}")

@@ -37,8 +37,9 @@ from ..process import SCHEDULES, make_betas
 
 DESIGNS = ("star", "beta", "ho-beta", "ddim")
 ALL_DESIGNS = DESIGNS + ("custom",)
-#: below this |e| the divergences use their Taylor series (the closed forms cancel)
-SERIES_SWITCH = 1e-3
+#: below this |e| the divergences use their degree-9 Taylor series (the closed forms lose
+#: ~1e-16/e^2 relatively; the series truncation is ~e^8 relatively)
+SERIES_SWITCH = 1e-2
 #: default tangent spectrum: geometric from 0.25 to 4 (unit variances make ho-beta exact)
 DEFAULT_SPECTRUM = (0.25, 4.0)
 
@@ -151,8 +152,8 @@ def compiled_kernels():
 
 
 def design_arrays(design: str, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(eta_t, sigma_t^2)`` for t = 1..T of a named design; entry 0 (step 1, never taken by the
-    sampler, which stops at ``Y_1``) is NaN."""
+    """``(eta_t, sigma_t^2)`` for t = 1..T of a named design; entry 0 belongs to step 1, which the
+    sampler never takes (it stops at ``Y_1``), and is set to 0."""
     import sympy as sp
 
     from ..theory import sampler as th
@@ -163,7 +164,7 @@ def design_arrays(design: str, betas: np.ndarray) -> tuple[np.ndarray, np.ndarra
     for expr in th.design_coefficients(design):
         with np.errstate(invalid="ignore"):  # step 1 (q = beta) is never taken; it may round
             values = sp.lambdify((th.beta, th.q), expr, "numpy")(betas[1:], qs[1:])
-        full = np.full(betas.shape, np.nan)
+        full = np.zeros(betas.shape)
         full[1:] = values
         out.append(full)
     return out[0], out[1]
