@@ -1,4 +1,4 @@
-"""Sampler simulation with exact scores (THEORY D): scores, estimators, agreement with recursions."""
+"""Sampler simulation with exact scores (THEORY D): scores, estimators, recursions."""
 
 from __future__ import annotations
 

@@ -62,8 +62,14 @@ def sampler_error_command(T, dim, k, design, schedule, c0, c1, variances, score_
     from ..plotting import close
     from ..plotting.sampler import sampler_error_figure
     from ..process import make_betas
-    from ..solvers.sampler import (SERIES_SWITCH, check_variances, gaussian_divergences,
-                                   geometric_spectrum, sampler_error, validate_configuration)
+    from ..solvers.sampler import (
+        SERIES_SWITCH,
+        check_variances,
+        gaussian_divergences,
+        geometric_spectrum,
+        sampler_error,
+        validate_configuration,
+    )
 
     T, dim, k = validate_configuration(T, dim, k)
     lam = geometric_spectrum(k) if variances is None else check_variances(variances, k)
@@ -146,7 +152,8 @@ def build_sampler_diagram(outputs: OutputSet, formats, T_min: int = 16, T_max: i
         fits[design] = entry
     outputs.write_csv("sampler_phase_diagram.csv", {
         "T_steps": grid["T"], "dim": grid["dim"], "k": grid["k"], "design": grid["design"],
-        "spectrum": grid["spectrum"], "kl_step1": grid["kl"], "kl_tangent_step1": grid["kl_tangent"],
+        "spectrum": grid["spectrum"], "kl_step1": grid["kl"],
+        "kl_tangent_step1": grid["kl_tangent"],
         "kl_normal_step1": grid["kl_normal"], "kl_normal_per_dim_step1": grid["kl_normal_per_dim"],
         "tv_normal_step1": grid["tv_normal"], "tv_lower_step1": grid["tv_lower"],
         "tv_upper_step1": grid["tv_upper"]})

@@ -1,12 +1,13 @@
 """Exact error of the DDPM sampler on Gaussian data supported on a subspace (THEORY D).
 
 Contract. Data ``y ~ N(0, U diag(lam) U^T)`` with ``U`` a ``d x k`` orthonormal frame (``k``
-tangent variances ``lam_j > 0``; the ``d - k`` normal directions have ``lam = 0``). With the exact
-score the sampler ``Y_{t-1} = (Y_t + eta_t s_t(Y_t) + sigma_t Z_t)/sqrt(alpha_t)``, ``Y_T ~ N(0, I)``
-is linear and decouples over the eigen-directions; each direction follows the relative-error
-recursion ``e_{t-1} = rho_t e_t + delta_t`` derived in :mod:`diffphase.theory.sampler` (compiled
-here with :mod:`diffphase.solvers.codegen`), and an optional constant score bias ``b`` along the
-first tangent direction adds the mean recursion ``m_{t-1} = (c_t m_t + eta_t b)/sqrt(alpha_t)``.
+tangent variances ``lam_j > 0``; the ``d - k`` normal directions have ``lam = 0``). With the
+exact score the sampler ``Y_{t-1} = (Y_t + eta_t s_t(Y_t) + sigma_t Z_t)/sqrt(alpha_t)``,
+``Y_T ~ N(0, I)``, is linear and decouples over the eigen-directions; each direction follows the
+relative-error recursion ``e_{t-1} = rho_t e_t + delta_t`` derived in
+:mod:`diffphase.theory.sampler` (compiled here with :mod:`diffphase.solvers.codegen`), and an
+optional constant score bias ``b`` along the first tangent direction adds the mean recursion
+``m_{t-1} = (c_t m_t + eta_t b)/sqrt(alpha_t)``.
 
 From the per-direction end errors at step 1 this module computes
 
@@ -31,8 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from ..errors import (ParameterError, as_float_array, require_choice, require_finite,
-                      require_int)
+from ..errors import ParameterError, as_float_array, require_choice, require_finite, require_int
 from ..process import SCHEDULES, make_betas
 
 DESIGNS = ("star", "beta", "ho-beta", "ddim")
@@ -137,7 +137,8 @@ def compiled_kernels():
                                        (th.beta, th.q, th.lam),
                                        (rho, delta, th.contraction(eta_expr), eta_expr)))
     rho, delta = th.relative_error_coefficients()
-    kernels.append(ScalarKernel.of("coefficients_custom", (th.beta, th.q, th.lam, th.eta, th.sigma2),
+    kernels.append(ScalarKernel.of("coefficients_custom",
+                                   (th.beta, th.q, th.lam, th.eta, th.sigma2),
                                    (rho, delta, th.contraction())))
     kl = th.gaussian_kl_1d()
     log_bc = th.gaussian_log_bhattacharyya_1d()

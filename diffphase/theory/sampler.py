@@ -62,7 +62,8 @@ def previous_data_variance(lam_: sp.Expr = lam) -> sp.Expr:
 
 
 def contraction(eta_: sp.Expr = eta, lam_: sp.Expr = lam) -> sp.Expr:
-    """``c_t = 1 - eta_t / Sigma_t``: the exact score is ``-x / Sigma_t`` on a Gaussian direction."""
+    """``c_t = 1 - eta_t / Sigma_t`` (the exact score is ``-x / Sigma_t`` on a Gaussian
+    direction)."""
     return 1 - eta_ / data_variance(lam_)
 
 
@@ -114,7 +115,7 @@ def preservation_residual(eta_: sp.Expr = eta, sigma2_: sp.Expr = sigma2) -> sp.
     return (1 - abar - eta_) ** 2 / (1 - abar) + sigma2_ - (alpha - abar)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def star_solutions() -> tuple[sp.Expr, ...]:
     """All ``sigma^2`` solving the preservation condition with ``eta = 1 - alpha``
     (a single one: the condition is linear in ``sigma^2``)."""
@@ -128,15 +129,16 @@ def ddpm_posterior_variance() -> sp.Expr:
     return alpha * (1 - alpha) * (1 - abar_prev) / (1 - abar)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ddim_solutions() -> tuple[sp.Expr, ...]:
     """Both roots ``eta`` of the preservation condition with ``sigma = 0``."""
     return tuple(sp.solve(preservation_residual(eta, 0), eta))
 
 
 def ddim_song_eta() -> sp.Expr:
-    """``eta`` of the DDIM update ``Y_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1}) eps_hat``
-    with ``x0_hat = (x + (1 - abar) s)/sqrt(abar)``, ``eps_hat = -sqrt(1 - abar) s``, written as
+    """``eta`` of the DDIM update
+    ``Y_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1}) eps_hat`` with
+    ``x0_hat = (x + (1 - abar) s)/sqrt(abar)`` and ``eps_hat = -sqrt(1 - abar) s``, written as
     ``(x + eta s)/sqrt(alpha)``."""
     x, s = sp.symbols("x s", real=True)
     abar_prev = abar / alpha

@@ -25,8 +25,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..process import make_betas
-from ..solvers.sampler import (DESIGNS, fit_rate, geometric_spectrum, run_chains, sampler_error,
-                               schedule_arrays)
+from ..solvers.sampler import (
+    DESIGNS,
+    fit_rate,
+    geometric_spectrum,
+    run_chains,
+    sampler_error,
+    schedule_arrays,
+)
 from . import ddpm
 from .registry import Comparison, register_check
 
