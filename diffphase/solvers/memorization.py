@@ -13,7 +13,7 @@ Contract
 * :func:`speciation_tau` is ``Lambda - 1`` (``t_S = (1/2) ln Lambda`` in ``ou``); NaN with
   ``exists=False`` when ``Lambda <= 1`` (no speciation at positive time).
 * :func:`cloning_probability` is the compiled one-dimensional integral of THEORY B by
-  Gauss–Hermite quadrature.
+  Gauss–Legendre quadrature on the window where the integrand lives.
 * :func:`rem_critical_tau` solves the REM condition ``V(tau) = 2 ln N`` for any probe; the closed
   form for a probe ``sqrt(tau) v`` is used for per-direction and per-group critical times.
 """
@@ -51,13 +51,14 @@ def collapse_residual_batch(log_tau, nodes, weights, log_n_per_d):  # pragma: no
 
 
 def cloning_batch(kappas, nodes, node_weights):  # pragma: no cover - numba
-    """``E_z[q^2 + (1 - q)^2]`` for each ``kappa`` by a quadrature rule for ``N(0, 1)``."""
+    """``E_z[q^2 + (1 - q)^2] = 1 - E_z[1 - same_cluster]`` for each ``kappa``, with per-``kappa``
+    quadrature nodes ``z`` and weights (rows) for ``N(0, 1)``."""
     out = np.empty(kappas.shape[0])
     for i in range(kappas.shape[0]):
         total = 0.0
-        for j in range(nodes.shape[0]):
-            total += node_weights[j] * same_cluster(kappas[i], nodes[j])  # noqa: F821
-        out[i] = total
+        for j in range(nodes.shape[1]):
+            total += node_weights[i, j] * (1.0 - same_cluster(kappas[i], nodes[i, j]))  # noqa: F821
+        out[i] = 1.0 - total
     return out
 
 
@@ -265,7 +266,7 @@ def mixture_kappa(tau, m_norm2: float, sigma2: float) -> np.ndarray:
     return _closed_form("kappa")(np.asarray(tau, float), m_norm2, sigma2)
 
 
-def cloning_probability(tau, m_norm2: float, sigma2: float, n_nodes: int = 120) -> np.ndarray:
+def cloning_probability(tau, m_norm2: float, sigma2: float, n_nodes: int = 200) -> np.ndarray:
     """Probability that two copies cloned at noise ``tau`` end in the same cluster of the
     two-Gaussian mixture ``+-m`` (variance ``sigma^2``): ``E_z[q^2 + (1-q)^2]`` (THEORY B)."""
     tau = np.asarray(tau, dtype=float)
@@ -273,10 +274,24 @@ def cloning_probability(tau, m_norm2: float, sigma2: float, n_nodes: int = 120) 
         raise ParameterError("tau", tau, "> 0")
     if not (m_norm2 > 0 and sigma2 > 0):
         raise ParameterError("m_norm2, sigma2", (m_norm2, sigma2), "both > 0")
-    nodes, w = np.polynomial.hermite_e.hermegauss(require_int("n_nodes", n_nodes, 8))
-    w = w / np.sqrt(2 * np.pi)
+    n_nodes = require_int("n_nodes", n_nodes, 8)
     kappas = np.atleast_1d(mixture_kappa(tau, m_norm2, sigma2)).ravel()
-    return kernels().cloning_batch(kappas, nodes, w).reshape(tau.shape)
+    nodes, weights = _cloning_rule(kappas, n_nodes)
+    return kernels().cloning_batch(kappas, nodes, weights).reshape(tau.shape)
+
+
+def _cloning_rule(kappas: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre in ``w = kappa + sqrt(kappa) z`` on the window where both the Gaussian
+    (14 standard deviations) and ``sech^2 w`` (``|w| <= 25``, below 1e-21) matter; returns ``z``
+    nodes and weights including the Gaussian density, one row per ``kappa``."""
+    x, w = np.polynomial.legendre.leggauss(n_nodes)
+    root = np.sqrt(kappas)
+    lo = np.maximum(-25.0, kappas - 14 * root)
+    hi = np.maximum(np.minimum(25.0, kappas + 14 * root), lo)
+    wn = 0.5 * (hi - lo)[:, None] * x[None, :] + 0.5 * (hi + lo)[:, None]
+    z = (wn - kappas[:, None]) / root[:, None]
+    dens = np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi) / root[:, None]
+    return z, 0.5 * (hi - lo)[:, None] * w[None, :] * dens
 
 
 # ----------------------------------------------------------------------------- REM

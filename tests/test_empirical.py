@@ -1,0 +1,192 @@
+"""Empirical-score engine: brute force, finite differences, exact large-N limit, invariants."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from diffphase.backend import gpu_available
+from diffphase.errors import DeviceUnavailableError, ParameterError
+from diffphase.validate.data import LinearGaussian
+from diffphase.validate.empirical import EmpiricalScore, empirical_score
+
+
+def brute_force(x, data, a, D):
+    """Per-query loop straight from THEORY B (independent of the engine's blocked algebra)."""
+    out_w, out_s, out_j = [], [], []
+    for xi, ai, di in zip(x, np.broadcast_to(a, len(x)), np.broadcast_to(D, len(x)), strict=True):
+        logw = np.array([-np.sum((xi - ai * y) ** 2) / (2 * di) for y in data])
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        ybar = w @ data
+        cov = sum(wk * np.outer(y - ybar, y - ybar) for wk, y in zip(w, data, strict=True))
+        out_w.append(w)
+        out_s.append((ai * ybar - xi) / di)
+        out_j.append(-np.eye(len(xi)) / di + ai**2 / di**2 * cov)
+    return np.array(out_w), np.array(out_s), np.array(out_j)
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(60, 4)) * [2.0, 1.0, 0.5, 0.1] + 5.0
+    x = rng.normal(size=(9, 4)) * 2 + 4.0
+    a = rng.uniform(0.3, 1.0, size=9)
+    D = rng.uniform(0.05, 2.0, size=9)
+    return data, x, a, D
+
+
+def test_matches_brute_force_with_per_query_times(problem):
+    data, x, a, D = problem
+    engine = EmpiricalScore(data)
+    w, s, j = brute_force(x, data, a, D)
+    np.testing.assert_allclose(engine.weights(x, a, D), w, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(engine.score(x, a, D), s, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(engine.jacobian(x, a, D), j, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(empirical_score(x, data, a, D), s, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(engine.n_eff(x, a, D), 1 / np.sum(w**2, axis=1), rtol=1e-9)
+    ent = -np.sum(np.where(w > 0, w * np.log(np.where(w > 0, w, 1)), 0), axis=1)
+    np.testing.assert_allclose(engine.entropy(x, a, D), ent, rtol=1e-8, atol=1e-12)
+    eig = np.linalg.eigvalsh(D[:, None, None] * j)
+    np.testing.assert_allclose(engine.jacobian_spectrum(x, a, D).eigenvalues, eig, atol=1e-8)
+
+
+def test_single_query_shapes(problem):
+    data, x, _, _ = problem
+    engine = EmpiricalScore(data)
+    assert engine.score(x[0], 0.5, 0.3).shape == (4,)
+    assert engine.jacobian(x[0], 0.5, 0.3).shape == (4, 4)
+    assert engine.weights(x[0], 0.5, 0.3).shape == (60,)
+
+
+def test_jacobian_equals_central_differences(problem):
+    data, x, a, D = problem
+    engine = EmpiricalScore(data)
+    h = 1e-5
+    for i in range(3):
+        fd = np.array([(engine.score(x[i] + h * e, a[i], D[i]) - engine.score(x[i] - h * e, a[i],
+                        D[i])) / (2 * h) for e in np.eye(4)]).T
+        np.testing.assert_allclose(engine.jacobian(x[i], a[i], D[i]), fd, rtol=1e-5, atol=1e-5)
+
+
+def test_large_n_limit_is_the_exact_gaussian_score():
+    rng = np.random.default_rng(0)
+    sampler = LinearGaussian.axis_aligned([1.5, 1.0, 0.5])
+    engine = EmpiricalScore(sampler.sample(200_000, rng))
+    a, D = 0.6, 0.64  # tau = 1.78, far above collapse
+    x = rng.normal(size=(5, 3))
+    np.testing.assert_allclose(engine.score(x, a, D), sampler.score(x, a, D), atol=0.03)
+    np.testing.assert_allclose(engine.jacobian(x, a, D), np.broadcast_to(
+        sampler.jacobian(None, a, D), (5, 3, 3)), atol=0.05)
+
+
+def test_truncation_is_exact_to_its_tolerance_and_reports_mass():
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(4000, 16))
+    engine = EmpiricalScore(data)
+    x = data[:20] + 0.3 * rng.normal(size=(20, 16))
+    for tau, tol in ((0.02, 1e-9), (0.2, 1e-6)):
+        dense = engine.jacobian_spectrum(x, 1.0, tau)
+        trunc = engine.jacobian_spectrum(x, 1.0, tau, tol=tol)
+        assert trunc.methods == ["truncated"]
+        assert np.all(np.asarray(trunc.kept) < 4000)
+        assert np.all(trunc.error_bound <= tol * (1 + 1e-12))
+        assert np.all(trunc.neglected_mass >= 0)
+        assert np.max(np.abs(trunc.eigenvalues - dense.eigenvalues)) <= tol + 1e-10
+
+
+def test_chunking_does_not_change_results():
+    rng = np.random.default_rng(2)
+    data = rng.normal(size=(3000, 12))
+    x = rng.normal(size=(40, 12))
+    big = EmpiricalScore(data)
+    small = EmpiricalScore(data, chunk_bytes=2**16)  # forces 1-query blocks and tiny N-chunks
+    np.testing.assert_allclose(small.jacobian(x, 0.9, 0.5), big.jacobian(x, 0.9, 0.5), atol=1e-12)
+    np.testing.assert_allclose(small.score(x, 0.9, 0.5), big.score(x, 0.9, 0.5), atol=1e-12)
+
+
+def test_stable_at_tiny_tau():
+    rng = np.random.default_rng(4)
+    data = rng.normal(size=(500, 64))
+    engine = EmpiricalScore(data)
+    x = data[:5] + 1e-3 * rng.normal(size=(5, 64))
+    for tau in (1e-6, 1e-8):
+        w = engine.weights(x, 1.0, tau)
+        assert np.all(np.isfinite(w))
+        np.testing.assert_allclose(w.sum(axis=1), 1.0)
+        np.testing.assert_array_equal(np.argmax(w, axis=1), np.arange(5))
+        spec = engine.jacobian_spectrum(x, 1.0, tau, tol=1e-8)
+        assert np.all(np.isfinite(spec.eigenvalues))
+        np.testing.assert_allclose(engine.n_eff(x, 1.0, tau), 1.0)
+
+
+@given(n=st.integers(1, 25), d=st.integers(1, 5), log_tau=st.floats(-6, 3),
+       seed=st.integers(0, 2**16))
+def test_invariants(n, d, log_tau, seed):
+    rng = np.random.default_rng(seed)
+    data = rng.normal(size=(n, d)) * rng.uniform(0.1, 3, size=d)
+    x = rng.normal(size=(4, d)) * 2
+    tau = 10.0**log_tau
+    engine = EmpiricalScore(data)
+    w = engine.weights(x, 1.0, tau)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-12)
+    n_eff = engine.n_eff(x, 1.0, tau)
+    assert np.all(n_eff >= 1 - 1e-9) and np.all(n_eff <= n * (1 + 1e-9))
+    eig = engine.jacobian_spectrum(x, 1.0, tau).eigenvalues
+    assert np.all(eig >= -1 - 1e-7 * max(1.0, 1e-6 / tau))
+    perm = rng.permutation(n)
+    np.testing.assert_allclose(EmpiricalScore(data[perm]).score(x, 1.0, tau),
+                               engine.score(x, 1.0, tau), rtol=1e-9, atol=1e-9 / min(tau, 1))
+
+
+@pytest.mark.parametrize("data, message", [
+    (np.empty((0, 3)), "N"), (np.ones(5), "data"), (np.array([[1.0, np.nan]]), "data")])
+def test_bad_data(data, message):
+    with pytest.raises(ParameterError, match=message):
+        EmpiricalScore(data)
+
+
+def test_bad_queries_and_times():
+    engine = EmpiricalScore(np.ones((3, 2)))
+    with pytest.raises(ParameterError, match="x"):
+        engine.score(np.ones((2, 3)), 1.0, 1.0)
+    with pytest.raises(ParameterError, match="D"):
+        engine.score(np.ones((2, 2)), 1.0, 0.0)
+    with pytest.raises(ParameterError, match="D"):
+        engine.score(np.ones((2, 2)), 1.0, np.array([1.0, -1.0]))
+    with pytest.raises(ParameterError, match="a"):
+        engine.score(np.ones((2, 2)), np.ones(3), 1.0)
+    with pytest.raises(ParameterError, match="x"):
+        engine.score(np.array([[np.inf, 0.0]]), 1.0, 1.0)
+
+
+@pytest.mark.skipif(gpu_available(), reason="a GPU answers here")
+def test_gpu_absent_is_an_error_and_auto_falls_back():
+    with pytest.raises(DeviceUnavailableError):
+        EmpiricalScore(np.ones((3, 2)), device="gpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        engine = EmpiricalScore(np.ones((3, 2)), device="auto")
+    assert engine.device == "cpu"
+    assert any("CPU" in str(w.message) for w in caught)
+
+
+@pytest.mark.gpu
+def test_gpu_matches_cpu():
+    from diffphase.backend import to_numpy
+
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(2000, 16))
+    x = rng.normal(size=(32, 16))
+    cpu, gpu = EmpiricalScore(data), EmpiricalScore(data, device="gpu")
+    for tau, tol in ((1.0, None), (1e-3, 1e-9)):
+        on_gpu = gpu.jacobian_spectrum(x, 1.0, tau, tol=tol).eigenvalues
+        np.testing.assert_allclose(to_numpy(on_gpu),
+                                   cpu.jacobian_spectrum(x, 1.0, tau, tol=tol).eigenvalues,
+                                   atol=1e-8)
+        np.testing.assert_allclose(to_numpy(gpu.score(x, 1.0, tau)), cpu.score(x, 1.0, tau),
+                                   rtol=1e-9, atol=1e-9)

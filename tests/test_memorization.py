@@ -1,0 +1,189 @@
+"""Memorization model: closed forms, compiled kernels against sympy/mpmath, exact scores, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.optimize import brentq
+
+from diffphase.cli import cli
+from diffphase.errors import ParameterError
+from diffphase.solvers import memorization as sol
+from diffphase.theory import memorization as theory
+from diffphase.validate.data import LinearGaussian, TwoGaussianMixture
+from diffphase.validate.integrators import probability_flow, reverse_sde, time_grid
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_kernels():
+    sol.kernels()
+
+
+@given(n=st.floats(2.5, 1e7), m=st.integers(1, 300), var=st.floats(0.01, 100))
+def test_collapse_isotropic_closed_form(n, m, var):
+    spectrum = sol.CovarianceSpectrum.from_eigenvalues(np.full(m, var))
+    res = sol.collapse_tau(spectrum, n)
+    assert res.converged.all()
+    np.testing.assert_allclose(res.tau, sol.collapse_tau_isotropic(var, n, m), rtol=1e-10)
+
+
+def test_collapse_general_spectrum_against_brentq_on_explicit_eigenvalues():
+    eig = np.concatenate([np.full(13, 4.0), np.full(26, 0.5), np.zeros(89)])
+    spectrum = sol.CovarianceSpectrum.from_groups([0.1, 0.2], [4.0, 0.5], 128, "orthonormal")
+    for n in (50, 2000, 1e6):
+        def criterion(tau, n=n):
+            return 0.5 * np.sum(np.log1p(eig[eig > 0] / tau)) - np.log(n)
+
+        expected = brentq(criterion, 1e-12, 1e12, xtol=1e-14, rtol=1e-14)
+        np.testing.assert_allclose(sol.collapse_tau(spectrum, n).tau, expected, rtol=1e-10)
+
+
+def test_compiled_residual_matches_symbolic_term():
+    spectrum = sol.CovarianceSpectrum.from_eigenvalues([3.0, 1.0, 0.2, 0.0])
+    term = sp.lambdify((theory.lam, theory.tau), theory.collapse_term(), "mpmath")
+    for tau in (1e-4, 0.3, 7.0):
+        expected = float(sum(term(lam, tau) for lam in (3.0, 1.0, 0.2)) / 4 - mpmath.log(100) / 4)
+        np.testing.assert_allclose(sol.collapse_residual(spectrum, 100, tau), expected, rtol=1e-12)
+
+
+def test_entropy_form_agrees_with_collapse_criterion():
+    residual = theory.entropy_form_residual_gaussian_isotropic().subs(
+        theory.D_sym, theory.tau * theory.a_sym**2)
+    combined = sp.expand_log(residual * theory.d_dim + theory.collapse_residual_isotropic(),
+                             force=True)
+    assert sp.simplify(combined) == 0
+
+
+def test_random_subspace_collapse_tends_to_finite_d_spectrum():
+    rng = np.random.default_rng(0)
+    d = 400
+    spectrum = sol.CovarianceSpectrum.from_groups([0.5], [1.0], d, "random")
+    eig = np.clip(LinearGaussian.manifold([0.5], [1.0], d, "random", rng).covariance_eigenvalues(),
+                  0, None)
+    eig[eig < 1e-10] = 0
+    finite = sol.collapse_tau(sol.CovarianceSpectrum.from_eigenvalues(eig), 1e4).tau
+    np.testing.assert_allclose(sol.collapse_tau(spectrum, 1e4).tau, finite, rtol=0.02)
+
+
+def test_speciation_time():
+    tau, exists = sol.speciation_tau([10.0, 1.0, 0.5])
+    np.testing.assert_allclose(tau[0], 9.0)
+    assert exists.tolist() == [True, False, False]
+    np.testing.assert_allclose(sol.process_time(tau[0], "ou"), 0.5 * np.log(10.0))
+
+
+@pytest.mark.parametrize("tau", [0.05, 1.0, 9.0, 200.0])
+def test_cloning_integral_against_mpmath(tau):
+    kappa = 9.0 / (tau + 1.0)
+    f = sp.lambdify((theory.kappa, theory.zvar), theory.cloning_integrand(), "mpmath")
+    with mpmath.workdps(30):
+        expected = mpmath.quad(lambda z: f(kappa, z), [-mpmath.inf, -kappa**0.5, mpmath.inf])
+    np.testing.assert_allclose(sol.cloning_probability(tau, 9.0, 1.0), float(expected), rtol=1e-9)
+
+
+def test_cloning_limits():
+    assert sol.cloning_probability(1e-6, 100.0, 0.01) > 0.999
+    np.testing.assert_allclose(sol.cloning_probability(1e8, 1.0, 1.0), 0.5, atol=1e-6)
+
+
+def test_rem_closed_form_matches_root_finder():
+    stds = np.array([1.0, 0.3, 0.01])
+    for normalized in (True, False):
+        general = sol.rem_critical_tau(stds, 1000, np.eye(3), normalized=normalized).root
+        closed = sol.rem_critical_tau_displaced(stds**2, np.sum(stds**4), 1000, normalized)
+        np.testing.assert_allclose(general, closed, rtol=1e-9)
+    np.testing.assert_allclose(sol.rem_critical_tau_displaced(0.5, 3.0, 1000, True),
+                               0.5 / (2 * np.log(1000)))
+
+
+def test_mixture_score_is_gradient_of_log_density():
+    mix = TwoGaussianMixture.create(5, 2.0, 0.7)
+    rng = np.random.default_rng(1)
+    x, a, D, h = rng.normal(size=5), 0.8, 0.4, 1e-6
+    G = D + 0.7 * a * a
+
+    def logp(z):
+        return np.logaddexp(-np.sum((z - a * mix.mean) ** 2) / (2 * G),
+                            -np.sum((z + a * mix.mean) ** 2) / (2 * G))
+
+    fd = np.array([(logp(x + h * e) - logp(x - h * e)) / (2 * h) for e in np.eye(5)])
+    np.testing.assert_allclose(mix.score(x, a, D), fd, rtol=1e-7, atol=1e-8)
+
+
+def test_linear_gaussian_score_and_spectrum():
+    rng = np.random.default_rng(2)
+    lg = LinearGaussian.manifold([0.25, 0.25], [4.0, 1.0], 8, "random", rng)
+    a, D = 0.7, 0.51
+    cov = a * a * lg.covariance() + D * np.eye(8)
+    x = rng.normal(size=(3, 8))
+    np.testing.assert_allclose(lg.score(x, a, D), -np.linalg.solve(cov, x.T).T, atol=1e-12)
+    eig = np.linalg.eigvalsh(D * lg.jacobian(None, a, D))
+    np.testing.assert_allclose(lg.normalized_jacobian_eigenvalues(D / a**2), eig, atol=1e-12)
+    assert np.sum(np.isclose(eig, -1.0)) == 4
+
+
+def test_integrators_sample_the_gaussian():
+    rng = np.random.default_rng(3)
+    lg = LinearGaussian.axis_aligned([2.0, 0.5])
+    grid = time_grid(8.0, 1e-3, 200)
+    x0 = rng.normal(size=(4000, 2))
+    sde = reverse_sde(lg.score, x0, "ou", grid, rng, record_times=[1.0])
+    ode = probability_flow(lg.score, x0, "ou", grid)
+    np.testing.assert_allclose(sde.final.std(axis=0), [2.0, 0.5], rtol=0.06)
+    np.testing.assert_allclose(ode.final.std(axis=0), [2.0, 0.5], rtol=0.06)
+    assert sde.states.shape == (1, 4000, 2)
+    start = rng.normal(size=(4000, 2)) * np.sqrt(100 + np.array([4, 0.25]))
+    ve = probability_flow(lg.score, start, "ve", time_grid(100.0, 1e-4, 300))
+    np.testing.assert_allclose(ve.final.std(axis=0), [2.0, 0.5], rtol=0.06)
+
+
+def test_bad_inputs():
+    spectrum = sol.CovarianceSpectrum.from_eigenvalues([1.0])
+    with pytest.raises(ParameterError, match="n_train"):
+        sol.collapse_tau(spectrum, 1)
+    with pytest.raises(ParameterError, match="tau"):
+        sol.cloning_probability(0.0, 1.0, 1.0)
+    with pytest.raises(ParameterError, match="fractions"):
+        sol.CovarianceSpectrum.from_groups([0.001], [1.0], 10, "orthonormal")
+
+
+def test_cli_critical_times(tmp_path):
+    runner = CliRunner()
+    args = ["critical-times", "--fractions", "1", "--variances", "1", "--dim", "256",
+            "--n-train", "20000", "--process", "ou", "--subspace", "orthonormal", "--json",
+            "--out", str(tmp_path)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    expected = 1.0 / (20000 ** (2 / 256) - 1)
+    np.testing.assert_allclose(out["tau_C"], expected, rtol=1e-10)
+    np.testing.assert_allclose(out["t_C"], 0.5 * np.log1p(expected), rtol=1e-10)
+    assert {"t_S", "tau_S", "per_group"} <= set(out)
+    assert runner.invoke(cli, args).exit_code != 0  # no overwrite without --force
+    assert (tmp_path / "critical_times.json").exists()
+
+
+def test_cli_bad_input_exits_2():
+    from diffphase.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["critical-times", "--n-train", "1", "--out", "/tmp/unused-mem"])
+    assert exc.value.code == 2
+
+
+def test_cli_phase_diagram(tmp_path):
+    result = CliRunner().invoke(cli, ["phase-diagram", "memorization", "--points", "8",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for name in ("memorization_diagram.csv", "memorization_diagram.json",
+                 "memorization_diagram.png"):
+        assert (tmp_path / name).exists()
+    header = (tmp_path / "memorization_diagram.csv").read_text().splitlines()[0]
+    assert header == "log_n_per_d,n_train,line,tau,t_ou"
