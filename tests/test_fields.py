@@ -11,9 +11,15 @@ from hypothesis import strategies as st
 from diffphase.errors import ParameterError
 from diffphase.process import get_process
 from diffphase.validate import fields as diag
-from diffphase.validate.jacobians import (CallableScore, central_difference_jacobian,
-                                          checked_output, jacobian, load_callable,
-                                          one_sided_jacobian, orthonormal_probes)
+from diffphase.validate.jacobians import (
+    CallableScore,
+    central_difference_jacobian,
+    checked_output,
+    jacobian,
+    load_callable,
+    one_sided_jacobian,
+    orthonormal_probes,
+)
 
 VE = get_process("ve")
 
@@ -127,7 +133,6 @@ def test_rotation_in_tangent_plane_has_the_known_antisymmetric_part():
 
 
 def test_rotation_in_normal_plane_shows_in_the_normal_block():
-    rng = np.random.default_rng(6)
     cov = np.diag([1.0, 1.0, 0.0, 0.0, 0.0])
     basis = np.eye(5)[:, :2]
     normal = np.eye(5)[:, 2:]
