@@ -92,7 +92,7 @@ def test_truncation_is_exact_to_its_tolerance_and_reports_mass():
     for tau, tol in ((0.02, 1e-9), (0.2, 1e-6)):
         dense = engine.jacobian_spectrum(x, 1.0, tau)
         trunc = engine.jacobian_spectrum(x, 1.0, tau, tol=tol)
-        assert trunc.methods == ["truncated"]
+        assert trunc.methods[0] in ("truncated", "mixed")
         assert np.all(np.asarray(trunc.kept) < 4000)
         assert np.all(trunc.error_bound <= tol * (1 + 1e-12))
         assert np.all(trunc.neglected_mass >= 0)

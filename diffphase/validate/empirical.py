@@ -24,7 +24,8 @@ Numerics
   symmetric outer-product features ``Z[mu] = (y_mu y_mu^T)_{i <= j}``, built ``N``-chunk by
   ``N``-chunk, so peak memory is the data plus ``O(chunk_bytes + 16 N)`` bytes (``N = 10^6``,
   ``d = 64`` runs in well under 4 GB).
-* Optional truncation (``tol``): for each query only the weights above ``eps / N`` are kept, with
+* Optional truncation (``tol``): for each query only the fewest largest weights whose complement
+  has mass at most ``eps`` are kept (found by a partial sort), with
   ``eps = tol * tau / (5 R^2)`` (``R`` the largest distance of a training point from the data mean);
   the neglected mass is at most ``eps`` and is reported. Writing ``w = (1 - eps) u + eps v``,
   ``Cov_w - Cov_u = eps (Cov_v - Cov_u) + eps (1 - eps) (mu_u - mu_v)(mu_u - mu_v)^T`` has spectral
@@ -204,8 +205,14 @@ class EmpiricalScore:
         return (xq * coef) @ self.data.T - (0.5 * a * a / D)[:, None] * self.squared_norms[None, :]
 
     def _outer_features(self, rows):
-        """``Z[mu, p] = y_mu[i_p] y_mu[j_p]`` for ``i_p <= j_p`` (upper triangle)."""
-        return rows[:, self._triu[0]] * rows[:, self._triu[1]]
+        """``Z[mu, p] = y_mu[i_p] y_mu[j_p]`` for ``i_p <= j_p`` (upper triangle, row-major)."""
+        out = self.xp.empty((rows.shape[0], self.dim * (self.dim + 1) // 2))
+        offset = 0
+        for i in range(self.dim):
+            width = self.dim - i
+            self.xp.multiply(rows[:, i:i + 1], rows[:, i:], out=out[:, offset:offset + width])
+            offset += width
+        return out
 
     def _unpack_symmetric(self, packed):
         xp = self.xp
@@ -218,7 +225,7 @@ class EmpiricalScore:
         """``sum_mu w_mu y_mu y_mu^T`` for every row of ``weights``, as one chunked product."""
         xp = self.xp
         n_features = self.dim * (self.dim + 1) // 2
-        rows = max(1, self.chunk_bytes // (8 * n_features))
+        rows = max(1, min(4096, self.chunk_bytes // (16 * n_features)))
         packed = xp.zeros((weights.shape[0], n_features))
         for start in range(0, self.n_points, rows):
             stop = min(self.n_points, start + rows)
@@ -254,26 +261,74 @@ class EmpiricalScore:
         if tol is not None and want != "mean":
             eps = xp.minimum(tol * tau / (TRUNCATION_BOUND_FACTOR * max(self.radius, 1e-300) ** 2),
                              0.5)
-            threshold = eps / self.n_points
-            keep = weights > threshold[:, None]
-            kept_t = xp.sum(keep, axis=1)
-            if int(xp.max(kept_t)) <= TRUNCATION_MAX_FRACTION * self.n_points:
-                method = "truncated"
-                kept = kept_t
-                neglected = xp.sum(xp.where(keep, 0.0, weights), axis=1)
-        if method == "truncated":
-            mean, cov, cov_eigs = self._truncated_moments(xq, a, D, weights, kept, want)
-        else:
-            mean = weights @ self.data
-            cov = cov_eigs = None
-            if want != "mean":
-                cov = self._second_moments_dense(weights) - mean[:, :, None] * mean[:, None, :]
-                if want == "spectrum":
-                    cov_eigs = xp.linalg.eigvalsh(cov)
-                    cov = None
+            selected = self._smallest_sufficient_sets(weights, eps)
+            if selected is not None and bool(xp.any(selected[2])):
+                kept_t, neglected_t, feasible = selected
+                if bool(xp.all(feasible)):
+                    method, kept, neglected = "truncated", kept_t, neglected_t
+                else:  # split the block: truncated rows and dense rows
+                    rows_t = xp.nonzero(feasible)[0]
+                    rows_d = xp.nonzero(~feasible)[0]
+                    part_t = self._moments_from_weights(
+                        xq[rows_t], a[rows_t], D[rows_t], weights[rows_t], kept_t[rows_t], want,
+                        truncated=True)
+                    part_d = self._moments_from_weights(
+                        xq[rows_d], a[rows_d], D[rows_d], weights[rows_d], None, want,
+                        truncated=False)
+                    merged = []
+                    for pt, pd in zip(part_t, part_d, strict=True):
+                        if pt is None:
+                            merged.append(None)
+                            continue
+                        full = xp.empty((m,) + pt.shape[1:])
+                        full[rows_t], full[rows_d] = pt, pd
+                        merged.append(full)
+                    mean, cov, cov_eigs = merged
+                    neglected = xp.where(feasible, neglected_t, 0.0)
+                    kept = xp.where(feasible, kept_t, self.n_points)
+                    out.update(mean=mean, covariance=cov, covariance_eigenvalues=cov_eigs,
+                               neglected_mass=neglected, kept=kept, method="mixed")
+                    return out
+        mean, cov, cov_eigs = self._moments_from_weights(
+            xq, a, D, weights, kept, want, truncated=method == "truncated")
         out.update(mean=mean, covariance=cov, covariance_eigenvalues=cov_eigs,
                    neglected_mass=neglected, kept=kept, method=method)
         return out
+
+    def _moments_from_weights(self, xq, a, D, weights, kept, want, *, truncated: bool):
+        """``(mean, covariance or None, covariance eigenvalues or None)`` for rows of weights."""
+        xp = self.xp
+        if truncated:
+            return self._truncated_moments(xq, a, D, weights, kept, want)
+        mean = weights @ self.data
+        if want == "mean":
+            return mean, None, None
+        cov = self._second_moments_dense(weights) - mean[:, :, None] * mean[:, None, :]
+        if want == "spectrum":
+            return mean, None, xp.linalg.eigvalsh(cov)
+        return mean, cov, None
+
+    def _smallest_sufficient_sets(self, weights, eps):
+        """Per row, the fewest largest weights whose complement has mass ``<= eps``: returns
+        ``(kept counts, neglected masses, feasible)``; rows needing more than
+        ``TRUNCATION_MAX_FRACTION * N`` points are not feasible (the dense route is cheaper)."""
+        xp = self.xp
+        cap = int(TRUNCATION_MAX_FRACTION * self.n_points)
+        if cap < 1:
+            return None
+        part = xp.argpartition(-weights, cap - 1, axis=1)[:, :cap] if cap < self.n_points else \
+            xp.broadcast_to(xp.arange(self.n_points)[None, :], weights.shape)
+        top = -xp.sort(-xp.take_along_axis(weights, part, axis=1), axis=1)  # descending
+        rest = xp.sum(weights, axis=1) - xp.sum(top, axis=1)
+        rest = xp.maximum(rest, 0.0)
+        # tail[k] = mass outside the k largest = rest + sum_{j >= k} top[j]
+        tail = rest[:, None] + xp.cumsum(top[:, ::-1], axis=1)[:, ::-1]
+        enough = xp.concatenate([tail[:, 1:], rest[:, None]], axis=1) <= eps[:, None]
+        feasible = enough[:, -1]
+        kept = xp.where(feasible, xp.argmax(enough, axis=1) + 1, cap)
+        neglected = xp.take_along_axis(
+            xp.concatenate([tail[:, 1:], rest[:, None]], axis=1), (kept - 1)[:, None], axis=1)[:, 0]
+        return kept, neglected, feasible
 
     def _truncated_moments(self, xq, a, D, weights, kept, want):
         """Moments from the ``kept`` largest weights of each query, renormalized, with exact
