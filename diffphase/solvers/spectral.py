@@ -439,3 +439,81 @@ def spectral_mass_above(threshold, law, variances=None, subspace: str = "random"
     out = np.array([covariance_spectrum_quadrature(law, variances, n_nodes, subspace, t)[1].sum()
                     for t in thresholds])
     return out.reshape(np.shape(threshold))
+
+
+# ----------------------------------------------------------------------------- gaps and phases
+def spectrum_edges(law, variances=None, subspace: str = "random") -> np.ndarray:
+    """Ascending ``[[l, u], ...]`` of the nonzero spectrum of ``C``: exact bulks (random) or the
+    latent variances as degenerate bulks ``[s, s]`` (orthonormal)."""
+    law = as_law(law, variances)
+    require_choice("subspace", subspace, SUBSPACES)
+    if subspace == "orthonormal":
+        s = np.sort(law.variances)
+        return np.stack([s, s], axis=1)
+    return _cached_edges(law).bulks.copy()
+
+
+def phase_of(tau, edges: np.ndarray, delta: float) -> np.ndarray:
+    """``trivial`` / ``coverage`` / ``consolidation`` at each ``tau`` (THEORY A, toolkit rule)."""
+    tau = np.asarray(tau, dtype=float)
+    lowest, highest = edges[0, 0], edges[-1, 1]
+    trivial = tau >= formula("trivial_tau", highest, delta)
+    consolidation = (lowest > 0) & (tau <= formula("consolidation_tau", lowest, delta))
+    return np.where(trivial, "trivial", np.where(consolidation, "consolidation", "coverage"))
+
+
+def intermediate_gaps(tau, edges: np.ndarray, delta: float) -> list[dict]:
+    """Gaps between consecutive bulks, ascending in variance: width at ``tau``, ``tau_max``,
+    ``max_width`` and the visibility window ``[tau_lo, tau_hi]`` (None when never >= delta)."""
+    gaps = []
+    for (_, u), (l, _) in zip(edges[:-1], edges[1:], strict=True):
+        max_width = float(formula("gap_max", l, u))
+        window = None
+        if max_width >= delta:
+            lo, hi = np.asarray(formula("gap_window", l, u, delta), dtype=float).ravel()
+            window = [float(lo), float(hi)]
+        gaps.append({"lower_bulk_upper_edge": float(u), "upper_bulk_lower_edge": float(l),
+                     "width": float(formula("gap", l, u, tau)),
+                     "tau_max": float(formula("gap_tau_max", l, u)),
+                     "max_width": max_width, "window": window})
+    return gaps
+
+
+def dimension_fraction(tau, law, variances=None, delta: float = 0.1,
+                       subspace: str = "random") -> np.ndarray:
+    """Dimension read-out per ambient dimension: mass of the normalized spectrum above
+    ``-1 + delta``, i.e. of ``rho_C`` above ``lambda_th = tau delta / (1 - delta)``."""
+    threshold = formula("dimension_threshold", np.asarray(tau, dtype=float), delta)
+    return spectral_mass_above(threshold, law, variances, subspace=subspace)
+
+
+def check_delta(delta: float) -> float:
+    return require_in_range("delta", delta, 0, 1, closed=(False, False))
+
+
+def spectral_summary(law, tau: float, delta: float = 0.1, subspace: str = "random",
+                     dim: int | None = None) -> dict:
+    """Everything ``diffphase spectrum --json`` reports at one ``tau``."""
+    law = as_law(law)
+    tau = _check_tau(tau)
+    delta = check_delta(delta)
+    edges = spectrum_edges(law, subspace=subspace)
+    fraction = float(dimension_fraction(tau, law, delta=delta, subspace=subspace))
+    jac_edges = formula("jacobian_eigenvalue", edges, tau)
+    summary = {
+        "tau": tau, "delta": delta, "subspace": subspace, "alpha": law.alpha,
+        "fractions": law.fractions, "variances": law.variances,
+        "edges": edges.tolist(), "n_bulks": int(edges.shape[0]),
+        "edges_jacobian": jac_edges.tolist(),
+        "manifold_gap": float(formula("manifold_gap", edges[0, 0], tau)),
+        "intermediate_gaps": intermediate_gaps(tau, edges, delta),
+        "phase": str(phase_of(tau, edges, delta)),
+        "phase_boundaries": {
+            "trivial_above_tau": float(formula("trivial_tau", edges[-1, 1], delta)),
+            "consolidation_below_tau": float(formula("consolidation_tau", edges[0, 0], delta)),
+        },
+        "dimension": fraction,
+    }
+    if dim is not None:
+        summary["dimension_count"] = fraction * dim
+    return summary
