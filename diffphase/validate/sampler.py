@@ -9,14 +9,15 @@ the exact recursions of :mod:`diffphase.solvers.sampler`:
   plugged in from the measured variances.
 * ``score-error-term``: a constant score error ``b`` along a tangent direction shifts the mean of
   ``Y_1`` by the exact mean recursion.
-* ``d-independence``: for each design and tangent law (Gaussian, mixture; in the full tier also a
-  finite point set and tree data), the per-dimension normal KL measured from the pooled normal
+* ``d-independence``: for each design and tangent law (Gaussian, mixture; in the full tier also
+  eight random points and tree data), the per-dimension normal KL measured from the pooled normal
   variance equals the exact one (0 for ``star``/``ddim``, > 0 for ``beta``/``ho-beta``: the total
   error grows linearly in ``d - k`` with that slope), and the tangent KL estimate does not move
   between a small and a large ``d``.
 * ``rate-in-T`` (kind ``paper``): fitted decay exponent of the TV error in ``T`` (exact bounds for
   Gaussian data; for the other laws ``sqrt(KL/2)`` from the kNN KL estimator, an upper bound on
-  TV, and the held-out TV lower bound) compared with the exponent
+  TV, and the held-out TV lower bound; a law whose error is resolved above the estimator noise
+  at fewer than three ``T`` values gets no fitted rate) compared with the exponent
   ``-1/2`` of the worst-case bound ``k^2/sqrt(T)`` of Li & Yan: a measured decay at least as fast
   agrees with the bound; a slower one disagrees.
 """
@@ -105,8 +106,7 @@ def _tangent_laws(tier: str, k: int) -> dict:
     laws = {"gaussian": ddpm.GaussianTangent(geometric_spectrum(k)),
             "mixture": ddpm.mixture_example(k)}
     if tier == "full":
-        grid = np.stack(np.meshgrid(*[[-1.0, 1.0]] * k), axis=-1).reshape(-1, k)
-        laws["points"] = ddpm.points_tangent(grid)
+        laws["points"] = ddpm.points_tangent(np.random.default_rng(11).standard_normal((8, k)))
         laws["tree"] = ddpm.tree_tangent(k)
     return laws
 
@@ -133,9 +133,9 @@ def check_d_independence(tier: str, rng: np.random.Generator) -> list[Comparison
     for law_name, law in _tangent_laws(tier, k).items():
         for design in DESIGNS:
             kl_tangent = []
+            target = ddpm.sample_target(law, betas, n, rng)  # shared: the difference is cleaner
             for dim in dims:
                 run = ddpm.simulate_sampler(law, dim, betas, design, n, rng)
-                target = ddpm.sample_target(law, betas, n, rng)
                 kl_tangent.append(ddpm.knn_kl(target, run.tangent, neighbors=5))
             per_dim = ddpm.gaussian_kl_from_variance(run.normal_second_moment, q1,
                                                      n * run.normal_directions)
@@ -179,6 +179,8 @@ def check_rate(tier: str, rng: np.random.Generator) -> list[Comparison]:
                 tv_estimates.append(ddpm.knn_tv(target, run.tangent, rng=rng))
             kl = np.array([e.value for e in estimates])
             se = np.array([e.stderr for e in estimates])
+            if np.count_nonzero(kl > 2 * se) < 3:
+                continue  # error not resolved above the estimator noise: no rate to fit
             tv_proxy = np.sqrt(np.maximum(kl, 0) / 2)
             fit = fit_rate(T_sim, tv_proxy, weights=np.where(kl > 0, (kl / np.maximum(se, 1e-12))
                                                              ** 2, 0.0))
@@ -187,6 +189,8 @@ def check_rate(tier: str, rng: np.random.Generator) -> list[Comparison]:
                 {"T": T_sim, "kl": kl, "kl_stderr": se}))
             tv = np.array([e.value for e in tv_estimates])
             tv_se = np.array([e.stderr for e in tv_estimates])
+            if np.count_nonzero(tv > 2 * tv_se) < 3:
+                continue
             fit_tv = fit_rate(T_sim, tv, weights=np.where(tv > 0, (tv / tv_se) ** 2, 0.0))
             out.append(_rate_comparison(
                 f"TV lower-bound decay exponent, {law_name} simulated (k={k_sim})", fit_tv,
