@@ -13,7 +13,7 @@ matplotlib.use("Agg", force=True)
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float = 3.8):
+def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.6, height: float = 4.0):
     """A figure and a flat list of axes."""
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
     return fig, list(axes.ravel())

@@ -89,9 +89,9 @@ def tangent_covariance_eigenvalues(manifold: LinearManifold) -> np.ndarray:
     return np.linalg.eigvalsh((manifold.F * root).T @ (manifold.F * root))
 
 
-def theory_cdf(law: solver.VarianceLaw, x: np.ndarray, n_nodes: int = 256) -> np.ndarray:
+def theory_cdf(law: solver.VarianceLaw, x: np.ndarray) -> np.ndarray:
     """Normalized CDF of the nonzero spectrum of ``C`` (mass above, subtracted from alpha)."""
-    return 1.0 - solver.spectral_mass_above(x, law, n_nodes=n_nodes) / law.alpha
+    return 1.0 - solver.spectral_mass_above(x, law) / law.alpha
 
 
 # ----------------------------------------------------------------------------- the checks

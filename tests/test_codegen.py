@@ -1,0 +1,133 @@
+"""The compile pipeline: numba (with a cache that survives processes), mpmath, C printing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+from diffphase.solvers.codegen import (ScalarKernel, c_operation, cupy_elementwise,
+                                       module_source, mpmath_function, numba_function,
+                                       numba_module)
+
+x, y = sp.symbols("x y")
+EXPR = sp.exp(-x**2) * sp.sin(y) / (1 + x**2) + sp.sqrt(1 + y**2)
+
+
+def test_numba_kernel_matches_sympy_at_sampled_points():
+    f = numba_function(ScalarKernel.of("sample_kernel", (x, y), EXPR))
+    rng = np.random.default_rng(1)
+    for xv, yv in rng.normal(size=(20, 2)):
+        expected = float(EXPR.subs({x: xv, y: yv}).evalf(30))
+        assert f(xv, yv) == pytest.approx(expected, rel=1e-14)
+
+
+def test_numba_kernel_complex_arguments():
+    f = numba_function(ScalarKernel.of("complex_kernel", (x,), 1 / (1 + x) - sp.sqrt(x)))
+    value = f(0.3 + 0.7j)
+    expected = complex(sp.N((1 / (1 + x) - sp.sqrt(x)).subs(x, 0.3 + 0.7 * sp.I), 30))
+    assert value == pytest.approx(expected, rel=1e-14)
+
+
+def test_multiple_outputs_and_common_subexpressions():
+    kernel = ScalarKernel.of("pair_kernel", (x, y), (sp.exp(x + y) + 1, sp.exp(x + y) * 2))
+    assert "_cse" in module_source([kernel])
+    a, b = numba_function(kernel)(0.5, 0.25)
+    assert a == pytest.approx(np.exp(0.75) + 1) and b == pytest.approx(2 * np.exp(0.75))
+
+
+def test_mpmath_function_at_30_digits():
+    f = mpmath_function((x, y), EXPR)
+    with mpmath.workdps(30):
+        value = f(mpmath.mpf("0.5"), mpmath.mpf("1.25"))
+        exact = mpmath.exp(-0.25) * mpmath.sin(mpmath.mpf("1.25")) / mpmath.mpf("1.25") + \
+            mpmath.sqrt(1 + mpmath.mpf("1.25") ** 2)
+        assert abs(value - exact) < mpmath.mpf(10) ** -28
+
+
+def test_c_operation_prints_valid_c(tmp_path):
+    """The C text used for cupy kernels compiles with a C compiler and gives the same numbers."""
+    from shutil import which
+
+    if which("cc") is None:
+        pytest.skip("no C compiler on this machine")
+    kernel = ScalarKernel.of("c_kernel", (x, y), EXPR)
+    source = textwrap.dedent(f"""
+        #include <math.h>
+        #include <stdio.h>
+        int main(void) {{
+            double x = 0.5, y = 1.25, out0;
+            {c_operation(kernel, ["out0"])}
+            printf("%.17g\\n", out0);
+            return 0;
+        }}""")
+    (tmp_path / "k.c").write_text(source)
+    subprocess.run(["cc", "-O1", "-o", str(tmp_path / "k"), str(tmp_path / "k.c"), "-lm"],
+                   check=True)
+    printed = float(subprocess.run([str(tmp_path / "k")], capture_output=True, text=True,
+                                   check=True).stdout)
+    assert printed == pytest.approx(float(EXPR.subs({x: 0.5, y: 1.25})), rel=1e-14)
+
+
+CACHE_SCRIPT = """
+import json, sympy as sp
+from diffphase.solvers.codegen import ScalarKernel, numba_module
+x = sp.Symbol("x")
+mod = numba_module([ScalarKernel.of("cached_kernel", (x,), sp.cos(x) ** 3 + x)], tag="cachetest")
+value = mod.cached_kernel(0.25)
+stats = mod.cached_kernel.stats
+print(json.dumps({"value": value, "hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def _run_in_subprocess(cache_dir) -> dict:
+    env = {**os.environ, "DIFFPHASE_CACHE_DIR": str(cache_dir)}
+    out = subprocess.run([sys.executable, "-c", CACHE_SCRIPT], env=env, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_compiled_kernel_cache_survives_processes(tmp_path):
+    first = _run_in_subprocess(tmp_path)
+    assert first["misses"] == 1 and first["hits"] == 0  # compiled and saved
+    second = _run_in_subprocess(tmp_path)
+    assert second["hits"] == 1 and second["misses"] == 0  # loaded machine code, no compile
+    assert second["value"] == first["value"]
+
+
+def test_two_processes_compiling_the_same_kernel_at_once(tmp_path):
+    env = {**os.environ, "DIFFPHASE_CACHE_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", CACHE_SCRIPT], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert results[0]["value"] == results[1]["value"]
+    generated = list(tmp_path.glob("cachetest_*.py"))
+    assert len(generated) == 1 and not list(tmp_path.glob(".*tmp"))
+
+
+def test_same_source_same_module():
+    kernel = ScalarKernel.of("same_kernel", (x,), x**2 + 1)
+    assert numba_module([kernel]) is numba_module([kernel])
+
+
+@pytest.mark.gpu
+def test_cupy_elementwise_matches_numba():
+    import cupy
+
+    kernel = ScalarKernel.of("gpu_kernel", (x, y), EXPR)
+    ew = cupy_elementwise(kernel)
+    xs = np.linspace(-1, 1, 101)
+    ys = np.linspace(0, 2, 101)
+    got = cupy.asnumpy(ew(cupy.asarray(xs), cupy.asarray(ys)))
+    f = numba_function(kernel)
+    np.testing.assert_allclose(got, [f(a, b) for a, b in zip(xs, ys, strict=True)], rtol=1e-13)
