@@ -459,29 +459,46 @@ def spectral_mass_above(threshold, law, variances=None, subspace: str = "random"
     return mass.reshape(thresholds.shape)
 
 
-def _bulk_cdf_tables(law: VarianceLaw, n_nodes: int):
+def _bulk_cdf_tables(law: VarianceLaw, n_nodes: int, rtol: float = 1e-10,
+                     max_nodes: int = 65537):
+    """Per bulk: ``(l, u, theta, cumulative mass)``. The grid is doubled from ``n_nodes`` until
+    the bulk's total mass changes by less than ``rtol * alpha`` (narrow internal features of
+    nearly-separated bulks need fine grids); a table that does not converge raises."""
     key = (law.fractions.tobytes(), law.variances.tobytes(), n_nodes)
     if key not in _CDF_CACHE:
         if len(_CDF_CACHE) > 1024:
             _CDF_CACHE.clear()
-        from scipy.integrate import cumulative_simpson
-
         tables = []
         for lo, hi in _cached_edges(law).bulks:
-            theta = np.linspace(0, np.pi, n_nodes)
-            lam = lo + (hi - lo) * (1 - np.cos(theta)) / 2
-            rho, res = covariance_density(lam[1:-1], law)
-            if res.n_failed:
-                raise RuntimeError(f"density solver failed at {res.n_failed} of {lam.size} nodes")
-            integrand = np.zeros(n_nodes)
-            integrand[1:-1] = rho * (hi - lo) * np.sin(theta[1:-1]) / 2
-            # endpoint values by quadratic extrapolation: 0 at a soft (square-root) edge, finite
-            # at the hard edge lambda = 0 of a full-rank spectrum, where rho ~ lambda^(-1/2)
-            integrand[0] = 3 * integrand[1] - 3 * integrand[2] + integrand[3]
-            integrand[-1] = 3 * integrand[-2] - 3 * integrand[-3] + integrand[-4]
-            tables.append((lo, hi, theta, cumulative_simpson(integrand, x=theta, initial=0.0)))
+            n, previous = n_nodes, None
+            while True:
+                theta, cumulative = _bulk_cdf(law, lo, hi, n)
+                if previous is not None and abs(cumulative[-1] - previous) <= rtol * law.alpha:
+                    break
+                if 2 * n - 1 > max_nodes:
+                    raise RuntimeError(f"spectral CDF of bulk [{lo:g}, {hi:g}] did not converge "
+                                       f"with {n} nodes")
+                previous, n = cumulative[-1], 2 * n - 1
+            tables.append((lo, hi, theta, cumulative))
         _CDF_CACHE[key] = tables
     return _CDF_CACHE[key]
+
+
+def _bulk_cdf(law: VarianceLaw, lo: float, hi: float, n: int):
+    from scipy.integrate import cumulative_simpson
+
+    theta = np.linspace(0, np.pi, n)
+    lam = lo + (hi - lo) * (1 - np.cos(theta)) / 2
+    rho, res = covariance_density(lam[1:-1], law)
+    if res.n_failed:
+        raise RuntimeError(f"density solver failed at {res.n_failed} of {lam.size} nodes")
+    integrand = np.zeros(n)
+    integrand[1:-1] = rho * (hi - lo) * np.sin(theta[1:-1]) / 2
+    # endpoint values by quadratic extrapolation: 0 at a soft (square-root) edge, finite at the
+    # hard edge lambda = 0 of a full-rank spectrum, where rho ~ lambda^(-1/2)
+    integrand[0] = 3 * integrand[1] - 3 * integrand[2] + integrand[3]
+    integrand[-1] = 3 * integrand[-2] - 3 * integrand[-3] + integrand[-4]
+    return theta, cumulative_simpson(integrand, x=theta, initial=0.0)
 
 
 _CDF_CACHE: dict[tuple, list] = {}
@@ -569,3 +586,30 @@ def spectral_summary(law, tau: float, delta: float = 0.1, subspace: str = "rando
     if dim is not None:
         summary["dimension_count"] = fraction * dim
     return summary
+
+
+# ----------------------------------------------------------------------------- mpmath reference
+def stieltjes_mpmath(zc: complex, law, variances=None, dps: int = 30):
+    """High-precision reference ``g(z)``: all roots of the polynomial form by ``mpmath.polyroots``
+    at ``dps`` digits (coefficients compiled from the symbolic polynomial with ``mpmath``), and
+    the physical one picked as in :func:`physical_root_polynomial` (largest ``Im g``; on the real
+    axis outside the support, the real root with ``z'(g) > 0`` nearest ``-1/x``)."""
+    import mpmath
+
+    law = as_law(law, variances)
+    alphas, svars = theory.group_symbols(law.K)
+    poly = theory.stieltjes_polynomial(law.K)
+    coeff_fns = [sp.lambdify((theory.z, *alphas, *svars), c, "mpmath") for c in poly.all_coeffs()]
+    with mpmath.workdps(dps):
+        args = [mpmath.mpf(float(v)) for v in (*law.fractions, *law.variances)]
+        zm = mpmath.mpc(complex(zc).real, complex(zc).imag)
+        coeffs = [f(zm, *args) for f in coeff_fns]
+        roots = mpmath.polyroots(coeffs, maxsteps=400, extraprec=4 * dps)
+        best = max(roots, key=lambda r: mpmath.im(r))
+        if complex(zc).imag == 0 and abs(mpmath.im(best)) < mpmath.mpf(10) ** (-dps // 2):
+            z_of_g = theory.inverse_map(law.K)
+            dz = sp.lambdify((theory.g, *alphas, *svars), sp.diff(z_of_g, theory.g), "mpmath")
+            real = [mpmath.re(r) for r in roots]
+            increasing = [r for r in real if dz(r, *args) > 0]
+            best = min(increasing, key=lambda r: abs(r + 1 / zm.real))
+        return mpmath.mpc(best)

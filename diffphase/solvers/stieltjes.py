@@ -117,12 +117,15 @@ def stieltjes_lines(x, eta, alphas, variances, inside, tol, maxiter, eta_start, 
             used_fallback = False
             if not ok:
                 used_fallback = True
-                g, it2, ok = continuation_stieltjes(xi, eta, a, s, eta_start[line], eta_floor[line],
+                floor = max(eta_floor[line], eta)  # descend no lower than the target
+                g, it2, ok = continuation_stieltjes(xi, eta, a, s, eta_start[line], floor,
                                                     n_stages, tol, maxiter)
                 iters += it2
                 if ok and eta == 0.0 and g.imag < 0.0:
                     g = np.conj(g)
                 ok = ok and is_physical(g, inside[line, i], eta, a, s)
+            if ok and eta == 0.0 and not inside[line, i]:
+                g = complex(g.real, 0.0)  # off the support the root is real
             g_out[line, i] = g
             iters_out[line, i] = iters
             converged_out[line, i] = ok
