@@ -78,12 +78,34 @@ class _KernelPrinter(NumPyPrinter):
         return super()._print_Pow(expr, rational=rational)
 
 
+def hoist_reciprocals(exprs: Sequence[sp.Expr]) -> tuple[list, list[sp.Expr]]:
+    """Replace every ``b**(-n)`` by ``inv_b**n`` with ``inv_b = 1/b`` computed once: one division
+    per distinct denominator, however many outputs share it (complex division is costly)."""
+    bases: dict[sp.Expr, sp.Symbol] = {}
+    for expr in exprs:
+        for node in sp.preorder_traversal(expr):
+            if isinstance(node, sp.Pow) and node.exp.is_Integer and node.exp < 0:
+                bases.setdefault(node.base, sp.Symbol(f"_inv{len(bases)}"))
+    if not bases:
+        return [], list(exprs)
+    mapping = {sp.Pow(b, n): inv ** (-n) for b, inv in bases.items()
+               for expr in exprs for node in sp.preorder_traversal(expr)
+               if isinstance(node, sp.Pow) and node.base == b and node.exp.is_Integer
+               and node.exp < 0 for n in [node.exp]}
+    replaced = [expr.xreplace(mapping) for expr in exprs]
+    return [(inv, 1 / b) for b, inv in bases.items()], replaced
+
+
 def kernel_source(kernel: ScalarKernel) -> str:
-    """Python source of one scalar kernel, with common subexpressions hoisted."""
+    """Python source of one scalar kernel: reciprocals hoisted, common subexpressions shared."""
     printer = _KernelPrinter({"fully_qualified_modules": True, "inline": True})
-    replacements, reduced = sp.cse(list(kernel.exprs), symbols=sp.numbered_symbols("_cse"))
+    reciprocals, exprs = hoist_reciprocals(kernel.exprs)
+    replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_cse"))
     args = ", ".join(str(a) for a in kernel.args)
     lines = [f"def {kernel.name}({args}):"]
+    for sym, value in reciprocals:
+        base = printer.doprint(value.base) if isinstance(value, sp.Pow) else printer.doprint(value)
+        lines.append(f"    {sym} = reciprocal({base})")
     for sym, sub in replacements:
         lines.append(f"    {sym} = {printer.doprint(sub)}")
     outs = [printer.doprint(e) for e in reduced]
@@ -93,6 +115,18 @@ def kernel_source(kernel: ScalarKernel) -> str:
 
 def template_source(template: Callable | str) -> str:
     return template if isinstance(template, str) else textwrap.dedent(inspect.getsource(template))
+
+
+RECIPROCAL_SOURCE = '''
+@njit(cache=True, inline="always")
+def reciprocal(w):
+    """1/w; for complex w as conj(w)/|w|^2 (one real division instead of a complex division;
+    valid for |w| < 1e150)."""
+    if isinstance(w, complex):
+        inv = 1.0 / (w.real * w.real + w.imag * w.imag)
+        return complex(w.real * inv, -w.imag * inv)
+    return 1.0 / w
+'''
 
 
 def module_source(kernels: Sequence[ScalarKernel], templates: Sequence[Callable | str] = (),
@@ -106,7 +140,7 @@ def module_source(kernels: Sequence[ScalarKernel], templates: Sequence[Callable 
         "",
     ]
     deco = f"@njit(cache=True, fastmath={fastmath}, error_model=\"numpy\")"
-    body = [deco + "\n" + kernel_source(k) + "\n" for k in kernels]
+    body = [RECIPROCAL_SOURCE] + [deco + "\n" + kernel_source(k) + "\n" for k in kernels]
     body += [f"{alias} = {target}" for alias, target in (aliases or {}).items()]
     for template in templates:
         src = template_source(template)

@@ -104,13 +104,15 @@ def kernels():
     """The generated numba module: inverse-map parts and the solver templates."""
     parts = theory.inverse_map_derivatives()
     g, a, s = theory.g, theory.alpha_g, theory.s_g
-    specs = [ScalarKernel.of("zbase", (g,), parts["base"]),
+    specs = [ScalarKernel.of("zbase_triple", (g,), (parts["base"], parts["dbase"], parts["d2base"])),
+             ScalarKernel.of("zterm_triple", (g, a, s),
+                             (parts["term"], parts["dterm"], parts["d2term"])),
              ScalarKernel.of("dzbase", (g,), parts["dbase"]),
              ScalarKernel.of("d2zbase", (g,), parts["d2base"]),
-             ScalarKernel.of("zterm", (g, a, s), parts["term"]),
              ScalarKernel.of("dzterm", (g, a, s), parts["dterm"]),
              ScalarKernel.of("d2zterm", (g, a, s), parts["d2term"])]
-    funcs = [templates.inverse_map_value, templates.inverse_map_curvature,
+    funcs = [templates.inverse_map_value, templates.inverse_map_slope,
+             templates.inverse_map_curvature,
              templates.newton_stieltjes, templates.continuation_stieltjes, templates.is_physical,
              templates._critical_in_interval, templates.critical_points]
     source_lines = [_template(f) for f in funcs]
@@ -290,7 +292,7 @@ class StieltjesResult:
 
 @dataclass
 class SolverSettings:
-    tol: float = 1e-14
+    tol: float = 1e-13
     maxiter: int = 100
     n_stages: int = 40
     eta_floor_rel: float = 1e-10
@@ -315,8 +317,11 @@ def stieltjes_lines(x: np.ndarray, laws: list[VarianceLaw] | VarianceLaw, eta: f
     variances = np.ascontiguousarray([law.variances for law in laws])
     inside = np.zeros(x.shape, dtype=np.bool_)
     if eta == 0.0:
+        groups: dict[int, list[int]] = {}
         for line, law in enumerate(laws):
-            inside[line] = _cached_edges(law).contains(x[line])
+            groups.setdefault(id(law), []).append(line)
+        for lines in groups.values():
+            inside[lines] = _cached_edges(laws[lines[0]]).contains(x[lines])
     scale = np.array([max(float(np.max(law.variances)), 1.0) for law in laws])
     eta_start = 10.0 * scale * (1.0 + np.max(np.abs(x), axis=1) / scale)
     eta_floor = settings.eta_floor_rel * scale
@@ -324,9 +329,16 @@ def stieltjes_lines(x: np.ndarray, laws: list[VarianceLaw] | VarianceLaw, eta: f
     iters = np.empty(x.shape, dtype=np.int64)
     conv = np.empty(x.shape, dtype=np.bool_)
     fallback = np.empty(x.shape, dtype=np.bool_)
-    kernels().stieltjes_lines(x, float(eta), alphas, variances, inside, settings.tol,
-                              settings.maxiter, eta_start, eta_floor, settings.n_stages, g, iters,
-                              conv, fallback)
+    import numba
+
+    previous_chunk = numba.get_parallel_chunksize()
+    numba.set_parallel_chunksize(8)  # lines differ in cost: hand them out in small chunks
+    try:
+        kernels().stieltjes_lines(x, float(eta), alphas, variances, inside, settings.tol,
+                                  settings.maxiter, eta_start, eta_floor, settings.n_stages, g,
+                                  iters, conv, fallback)
+    finally:
+        numba.set_parallel_chunksize(previous_chunk)
     return StieltjesResult(g, conv, iters, fallback)
 
 
@@ -386,6 +398,34 @@ def jacobian_density(jn, tau: float, law, variances=None, settings=None):
     lam = formula("lambda_of_j", jn, tau)
     rho, res = covariance_density(lam, law, variances, settings)
     return formula("jacobian_factor", jn, tau) * rho, res
+
+
+def jacobian_density_grid(jn, taus, laws: list[VarianceLaw],
+                          settings: SolverSettings | None = None):
+    """Tangent density of ``Jn`` on the grid ``laws x taus x jn`` (shape ``(L, T, n)``): one line
+    per ``(law, tau)``, solved in parallel with warm starts along ``jn``. Returns the density and
+    the :class:`StieltjesResult` (lines in the same order, ``lambda`` ascending)."""
+    jn = np.asarray(jn, dtype=float)
+    taus = np.asarray(taus, dtype=float)
+    if np.any((jn <= -1) | (jn >= 0)):
+        raise ParameterError("j", "values", "in (-1, 0)")
+    if np.any(~(taus > 0)):
+        raise ParameterError("tau", taus, "> 0")
+    order = np.argsort(formula("lambda_of_j", jn, 1.0))  # lambda ascends along each line
+    jn_sorted = jn[order]
+    lam_tau = formula("lambda_of_j", jn_sorted[None, :], taus[:, None])  # (T, n)
+    lam = np.ascontiguousarray(np.broadcast_to(lam_tau, (len(laws),) + lam_tau.shape)
+                               .reshape(-1, jn.size))
+    line_laws = [law for law in laws for _ in taus]
+    res = stieltjes_lines(lam, line_laws, settings=settings)
+    factor = formula("jacobian_factor", jn_sorted[None, :], taus[:, None]) / np.pi
+    rho = np.maximum(res.g.imag, 0.0).reshape(len(laws), taus.size, jn.size)
+    rho *= factor
+    if np.any(order != np.arange(order.size)):
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)
+        rho = rho[..., inverse]
+    return rho, res
 
 
 def _check_tau(tau) -> float:

@@ -1,9 +1,9 @@
 """numba templates: batched Stieltjes-transform solvers for ``z = z(g)`` (THEORY A).
 
 These functions are *templates*: :mod:`diffphase.solvers.spectral` copies their source into a
-generated, cached numba module where ``zbase``, ``zterm``, ``dzbase``, ``dzterm`` are the kernels
+generated, cached numba module where ``zbase_triple``, ``zterm_triple``, ``dzbase``, ... are the kernels
 compiled from :func:`diffphase.theory.spectral.inverse_map_derivatives`
-(``z(g) = zbase(g) + sum_k zterm(g; alpha_k, s_k)``). They are plain Python and run uncompiled too.
+(``z(g) = base(g) + sum_k term(g; alpha_k, s_k)`` and derivatives). They are plain Python and run uncompiled too.
 
 * ``newton_stieltjes``: complex Newton on ``z(g) - z`` from a start ``g``.
 * ``continuation_stieltjes``: follows the physical branch (``Im g > 0``, ``g ~ -1/z``) from
@@ -16,23 +16,34 @@ compiled from :func:`diffphase.theory.spectral.inverse_map_derivatives`
   sign scan in each interval between the poles ``-1/s_k`` and bisection.
 """
 
-# ruff: noqa: F821  (zbase, zterm, dzbase, dzterm, d2zbase, d2zterm are bound in the generated module)
+# ruff: noqa: F821  (zbase_triple, zterm_triple, dzbase, dzterm, d2zbase, d2zterm, reciprocal:
+#                    bound in the generated module)
 
 import numpy as np
 from numba import prange
 
 
 def inverse_map_value(g, alphas, variances):
-    """``(z(g), z'(g), size)``; ``size`` bounds the magnitude of the summed terms (rounding scale)."""
-    val = zbase(g)
-    der = dzbase(g)
-    size = abs(val)
+    """``(z(g), z'(g), z''(g), size)``; ``size`` (an L1 bound on the summed terms) sets the
+    rounding scale. ``zbase_triple`` / ``zterm_triple`` return a part and its first two
+    derivatives sharing one reciprocal."""
+    val, der, der2 = zbase_triple(g)
+    size = abs(val.real) + abs(val.imag)
     for k in range(alphas.shape[0]):
-        term = zterm(g, alphas[k], variances[k])
+        term, dterm, d2term = zterm_triple(g, alphas[k], variances[k])
         val += term
-        size += abs(term)
+        der += dterm
+        der2 += d2term
+        size += abs(term.real) + abs(term.imag)
+    return val, der, der2, size
+
+
+def inverse_map_slope(g, alphas, variances):
+    """``z'(g)`` for real ``g``."""
+    der = dzbase(g)
+    for k in range(alphas.shape[0]):
         der += dzterm(g, alphas[k], variances[k])
-    return val, der, size
+    return der
 
 
 def inverse_map_curvature(g, alphas, variances):
@@ -46,20 +57,36 @@ def inverse_map_curvature(g, alphas, variances):
 
 
 def newton_stieltjes(zc, g, alphas, variances, tol, maxiter):
-    """Converged when the step is below ``tol * |g|`` or the residual is at rounding level (near
-    an edge ``z'(g)`` is small and the step cannot get below the attainable accuracy)."""
+    """Newton on ``F(g) = g (z(g) - zc) = 0`` (the same roots as ``z(g) = zc``, but linear in
+    ``g`` near the atom at 0 where ``z(g) ~ -(1 - alpha)/g``, so far starts do not overshoot).
+
+    Converged when the residual is at rounding level, when the step is below ``tol * |g|``, or
+    when the a-priori estimate of the error left after the step, ``|F''| |s|^2 / (2 |F'|)``, is
+    below ``tol * |g|`` (so a good start needs one evaluation). Near an edge ``F'`` is small, the
+    estimate is large and the residual test ends the iteration at attainable accuracy.
+    Magnitudes are L1 norms (cheap; within a factor sqrt 2)."""
+    zc_size = abs(zc.real) + abs(zc.imag)
     for it in range(1, maxiter + 1):
-        val, der, size = inverse_map_value(g, alphas, variances)
+        val, der, der2, size = inverse_map_value(g, alphas, variances)
         residual = val - zc
-        if abs(residual) <= 4e-16 * (size + abs(zc)):
+        if abs(residual.real) + abs(residual.imag) <= 6e-16 * (size + zc_size):
             return g, it, True
-        if der == 0.0:
+        slope = residual + g * der  # F'
+        if slope == 0.0:
             return g, it, False
-        step = residual / der
+        inv_slope = reciprocal(slope)
+        step = g * residual * inv_slope
+        curvature = 2.0 * der + g * der2  # F''
         g = g - step
-        if not (abs(g) < 1e300) or g == 0.0:
+        size_g = abs(g.real) + abs(g.imag)
+        if not (size_g < 1e300) or size_g == 0.0:
             return g, it, False
-        if abs(step) <= tol * abs(g):
+        current = abs(step.real) + abs(step.imag)
+        if current <= tol * size_g:
+            return g, it, True
+        leftover = 0.5 * (abs(curvature.real) + abs(curvature.imag)) * current * current * \
+            (abs(inv_slope.real) + abs(inv_slope.imag))
+        if leftover <= tol * size_g:
             return g, it, True
     return g, maxiter, False
 
@@ -91,29 +118,70 @@ def is_physical(g, inside, eta, alphas, variances):
         return g.imag > 1e-13 * abs(g)
     if abs(g.imag) > 1e-10 * abs(g):
         return False
-    der, _ = inverse_map_curvature(g.real, alphas, variances)
-    return der > 0.0
+    return inverse_map_slope(g.real, alphas, variances) > 0.0
 
 
 def stieltjes_lines(x, eta, alphas, variances, inside, tol, maxiter, eta_start, eta_floor,
                     n_stages, g_out, iters_out, converged_out, fallback_out):
-    """Solve on ``x[line, i]`` with per-line parameters ``alphas[line]``, ``variances[line]``."""
+    """Solve on ``x[line, i]`` with per-line parameters ``alphas[line]``, ``variances[line]``.
+
+    Each point starts from the quadratic (else linear) extrapolation of its converged predecessors
+    on the line (when they lie on the same side of a bulk edge), else from its predecessor; continuation
+    from large ``Im z`` is the fallback."""
     n_lines, n_points = x.shape
     for line in prange(n_lines):
         a = alphas[line]
         s = variances[line]
-        have_prev = False
+        n_prev = 0
         g_prev = 0j
+        g_prev2 = 0j
+        g_prev3 = 0j
         for i in range(n_points):
             xi = x[line, i]
             ok = False
             iters = 0
             g = g_prev
-            if have_prev:
-                g, iters, ok = newton_stieltjes(xi + 1j * eta, g_prev, a, s, tol, maxiter)
+            if n_prev >= 1:
+                start = g_prev
+                if eta == 0.0 and inside[line, i] != inside[line, i - 1]:
+                    # crossing a square-root edge: leave the real axis (entering a bulk) or
+                    # return to it (leaving one); Newton alone cannot change realness
+                    if inside[line, i]:
+                        start = complex(g_prev.real, 1e-3 * abs(g_prev))
+                    else:
+                        start = complex(g_prev.real, 0.0)
+                elif n_prev >= 3 and inside[line, i] == inside[line, i - 1] and \
+                        inside[line, i - 1] == inside[line, i - 3]:
+                    # quadratic (Lagrange) extrapolation through the last three roots
+                    x1, x2, x3 = x[line, i - 1], x[line, i - 2], x[line, i - 3]
+                    if x1 != x2 and x2 != x3 and x1 != x3:
+                        l1 = (xi - x2) * (xi - x3) / ((x1 - x2) * (x1 - x3))
+                        l2 = (xi - x1) * (xi - x3) / ((x2 - x1) * (x2 - x3))
+                        l3 = (xi - x1) * (xi - x2) / ((x3 - x1) * (x3 - x2))
+                        start = l1 * g_prev + l2 * g_prev2 + l3 * g_prev3
+                elif n_prev >= 2 and inside[line, i] == inside[line, i - 1] and \
+                        inside[line, i - 1] == inside[line, i - 2] and x[line, i - 1] != x[line, i - 2]:
+                    start = g_prev + (g_prev - g_prev2) * (xi - x[line, i - 1]) / \
+                        (x[line, i - 1] - x[line, i - 2])
+                g, iters, ok = newton_stieltjes(xi + 1j * eta, start, a, s, tol, maxiter)
                 if ok and eta == 0.0 and g.imag < 0.0:
                     g = np.conj(g)  # real coefficients: the conjugate is also a root
                 ok = ok and is_physical(g, inside[line, i], eta, a, s)
+            if not ok and eta == 0.0 and not inside[line, i] and xi > 0.0:
+                # off the support a real root with z'(g) > 0 is the physical one (it is unique:
+                # each increasing branch of z(g) covers one gap), so start from the asymptotes
+                # g ~ -(1 - alpha)/x (below the support) and g ~ -1/x (above it)
+                mass = 0.0
+                for k in range(a.shape[0]):
+                    mass += a[k]
+                for guess in (-(1.0 - mass) / xi, -1.0 / xi):
+                    if guess == 0.0:
+                        continue
+                    g, it3, ok = newton_stieltjes(xi + 0j, guess + 0j, a, s, tol, maxiter)
+                    iters += it3
+                    ok = ok and is_physical(g, False, eta, a, s)
+                    if ok:
+                        break
             used_fallback = False
             if not ok:
                 used_fallback = True
@@ -130,8 +198,13 @@ def stieltjes_lines(x, eta, alphas, variances, inside, tol, maxiter, eta_start, 
             iters_out[line, i] = iters
             converged_out[line, i] = ok
             fallback_out[line, i] = used_fallback
-            have_prev = ok
-            g_prev = g
+            if ok:
+                n_prev += 1
+                g_prev3 = g_prev2
+                g_prev2 = g_prev
+                g_prev = g
+            else:
+                n_prev = 0
 
 
 def _critical_in_interval(lo, hi, left_infinite, alphas, variances, n_samples, out, count):
