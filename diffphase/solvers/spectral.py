@@ -127,27 +127,27 @@ def _template(func) -> str:
     return textwrap.dedent(inspect.getsource(func))
 
 
+_FORMULAS = {  # name -> (symbolic expression builder, argument symbols)
+    "manifold_gap": (theory.manifold_gap_width, (theory.lower, theory.tau)),
+    "gap": (theory.intermediate_gap_width, (theory.lower, theory.upper, theory.tau)),
+    "gap_tau_max": (theory.intermediate_gap_tau_max, (theory.lower, theory.upper)),
+    "gap_max": (theory.intermediate_gap_max_width, (theory.lower, theory.upper)),
+    "gap_window": (lambda: sp.Matrix(theory.intermediate_gap_window()),
+                   (theory.lower, theory.upper, theory.delta)),
+    "trivial_tau": (theory.trivial_phase_tau, (theory.upper, theory.delta)),
+    "consolidation_tau": (theory.consolidation_phase_tau, (theory.lower, theory.delta)),
+    "dimension_threshold": (theory.dimension_threshold, (theory.tau, theory.delta)),
+    "jacobian_eigenvalue": (theory.jacobian_eigenvalue, (theory.lam, theory.tau)),
+    "lambda_of_j": (theory.covariance_eigenvalue_of_jacobian, (theory.j, theory.tau)),
+    "jacobian_factor": (theory.jacobian_density_factor, (theory.j, theory.tau)),
+}
+
+
 @functools.lru_cache(maxsize=None)
 def _lambdified(name: str) -> Callable:
-    """numpy functions of the gap/phase formulas (symbols l, u, tau, delta)."""
-    exprs = {
-        "manifold_gap": (theory.manifold_gap_width(), (theory.lower, theory.tau)),
-        "gap": (theory.intermediate_gap_width(), (theory.lower, theory.upper, theory.tau)),
-        "gap_tau_max": (theory.intermediate_gap_tau_max(), (theory.lower, theory.upper)),
-        "gap_max": (theory.intermediate_gap_max_width(), (theory.lower, theory.upper)),
-        "trivial_tau": (theory.trivial_phase_tau(), (theory.upper, theory.delta)),
-        "consolidation_tau": (theory.consolidation_phase_tau(), (theory.lower, theory.delta)),
-        "dimension_threshold": (theory.dimension_threshold(), (theory.tau, theory.delta)),
-        "jacobian_eigenvalue": (theory.jacobian_eigenvalue(), (theory.lam, theory.tau)),
-        "lambda_of_j": (theory.covariance_eigenvalue_of_jacobian(), (theory.j, theory.tau)),
-        "jacobian_factor": (theory.jacobian_density_factor(), (theory.j, theory.tau)),
-    }
-    if name == "gap_window":
-        lo, hi = theory.intermediate_gap_window()
-        args = (theory.lower, theory.upper, theory.delta)
-        return sp.lambdify(args, sp.Matrix([lo, hi]), "numpy")
-    expr, args = exprs[name]
-    return sp.lambdify(args, expr, "numpy")
+    """numpy function of one gap/phase formula of :mod:`diffphase.theory.spectral`."""
+    build, args = _FORMULAS[name]
+    return sp.lambdify(args, build(), "numpy")
 
 
 def formula(name: str, *args):

@@ -15,7 +15,8 @@ Derives, with sympy and without numbers baked in:
   dimension threshold;
 * the K = 1 closed form (Marchenko–Pastur with ratio ``alpha``), used only to test the solver.
 
-Every function returns sympy objects in the module's symbols; nothing here evaluates numbers.
+Every function returns sympy objects in the module's symbols (cached: they are pure); nothing
+here evaluates numbers.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def group_symbols(K: int) -> tuple[tuple[sp.Symbol, ...], tuple[sp.Symbol, ...]]
 
 
 # ------------------------------------------------------------------ self-consistent equation
+@functools.lru_cache(maxsize=None)
 def stieltjes_equation(K: int) -> sp.Eq:
     """``g = 1 / (-z + sum_k alpha_k s_k / (1 + s_k g))``."""
     alphas, variances = group_symbols(K)
@@ -49,6 +51,7 @@ def stieltjes_equation(K: int) -> sp.Eq:
     return sp.Eq(g, 1 / (-z + field))
 
 
+@functools.lru_cache(maxsize=None)
 def inverse_map_parts() -> tuple[sp.Expr, sp.Expr]:
     """``z(g) = base(g) + sum_k term(g; alpha_k, s_k)``: solve the self-consistent equation for
     ``z`` and split off the group-independent part. Returns ``(base, term)`` in ``g, alpha_g, s_g``."""
@@ -63,6 +66,7 @@ def inverse_map_parts() -> tuple[sp.Expr, sp.Expr]:
     return base, (a1 * s1 / (1 + s1 * g)).subs({a1: alpha_g, s1: s_g})
 
 
+@functools.lru_cache(maxsize=None)
 def inverse_map(K: int) -> sp.Expr:
     """``z(g)`` for K groups, assembled from :func:`inverse_map_parts`."""
     base, term = inverse_map_parts()
@@ -80,12 +84,14 @@ def inverse_map_derivatives() -> dict[str, sp.Expr]:
             "d2base": sp.diff(base, g, 2), "d2term": sp.diff(term, g, 2)}
 
 
+@functools.lru_cache(maxsize=None)
 def stieltjes_polynomial(K: int) -> sp.Poly:
     """Polynomial form (degree ``K + 1`` in ``g``) of ``z(g) - z = 0``, cleared of denominators."""
     numerator, _ = sp.fraction(sp.together(inverse_map(K) - z))
     return sp.Poly(sp.expand(numerator), g)
 
 
+@functools.lru_cache(maxsize=None)
 def edge_polynomial(K: int) -> sp.Poly:
     """Polynomial (degree ``2K`` in ``g``) whose real roots are the critical points ``z'(g) = 0``."""
     numerator, _ = sp.fraction(sp.together(sp.diff(inverse_map(K), g)))
@@ -93,28 +99,33 @@ def edge_polynomial(K: int) -> sp.Poly:
 
 
 # ------------------------------------------------------------------ normalized Jacobian
+@functools.lru_cache(maxsize=None)
 def jacobian_eigenvalue() -> sp.Expr:
     """Tangent eigenvalue of ``Jn`` for an eigenvalue ``lambda`` of ``C``: ``-tau/(tau + lambda)``."""
     return -tau / (tau + lam)
 
 
+@functools.lru_cache(maxsize=None)
 def covariance_eigenvalue_of_jacobian() -> sp.Expr:
     """Inverse map ``lambda(j)``."""
     (solution,) = sp.solve(sp.Eq(j, jacobian_eigenvalue()), lam)
     return sp.simplify(solution)
 
 
+@functools.lru_cache(maxsize=None)
 def jacobian_density_factor() -> sp.Expr:
     """``|d lambda / d j|``: ``rho_J(j) = factor * rho_C(lambda(j))``; equals ``tau / j^2``."""
     return sp.simplify(sp.Abs(sp.diff(covariance_eigenvalue_of_jacobian(), j)))
 
 
 # ------------------------------------------------------------------ gaps, phases, read-out
+@functools.lru_cache(maxsize=None)
 def manifold_gap_width() -> sp.Expr:
     """Distance from the normal atom at -1 to the lowest tangent eigenvalue (``lambda = l``)."""
     return sp.simplify(jacobian_eigenvalue().subs(lam, lower) - (-1))
 
 
+@functools.lru_cache(maxsize=None)
 def intermediate_gap_width() -> sp.Expr:
     """Width of the gap between tangent eigenvalues at ``lambda = u`` (upper edge of a lower bulk)
     and ``lambda = l`` (lower edge of the next bulk); in the normalized spectrum the larger
@@ -123,6 +134,7 @@ def intermediate_gap_width() -> sp.Expr:
                                  - jacobian_eigenvalue().subs(lam, upper)))
 
 
+@functools.lru_cache(maxsize=None)
 def intermediate_gap_tau_max() -> sp.Expr:
     """``tau*`` maximizing :func:`intermediate_gap_width` (the positive stationary point)."""
     roots = sp.solve(sp.diff(intermediate_gap_width(), tau), tau)
@@ -131,10 +143,12 @@ def intermediate_gap_tau_max() -> sp.Expr:
     return sp.simplify(root)
 
 
+@functools.lru_cache(maxsize=None)
 def intermediate_gap_max_width() -> sp.Expr:
     return sp.simplify(intermediate_gap_width().subs(tau, intermediate_gap_tau_max()))
 
 
+@functools.lru_cache(maxsize=None)
 def intermediate_gap_window() -> tuple[sp.Expr, sp.Expr]:
     """The two roots ``tau_lo <= tau_hi`` of ``W(tau) = delta`` (real when ``max W >= delta``)."""
     numerator, _ = sp.fraction(sp.together(intermediate_gap_width() - delta))
@@ -147,6 +161,7 @@ def intermediate_gap_window() -> tuple[sp.Expr, sp.Expr]:
     return roots[0], roots[1]
 
 
+@functools.lru_cache(maxsize=None)
 def trivial_phase_tau() -> sp.Expr:
     """``tau`` above which every eigenvalue is within ``delta`` of -1:
     ``tau/(tau + lambda_max) >= 1 - delta`` with ``lambda_max = u``."""
@@ -154,6 +169,7 @@ def trivial_phase_tau() -> sp.Expr:
     return sp.simplify(root)
 
 
+@functools.lru_cache(maxsize=None)
 def consolidation_phase_tau() -> sp.Expr:
     """``tau`` below which every tangent eigenvalue is within ``delta`` of 0:
     ``tau/(tau + l_1) <= delta``."""
@@ -161,6 +177,7 @@ def consolidation_phase_tau() -> sp.Expr:
     return sp.simplify(root)
 
 
+@functools.lru_cache(maxsize=None)
 def dimension_threshold() -> sp.Expr:
     """Eigenvalues of ``C`` above this count in the dimension read-out (``j > -1 + delta``)."""
     (root,) = sp.solve(sp.Eq(jacobian_eigenvalue(), -1 + delta), lam)
@@ -168,6 +185,7 @@ def dimension_threshold() -> sp.Expr:
 
 
 # ------------------------------------------------------------------ K = 1 closed form
+@functools.lru_cache(maxsize=None)
 def closed_form_k1() -> dict[str, sp.Expr]:
     """Marchenko–Pastur closed form for one group (``alpha_1``, ``s_1``): the density of ``C``
     on the real axis (``lambda``) and its edges, from the discriminant of the quadratic form."""
