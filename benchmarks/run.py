@@ -64,11 +64,15 @@ def format_row(row: dict) -> str:
         return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
     target = row.get("target")
-    verdict = "" if target is None else ("  (target >= %g: %s)" % (
-        target, "met" if (row.get("ratio") or 0) >= target else "MISSED"))
-    return (f"{row['benchmark']:<60} | ours {fmt(row.get('ours_s'))} s | baseline "
-            f"{fmt(row.get('baseline_s'))} s | ratio {fmt(row.get('ratio'))}{verdict}"
-            + (f"  [{row['notes']}]" if row.get("notes") else ""))
+    verdict = ""
+    if target is not None:
+        met = "met" if (row.get("ratio") or 0) >= target else "MISSED"
+        verdict = f"  (target >= {target:g}: {met})"
+    return (
+        f"{row['benchmark']:<60} | ours {fmt(row.get('ours_s'))} s | baseline "
+        f"{fmt(row.get('baseline_s'))} s | ratio {fmt(row.get('ratio'))}{verdict}"
+        + (f"  [{row['notes']}]" if row.get("notes") else "")
+    )
 
 
 if __name__ == "__main__":

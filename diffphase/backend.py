@@ -24,7 +24,10 @@ def gpu_status() -> tuple[bool, str]:
     try:
         import cupy  # noqa: F401
     except Exception as exc:  # ImportError, or a broken CUDA install
-        return False, f"cupy is not importable ({type(exc).__name__}: {exc}); install diffphase[gpu]"
+        return (
+            False,
+            f"cupy is not importable ({type(exc).__name__}: {exc}); install diffphase[gpu]",
+        )
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
@@ -50,8 +53,9 @@ def get_array_module(device: str = "cpu") -> tuple[ModuleType, str]:
         return cupy, "gpu"
     if device == "gpu":
         raise DeviceUnavailableError(f"device 'gpu' requested but unavailable: {reason}")
-    warnings.warn(f"device 'auto': no GPU ({reason}); running on the CPU", RuntimeWarning,
-                  stacklevel=2)
+    warnings.warn(
+        f"device 'auto': no GPU ({reason}); running on the CPU", RuntimeWarning, stacklevel=2
+    )
     return np, "cpu"
 
 

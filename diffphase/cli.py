@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import DeviceUnavailableError, MissingDependencyError
 from .commands.common import phase_diagram, simulate
+from .errors import DeviceUnavailableError, MissingDependencyError
 
 #: command modules, one per model; each exposes ``register(cli)``
 COMMAND_MODULES = (
@@ -40,8 +40,12 @@ cli.add_command(simulate)
 @click.option("--model", default=None, help="Model whose checks to run (default: all).")
 @click.option("--tier", type=click.Choice(["quick", "full"]), default="quick", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write report.md and report.json here.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write report.md and report.json here.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing report.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def validate_command(model, tier, seed, out, force, as_json) -> None:
@@ -51,22 +55,29 @@ def validate_command(model, tier, seed, out, force, as_json) -> None:
     does not fail the run.
     """
     from .outputs import OutputSet, dumps
-    from .validate.registry import (format_markdown, format_table, load_models, run_checks,
-                                    summary_counts)
+    from .validate.registry import (
+        format_markdown,
+        format_table,
+        load_models,
+        run_checks,
+        summary_counts,
+    )
 
     load_models(model)  # bad --model fails here, before anything runs
     outputs = None
     if out is not None:
         outputs = OutputSet(out, force=force)
         outputs.claim(["report.md", "report.json"])
-    results = run_checks(model, tier, seed,
-                         progress=lambda name: click.echo(f"running {name}", err=True))
+    results = run_checks(
+        model, tier, seed, progress=lambda name: click.echo(f"running {name}", err=True)
+    )
     counts = summary_counts(results)
     rows = [r.as_row() for r in results]
     if outputs is not None:
         outputs.write_text("report.md", format_markdown(results))
-        outputs.write_json("report.json", {"tier": tier, "seed": seed, "counts": counts,
-                                           "results": rows})
+        outputs.write_json(
+            "report.json", {"tier": tier, "seed": seed, "counts": counts, "results": rows}
+        )
     if as_json:
         click.echo(dumps({"tier": tier, "seed": seed, "counts": counts, "results": rows}))
     else:

@@ -79,7 +79,8 @@ class OutputSet:
             existing = [n for n in names if self.path(n).exists()]
             if existing:
                 raise ParameterError(
-                    "--out", str(self.out_dir),
+                    "--out",
+                    str(self.out_dir),
                     f"a folder without {', '.join(existing)} (pass --force to overwrite)",
                 )
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +88,9 @@ class OutputSet:
     def _target(self, name: str) -> Path:
         path = self.path(name)
         if path.exists() and not self.force and path not in self.written:
-            raise ParameterError("--out", str(self.out_dir), f"a folder without {name} (pass --force)")
+            raise ParameterError(
+                "--out", str(self.out_dir), f"a folder without {name} (pass --force)"
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -100,7 +103,9 @@ class OutputSet:
     def write_json(self, name: str, obj) -> Path:
         return self.write_text(name, dumps(obj) + "\n")
 
-    def write_csv(self, name: str, columns: Mapping[str, Iterable], float_format: str = ".10g") -> Path:
+    def write_csv(
+        self, name: str, columns: Mapping[str, Iterable], float_format: str = ".10g"
+    ) -> Path:
         """Tidy CSV: one row per entry, one column per key (all columns the same length)."""
         cols = {k: np.asarray(v).ravel() for k, v in columns.items()}
         lengths = {len(v) for v in cols.values()}
@@ -113,7 +118,9 @@ class OutputSet:
             writer.writerow([_fmt(x, float_format) for x in row])
         return self.write_text(name, buffer.getvalue())
 
-    def save_figure(self, fig, stem: str, formats: Iterable[str] = ("png",), dpi: int = 130) -> list[Path]:
+    def save_figure(
+        self, fig, stem: str, formats: Iterable[str] = ("png",), dpi: int = 130
+    ) -> list[Path]:
         paths = []
         for fmt in formats:
             path = self._target(f"{stem}.{fmt}")
@@ -142,5 +149,9 @@ def run_metadata(command: str, parameters: Mapping, **extra) -> dict:
     """The JSON sidecar's common header: command, parameters, package version."""
     from . import __version__
 
-    return {"command": command, "diffphase_version": __version__, "parameters": dict(parameters),
-            **extra}
+    return {
+        "command": command,
+        "diffphase_version": __version__,
+        "parameters": dict(parameters),
+        **extra,
+    }

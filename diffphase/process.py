@@ -165,7 +165,9 @@ class Process:
         log_tau = self._ddpm_log_tau
         if np.any((np.log(tau) < log_tau[0] - 1e-12) | (np.log(tau) > log_tau[-1] + 1e-12)):
             raise ParameterError(
-                "tau", tau, f"in [{np.exp(log_tau[0]):.3g}, {np.exp(log_tau[-1]):.3g}] for this ddpm schedule"
+                "tau",
+                tau,
+                f"in [{np.exp(log_tau[0]):.3g}, {np.exp(log_tau[-1]):.3g}] for this ddpm schedule",
             )
         steps = np.arange(1, len(self.betas) + 1, dtype=float)
         return np.interp(np.log(tau), log_tau, steps)

@@ -13,9 +13,15 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from diffphase.solvers.codegen import (ScalarKernel, c_operation, cupy_elementwise,
-                                       module_source, mpmath_function, numba_function,
-                                       numba_module)
+from diffphase.solvers.codegen import (
+    ScalarKernel,
+    c_operation,
+    cupy_elementwise,
+    module_source,
+    mpmath_function,
+    numba_function,
+    numba_module,
+)
 
 x, y = sp.symbols("x y")
 EXPR = sp.exp(-x**2) * sp.sin(y) / (1 + x**2) + sp.sqrt(1 + y**2)

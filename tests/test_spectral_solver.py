@@ -42,8 +42,9 @@ def test_k1_density_matches_closed_form(alpha, s):
 def test_k1_edges_match_closed_form():
     for alpha in (0.01, 0.25, 0.6, 0.99):
         edges = S.bulk_edges([alpha], [1.0]).bulks
-        np.testing.assert_allclose(edges, [[(1 - alpha**0.5) ** 2, (1 + alpha**0.5) ** 2]],
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            edges, [[(1 - alpha**0.5) ** 2, (1 + alpha**0.5) ** 2]], rtol=1e-12
+        )
     assert S.bulk_edges([1.0], [1.0]).bulks.tolist() == [[0.0, pytest.approx(4.0)]]
 
 
@@ -84,8 +85,10 @@ def test_error_near_edges_is_small_and_reported():
     lo, hi = S.bulk_edges(ONE).bulks[0]
     offsets = np.array([1e-4, 1e-6, 1e-8])
     res = S.stieltjes_transform(lo + offsets * (hi - lo) + 0j, ONE)
-    errors = [abs(g - complex(S.stieltjes_mpmath(x, ONE))) / abs(complex(S.stieltjes_mpmath(x, ONE)))
-              for x, g in zip(lo + offsets * (hi - lo), res.g, strict=True)]
+    errors = [
+        abs(g - complex(S.stieltjes_mpmath(x, ONE))) / abs(complex(S.stieltjes_mpmath(x, ONE)))
+        for x, g in zip(lo + offsets * (hi - lo), res.g, strict=True)
+    ]
     print("relative error at distance 1e-4, 1e-6, 1e-8 (x bulk width) from the edge:", errors)
     assert max(errors) < 1e-6 and res.converged.all()
 
@@ -125,19 +128,23 @@ def test_mass_matches_mpmath_integral_of_closed_form():
     lo, hi = (1 - alpha**0.5) ** 2, (1 + alpha**0.5) ** 2
     law = S.VarianceLaw.from_groups([alpha], [1.0])
     for threshold in (0.5, 1.0, 2.0):
-        exact = mpmath.quad(lambda x: mpmath.sqrt((hi - x) * (x - lo)) / (2 * mpmath.pi * x),
-                            [threshold, hi])
-        assert float(S.spectral_mass_above(threshold, law)) == pytest.approx(float(exact),
-                                                                             rel=1e-8)
+        exact = mpmath.quad(
+            lambda x: mpmath.sqrt((hi - x) * (x - lo)) / (2 * mpmath.pi * x), [threshold, hi]
+        )
+        assert float(S.spectral_mass_above(threshold, law)) == pytest.approx(float(exact), rel=1e-8)
 
 
 def test_jacobian_density_integrates_to_alpha():
     from scipy.integrate import quad
 
     tau = 0.3
-    total, _ = quad(lambda j: float(S.jacobian_density(np.array([j]), tau, TWO)[0][0]),
-                    -1 + 1e-9, -1e-9, points=[-tau / (tau + e) for e in S.bulk_edges(TWO).bulks.ravel()],
-                    limit=400)
+    total, _ = quad(
+        lambda j: float(S.jacobian_density(np.array([j]), tau, TWO)[0][0]),
+        -1 + 1e-9,
+        -1e-9,
+        points=[-tau / (tau + e) for e in S.bulk_edges(TWO).bulks.ravel()],
+        limit=400,
+    )
     assert total == pytest.approx(TWO.alpha, rel=1e-5)
 
 
@@ -192,11 +199,14 @@ def test_continuous_law_against_finite_matrix():
     assert np.max(np.abs(cdf - (np.arange(1, m + 1) - 0.5) / m)) < 2 * np.log(m) / m
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(fractions=[0.2], variances=[-1.0]), "variances"),
-    (dict(fractions=[0.7, 0.5], variances=[1.0, 2.0]), "fractions"),
-    (dict(fractions=[0.2, 0.2], variances=[1.0]), "fractions"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(fractions=[0.2], variances=[-1.0]), "variances"),
+        (dict(fractions=[0.7, 0.5], variances=[1.0, 2.0]), "fractions"),
+        (dict(fractions=[0.2, 0.2], variances=[1.0]), "fractions"),
+    ],
+)
 def test_bad_laws_name_the_parameter(kwargs, name):
     with pytest.raises(ParameterError, match=name):
         S.VarianceLaw.from_groups(**kwargs)

@@ -46,10 +46,18 @@ def output_options(default_out: str):
     """``--out DIR``, ``--force``, ``--json``, ``--svg`` for a command writing files."""
 
     def decorate(func):
-        @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
-                      default=default_out, show_default=True, help="Folder for CSV, JSON, figures.")
+        @click.option(
+            "--out",
+            "out",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=default_out,
+            show_default=True,
+            help="Folder for CSV, JSON, figures.",
+        )
         @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-        @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON to stdout.")
+        @click.option(
+            "--json", "as_json", is_flag=True, help="Print the summary as JSON to stdout."
+        )
         @click.option("--svg", is_flag=True, help="Also write the figure as SVG.")
         @functools.wraps(func)
         def wrapper(*args, out, force, as_json, svg, **kwargs):

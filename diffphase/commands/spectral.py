@@ -26,22 +26,43 @@ def resolve_tau(tau: float | None, t: float | None, process: str) -> tuple[float
 
 
 @click.command("spectrum")
-@click.option("--fractions", type=FLOATS, default="0.2,0.2", show_default=True,
-              help="Fraction alpha_k = m_k/d of each latent group (sum <= 1).")
-@click.option("--variances", type=FLOATS, default="1,0.09", show_default=True,
-              help="Variance sigma_k^2 of each latent group (> 0).")
+@click.option(
+    "--fractions",
+    type=FLOATS,
+    default="0.2,0.2",
+    show_default=True,
+    help="Fraction alpha_k = m_k/d of each latent group (sum <= 1).",
+)
+@click.option(
+    "--variances",
+    type=FLOATS,
+    default="1,0.09",
+    show_default=True,
+    help="Variance sigma_k^2 of each latent group (> 0).",
+)
 @click.option("--tau", type=float, default=None, help="Effective noise variance D/a^2.")
 @click.option("--t", "t", type=float, default=None, help="Time in --process instead of --tau.")
-@click.option("--process", type=click.Choice([p for p in PROCESSES if p != "ddpm"]), default="ve",
-              show_default=True, help="Process of --t (ve: t = tau; ou: tau = e^{2t} - 1).")
+@click.option(
+    "--process",
+    type=click.Choice([p for p in PROCESSES if p != "ddpm"]),
+    default="ve",
+    show_default=True,
+    help="Process of --t (ve: t = tau; ou: tau = e^{2t} - 1).",
+)
 @click.option("--delta", type=float, default=0.1, show_default=True, help="Resolution in (0, 1).")
-@click.option("--subspace", type=click.Choice(["random", "orthonormal"]), default="random",
-              show_default=True, help="F Gaussian (Marchenko–Pastur bulks) or axis-aligned (atoms).")
+@click.option(
+    "--subspace",
+    type=click.Choice(["random", "orthonormal"]),
+    default="random",
+    show_default=True,
+    help="F Gaussian (Marchenko–Pastur bulks) or axis-aligned (atoms).",
+)
 @click.option("--dim", type=int, default=None, help="Ambient d, to add dimension_count = d x mass.")
 @click.option("--points", type=int, default=1500, show_default=True, help="Density grid size.")
 @output_options("diffphase-out/spectrum")
-def spectrum_command(fractions, variances, tau, t, process, delta, subspace, dim, points, outputs,
-                     formats, as_json) -> None:
+def spectrum_command(
+    fractions, variances, tau, t, process, delta, subspace, dim, points, outputs, formats, as_json
+) -> None:
     """Density of C and of the normalized Jacobian, edges, gaps, phase and dimension read-out."""
     from ..plotting import close
     from ..plotting.spectral import spectrum_figure
@@ -76,9 +97,19 @@ def spectrum_command(fractions, variances, tau, t, process, delta, subspace, dim
     summary["convergence"] = convergence
     outputs.write_csv("spectrum_covariance.csv", cov_cols)
     outputs.write_csv("spectrum_jacobian.csv", jac_cols)
-    meta = run_metadata("spectrum", {"fractions": fractions, "variances": variances, "tau": tau,
-                                     "delta": delta, "subspace": subspace, "dim": dim,
-                                     "points": points, **time_info})
+    meta = run_metadata(
+        "spectrum",
+        {
+            "fractions": fractions,
+            "variances": variances,
+            "tau": tau,
+            "delta": delta,
+            "subspace": subspace,
+            "dim": dim,
+            "points": points,
+            **time_info,
+        },
+    )
     outputs.write_json("spectrum.json", {**meta, "summary": summary})
     fig = spectrum_figure(summary, lam, rho_c, jn, rho_j)
     outputs.save_figure(fig, "spectrum", formats)
@@ -97,37 +128,57 @@ def _bulk_grid(edges: np.ndarray, points: int) -> np.ndarray:
     return grid[grid > 0]
 
 
-def build_spectral_diagram(outputs: OutputSet, formats, delta: float = 0.1,
-                           n_tau: int = 161, n_rows: int = 50) -> dict:
+def build_spectral_diagram(
+    outputs: OutputSet, formats, delta: float = 0.1, n_tau: int = 161, n_rows: int = 50
+) -> dict:
     from ..plotting import close
     from ..plotting.spectral import phase_diagram_figure
     from ..solvers import spectral_diagrams as diagrams
 
-    outputs.claim(["phase_spectral_alpha.csv", "phase_spectral_ratio.csv", "phase_spectral.json"]
-                  + [f"phase_spectral.{f}" for f in formats])
+    outputs.claim(
+        ["phase_spectral_alpha.csv", "phase_spectral_ratio.csv", "phase_spectral.json"]
+        + [f"phase_spectral.{f}" for f in formats]
+    )
     start = time.perf_counter()
-    alpha_diag = diagrams.alpha_time_diagram(alphas=np.linspace(0.02, 1.0, n_rows),
-                                             taus=np.geomspace(1e-4, 1e4, n_tau), delta=delta)
-    ratio_diag = diagrams.ratio_time_diagram(ratios=np.geomspace(1e-3, 0.5, n_rows),
-                                             taus=np.geomspace(1e-5, 1e3, n_tau), delta=delta)
+    alpha_diag = diagrams.alpha_time_diagram(
+        alphas=np.linspace(0.02, 1.0, n_rows), taus=np.geomspace(1e-4, 1e4, n_tau), delta=delta
+    )
+    ratio_diag = diagrams.ratio_time_diagram(
+        ratios=np.geomspace(1e-3, 0.5, n_rows), taus=np.geomspace(1e-5, 1e3, n_tau), delta=delta
+    )
     seconds = time.perf_counter() - start
     outputs.write_csv("phase_spectral_alpha.csv", alpha_diag.columns)
     outputs.write_csv("phase_spectral_ratio.csv", ratio_diag.columns)
     summary = {
-        "alpha_time": {"counts": alpha_diag.counts,
-                       "phase_fractions": _fractions(alpha_diag.columns["phase"])},
-        "ratio_time": {"counts": ratio_diag.counts,
-                       "phase_fractions": _fractions(ratio_diag.columns["phase"]),
-                       "visible_gap_fraction": float(np.mean(
-                           ratio_diag.columns["intermediate_gap_visible"]))},
+        "alpha_time": {
+            "counts": alpha_diag.counts,
+            "phase_fractions": _fractions(alpha_diag.columns["phase"]),
+        },
+        "ratio_time": {
+            "counts": ratio_diag.counts,
+            "phase_fractions": _fractions(ratio_diag.columns["phase"]),
+            "visible_gap_fraction": float(np.mean(ratio_diag.columns["intermediate_gap_visible"])),
+        },
         "solve_seconds": seconds,
     }
-    meta = run_metadata("phase-diagram spectral", {
-        "delta": delta, "alpha_time": {"variance": 1.0, "alpha": [0.02, 1.0, n_rows],
-                                       "tau": [1e-4, 1e4, n_tau]},
-        "ratio_time": {"fractions": [0.2, 0.2], "variances": "1 and r",
-                       "variance_ratio": [1e-3, 0.5, n_rows], "tau": [1e-5, 1e3, n_tau]}},
-        time_convention="tau = D/a^2 (ve time); t_ou = ln(1 + tau)/2")
+    meta = run_metadata(
+        "phase-diagram spectral",
+        {
+            "delta": delta,
+            "alpha_time": {
+                "variance": 1.0,
+                "alpha": [0.02, 1.0, n_rows],
+                "tau": [1e-4, 1e4, n_tau],
+            },
+            "ratio_time": {
+                "fractions": [0.2, 0.2],
+                "variances": "1 and r",
+                "variance_ratio": [1e-3, 0.5, n_rows],
+                "tau": [1e-5, 1e3, n_tau],
+            },
+        },
+        time_convention="tau = D/a^2 (ve time); t_ou = ln(1 + tau)/2",
+    )
     outputs.write_json("phase_spectral.json", {**meta, "summary": summary})
     fig = phase_diagram_figure(alpha_diag, ratio_diag, delta)
     outputs.save_figure(fig, "phase_spectral", formats)
@@ -143,8 +194,13 @@ def _fractions(phases: np.ndarray) -> dict:
 @phase_diagram.command("spectral")
 @click.option("--delta", type=float, default=0.1, show_default=True)
 @click.option("--n-tau", type=int, default=161, show_default=True, help="Points along tau.")
-@click.option("--n-rows", type=int, default=50, show_default=True,
-              help="Points along alpha / the variance ratio.")
+@click.option(
+    "--n-rows",
+    type=int,
+    default=50,
+    show_default=True,
+    help="Points along alpha / the variance ratio.",
+)
 @output_options("diffphase-out/spectral")
 def phase_diagram_spectral(delta, n_tau, n_rows, outputs, formats, as_json) -> None:
     """alpha vs time (one group) and variance ratio vs time (two groups): phases with gap

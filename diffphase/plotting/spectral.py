@@ -24,15 +24,22 @@ def spectrum_figure(summary: dict, lam, rho_c, jn, rho_j):
     for lo, hi in edges:
         for x in (lo, hi):
             ax_c.axvline(x, color="k", ls=":", lw=0.8)
-    ax_c.set(xlabel=r"$\lambda$ (eigenvalue of $C$)", ylabel=r"$\rho_C(\lambda)$",
-             title=f"covariance, {summary['n_bulks']} bulk(s), atom {1 - summary['alpha']:.2g} at 0")
+    ax_c.set(
+        xlabel=r"$\lambda$ (eigenvalue of $C$)",
+        ylabel=r"$\rho_C(\lambda)$",
+        title=f"covariance, {summary['n_bulks']} bulk(s), atom {1 - summary['alpha']:.2g} at 0",
+    )
     jedges = np.asarray(summary["edges_jacobian"])
     ax_j.axvspan(-1, jedges[0, 0], color="tab:red", alpha=0.12, label="manifold gap")
     for (_, hi), (lo, _) in zip(jedges[:-1], jedges[1:], strict=True):
         ax_j.axvspan(hi, lo, color="tab:green", alpha=0.15, label="intermediate gap")
     ax_j.axvline(-1, color="tab:red", lw=2, label=f"normal atom {1 - summary['alpha']:.2g}")
-    ax_j.set(xlim=(-1.05, 0.02), xlabel=r"eigenvalue of $J_n = D\,J$", ylabel="density",
-             title=fr"$\tau$ = {summary['tau']:.3g}: {summary['phase']}")
+    ax_j.set(
+        xlim=(-1.05, 0.02),
+        xlabel=r"eigenvalue of $J_n = D\,J$",
+        ylabel="density",
+        title=rf"$\tau$ = {summary['tau']:.3g}: {summary['phase']}",
+    )
     handles, labels = ax_j.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     ax_j.legend(unique.values(), unique.keys(), fontsize=8, loc="upper left")
@@ -57,16 +64,33 @@ def phase_map(ax, x, y, phase_grid, contour_grid=None, contour_label="", levels=
 def phase_diagram_figure(alpha_diag, ratio_diag, delta: float):
     fig, (ax1, ax2) = new_figure(ncols=2)
     shape = (alpha_diag.axes["alpha"].size, alpha_diag.axes["tau"].size)
-    phase_map(ax1, alpha_diag.axes["tau"], alpha_diag.axes["alpha"],
-              alpha_diag.columns["phase"].reshape(shape),
-              alpha_diag.columns["manifold_gap"].reshape(shape), "W_M")
-    ax1.set(xlabel=r"$\tau$", ylabel=r"$\alpha = m/d$",
-            title=fr"one group, $\sigma^2$=1, $\delta$={delta:g}" + "\ncontours: manifold gap $W_M$")
+    phase_map(
+        ax1,
+        alpha_diag.axes["tau"],
+        alpha_diag.axes["alpha"],
+        alpha_diag.columns["phase"].reshape(shape),
+        alpha_diag.columns["manifold_gap"].reshape(shape),
+        "W_M",
+    )
+    ax1.set(
+        xlabel=r"$\tau$",
+        ylabel=r"$\alpha = m/d$",
+        title=rf"one group, $\sigma^2$=1, $\delta$={delta:g}" + "\ncontours: manifold gap $W_M$",
+    )
     shape = (ratio_diag.axes["variance_ratio"].size, ratio_diag.axes["tau"].size)
-    phase_map(ax2, ratio_diag.axes["tau"], ratio_diag.axes["variance_ratio"],
-              ratio_diag.columns["phase"].reshape(shape),
-              ratio_diag.columns["intermediate_gap"].reshape(shape), "W", levels=(0.1, 0.2, 0.4))
+    phase_map(
+        ax2,
+        ratio_diag.axes["tau"],
+        ratio_diag.axes["variance_ratio"],
+        ratio_diag.columns["phase"].reshape(shape),
+        ratio_diag.columns["intermediate_gap"].reshape(shape),
+        "W",
+        levels=(0.1, 0.2, 0.4),
+    )
     ax2.set_yscale("log")
-    ax2.set(xlabel=r"$\tau$", ylabel=r"variance ratio $\sigma_2^2/\sigma_1^2$",
-            title="two groups, fractions 0.2, 0.2\ncontours: intermediate gap $W$")
+    ax2.set(
+        xlabel=r"$\tau$",
+        ylabel=r"variance ratio $\sigma_2^2/\sigma_1^2$",
+        title="two groups, fractions 0.2, 0.2\ncontours: intermediate gap $W$",
+    )
     return fig

@@ -29,12 +29,22 @@ class RootResult:
         return int(np.size(self.converged) - np.count_nonzero(self.converged))
 
     def summary(self) -> dict:
-        return {"points": int(np.size(self.converged)), "failed": self.n_failed,
-                "max_iterations": int(np.max(self.iterations, initial=0))}
+        return {
+            "points": int(np.size(self.converged)),
+            "failed": self.n_failed,
+            "max_iterations": int(np.max(self.iterations, initial=0)),
+        }
 
 
-def bracketed_root(f: Callable[[np.ndarray], np.ndarray], lo, hi, *, xtol: float = 1e-13,
-                   rtol: float = 4e-16, maxiter: int = 200) -> RootResult:
+def bracketed_root(
+    f: Callable[[np.ndarray], np.ndarray],
+    lo,
+    hi,
+    *,
+    xtol: float = 1e-13,
+    rtol: float = 4e-16,
+    maxiter: int = 200,
+) -> RootResult:
     """Roots of ``f`` inside ``[lo, hi]``, elementwise.
 
     Converged means the bracket is narrower than ``xtol + rtol*|x|`` or ``f(x) == 0`` exactly.

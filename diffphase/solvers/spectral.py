@@ -51,8 +51,11 @@ class VarianceLaw:
         fractions = as_float_array("fractions", fractions)
         variances = as_float_array("variances", variances)
         if fractions.size != variances.size:
-            raise ParameterError("fractions", fractions.tolist(),
-                                 f"one fraction per variance ({variances.size} variances given)")
+            raise ParameterError(
+                "fractions",
+                fractions.tolist(),
+                f"one fraction per variance ({variances.size} variances given)",
+            )
         if np.any(fractions <= 0):
             raise ParameterError("fractions", fractions.tolist(), "each > 0")
         if fractions.sum() > 1 + 1e-12:
@@ -66,8 +69,13 @@ class VarianceLaw:
         return cls(merged[order], unique[order])
 
     @classmethod
-    def from_density(cls, pdf: Callable[[np.ndarray], np.ndarray], support: tuple[float, float],
-                     alpha: float, n_nodes: int = 48) -> VarianceLaw:
+    def from_density(
+        cls,
+        pdf: Callable[[np.ndarray], np.ndarray],
+        support: tuple[float, float],
+        alpha: float,
+        n_nodes: int = 48,
+    ) -> VarianceLaw:
         """A continuous law of latent variances with density ``pdf`` on ``support`` (normalized
         here) and total fraction ``alpha``, discretized by Gauss–Legendre nodes."""
         lo, hi = (float(v) for v in support)
@@ -104,19 +112,31 @@ def kernels():
     """The generated numba module: inverse-map parts and the solver templates."""
     parts = theory.inverse_map_derivatives()
     g, a, s = theory.g, theory.alpha_g, theory.s_g
-    specs = [ScalarKernel.of("zbase_triple", (g,), (parts["base"], parts["dbase"], parts["d2base"])),
-             ScalarKernel.of("zterm_triple", (g, a, s),
-                             (parts["term"], parts["dterm"], parts["d2term"])),
-             ScalarKernel.of("dzbase", (g,), parts["dbase"]),
-             ScalarKernel.of("d2zbase", (g,), parts["d2base"]),
-             ScalarKernel.of("dzterm", (g, a, s), parts["dterm"]),
-             ScalarKernel.of("d2zterm", (g, a, s), parts["d2term"])]
-    funcs = [templates.inverse_map_value, templates.inverse_map_slope,
-             templates.inverse_map_curvature,
-             templates.newton_stieltjes, templates.continuation_stieltjes, templates.is_physical,
-             templates._critical_in_interval, templates.critical_points]
+    specs = [
+        ScalarKernel.of("zbase_triple", (g,), (parts["base"], parts["dbase"], parts["d2base"])),
+        ScalarKernel.of(
+            "zterm_triple", (g, a, s), (parts["term"], parts["dterm"], parts["d2term"])
+        ),
+        ScalarKernel.of("dzbase", (g,), parts["dbase"]),
+        ScalarKernel.of("d2zbase", (g,), parts["d2base"]),
+        ScalarKernel.of("dzterm", (g, a, s), parts["dterm"]),
+        ScalarKernel.of("d2zterm", (g, a, s), parts["d2term"]),
+    ]
+    funcs = [
+        templates.inverse_map_value,
+        templates.inverse_map_slope,
+        templates.inverse_map_curvature,
+        templates.newton_stieltjes,
+        templates.continuation_stieltjes,
+        templates.is_physical,
+        templates._critical_in_interval,
+        templates.critical_points,
+    ]
     source_lines = [_template(f) for f in funcs]
-    source_lines.append("@njit(cache=True, parallel=True, error_model=\"numpy\")\n" + _template(templates.stieltjes_lines))
+    source_lines.append(
+        '@njit(cache=True, parallel=True, error_model="numpy")\n'
+        + _template(templates.stieltjes_lines)
+    )
     return numba_module(specs, source_lines, tag="spectral")
 
 
@@ -132,8 +152,10 @@ _FORMULAS = {  # name -> (symbolic expression builder, argument symbols)
     "gap": (theory.intermediate_gap_width, (theory.lower, theory.upper, theory.tau)),
     "gap_tau_max": (theory.intermediate_gap_tau_max, (theory.lower, theory.upper)),
     "gap_max": (theory.intermediate_gap_max_width, (theory.lower, theory.upper)),
-    "gap_window": (lambda: sp.Matrix(theory.intermediate_gap_window()),
-                   (theory.lower, theory.upper, theory.delta)),
+    "gap_window": (
+        lambda: sp.Matrix(theory.intermediate_gap_window()),
+        (theory.lower, theory.upper, theory.delta),
+    ),
     "trivial_tau": (theory.trivial_phase_tau, (theory.upper, theory.delta)),
     "consolidation_tau": (theory.consolidation_phase_tau, (theory.lower, theory.delta)),
     "dimension_threshold": (theory.dimension_threshold, (theory.tau, theory.delta)),
@@ -143,7 +165,7 @@ _FORMULAS = {  # name -> (symbolic expression builder, argument symbols)
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lambdified(name: str) -> Callable:
     """numpy function of one gap/phase formula of :mod:`diffphase.theory.spectral`."""
     build, args = _FORMULAS[name]
@@ -219,14 +241,14 @@ def bulk_edges_polynomial(law, variances=None) -> Edges:
     return Edges(np.asarray(values).reshape(-1, 2), crit)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _edge_polynomial_coefficients(K: int) -> Callable:
     alphas, variances = theory.group_symbols(K)
     poly = theory.edge_polynomial(K)
     return sp.lambdify((*alphas, *variances), poly.all_coeffs(), "numpy")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stieltjes_polynomial_coefficients(K: int) -> Callable:
     alphas, variances = theory.group_symbols(K)
     poly = theory.stieltjes_polynomial(K)
@@ -241,8 +263,10 @@ def physical_root_polynomial(zc, law, variances=None) -> np.ndarray:
     law = as_law(law, variances)
     zc = np.atleast_1d(np.asarray(zc, dtype=complex))
     coeff_fn = _stieltjes_polynomial_coefficients(law.K)
-    coeffs = [np.broadcast_to(np.asarray(c, dtype=complex), zc.shape)
-              for c in coeff_fn(zc, *law.fractions, *law.variances)]
+    coeffs = [
+        np.broadcast_to(np.asarray(c, dtype=complex), zc.shape)
+        for c in coeff_fn(zc, *law.fractions, *law.variances)
+    ]
     coeffs = np.stack(coeffs, axis=-1)  # (..., K+2) highest first
     degree = coeffs.shape[-1] - 1
     companion = np.zeros(zc.shape + (degree, degree), dtype=complex)
@@ -260,8 +284,9 @@ def physical_root_polynomial(zc, law, variances=None) -> np.ndarray:
         mod = kernels()
         for index in zip(*np.nonzero(pick_real), strict=True):
             candidates = roots[index].real
-            slopes = np.array([mod.inverse_map_curvature(c, law.fractions, law.variances)[0]
-                               for c in candidates])
+            slopes = np.array(
+                [mod.inverse_map_curvature(c, law.fractions, law.variances)[0] for c in candidates]
+            )
             good = candidates[slopes > 0]
             # off the support the physical g is continuous in x and tends to -1/x: among the
             # increasing branches, the one closest to -1/x is followed from infinity
@@ -285,9 +310,12 @@ class StieltjesResult:
         return int(self.converged.size - np.count_nonzero(self.converged))
 
     def summary(self) -> dict:
-        return {"points": int(self.converged.size), "failed": self.n_failed,
-                "fallbacks": int(np.count_nonzero(self.fallback)),
-                "mean_iterations": float(self.iterations.mean()) if self.iterations.size else 0.0}
+        return {
+            "points": int(self.converged.size),
+            "failed": self.n_failed,
+            "fallbacks": int(np.count_nonzero(self.fallback)),
+            "mean_iterations": float(self.iterations.mean()) if self.iterations.size else 0.0,
+        }
 
 
 @dataclass
@@ -298,8 +326,12 @@ class SolverSettings:
     eta_floor_rel: float = 1e-10
 
 
-def stieltjes_lines(x: np.ndarray, laws: list[VarianceLaw] | VarianceLaw, eta: float = 0.0,
-                    settings: SolverSettings | None = None) -> StieltjesResult:
+def stieltjes_lines(
+    x: np.ndarray,
+    laws: list[VarianceLaw] | VarianceLaw,
+    eta: float = 0.0,
+    settings: SolverSettings | None = None,
+) -> StieltjesResult:
     """``g(x + i eta)`` on lines ``x[line, :]`` (warm starts along each line), one law per line.
 
     All laws must have the same number of groups (pad by splitting is not done)."""
@@ -334,9 +366,22 @@ def stieltjes_lines(x: np.ndarray, laws: list[VarianceLaw] | VarianceLaw, eta: f
     previous_chunk = numba.get_parallel_chunksize()
     numba.set_parallel_chunksize(8)  # lines differ in cost: hand them out in small chunks
     try:
-        kernels().stieltjes_lines(x, float(eta), alphas, variances, inside, settings.tol,
-                                  settings.maxiter, eta_start, eta_floor, settings.n_stages, g,
-                                  iters, conv, fallback)
+        kernels().stieltjes_lines(
+            x,
+            float(eta),
+            alphas,
+            variances,
+            inside,
+            settings.tol,
+            settings.maxiter,
+            eta_start,
+            eta_floor,
+            settings.n_stages,
+            g,
+            iters,
+            conv,
+            fallback,
+        )
     finally:
         numba.set_parallel_chunksize(previous_chunk)
     return StieltjesResult(g, conv, iters, fallback)
@@ -368,8 +413,12 @@ def stieltjes_transform(zc, law, variances=None, settings=None) -> StieltjesResu
         order = np.argsort(xs)
         res = stieltjes_lines(xs[order][None, :], law, eta=float(eta), settings=settings)
         if out is None:
-            out = StieltjesResult(np.empty(zc.shape, complex), np.empty(zc.shape, bool),
-                                  np.empty(zc.shape, np.int64), np.empty(zc.shape, bool))
+            out = StieltjesResult(
+                np.empty(zc.shape, complex),
+                np.empty(zc.shape, bool),
+                np.empty(zc.shape, np.int64),
+                np.empty(zc.shape, bool),
+            )
         for name in ("g", "converged", "iterations", "fallback"):
             target = getattr(out, name)
             values = np.empty(order.size, dtype=target.dtype)
@@ -378,7 +427,9 @@ def stieltjes_transform(zc, law, variances=None, settings=None) -> StieltjesResu
     return out
 
 
-def covariance_density(lam, law, variances=None, settings=None) -> tuple[np.ndarray, StieltjesResult]:
+def covariance_density(
+    lam, law, variances=None, settings=None
+) -> tuple[np.ndarray, StieltjesResult]:
     """Density ``rho_C(lambda) = Im g(lambda + i0) / pi`` of the nonzero spectrum of ``C``
     (random subspace); the atom ``1 - alpha`` at 0 is not included."""
     law = as_law(law, variances)
@@ -400,8 +451,9 @@ def jacobian_density(jn, tau: float, law, variances=None, settings=None):
     return formula("jacobian_factor", jn, tau) * rho, res
 
 
-def jacobian_density_grid(jn, taus, laws: list[VarianceLaw],
-                          settings: SolverSettings | None = None):
+def jacobian_density_grid(
+    jn, taus, laws: list[VarianceLaw], settings: SolverSettings | None = None
+):
     """Tangent density of ``Jn`` on the grid ``laws x taus x jn`` (shape ``(L, T, n)``): one line
     per ``(law, tau)``, solved in parallel with warm starts along ``jn``. Returns the density and
     the :class:`StieltjesResult` (lines in the same order, ``lambda`` ascending)."""
@@ -414,8 +466,9 @@ def jacobian_density_grid(jn, taus, laws: list[VarianceLaw],
     order = np.argsort(formula("lambda_of_j", jn, 1.0))  # lambda ascends along each line
     jn_sorted = jn[order]
     lam_tau = formula("lambda_of_j", jn_sorted[None, :], taus[:, None])  # (T, n)
-    lam = np.ascontiguousarray(np.broadcast_to(lam_tau, (len(laws),) + lam_tau.shape)
-                               .reshape(-1, jn.size))
+    lam = np.ascontiguousarray(
+        np.broadcast_to(lam_tau, (len(laws),) + lam_tau.shape).reshape(-1, jn.size)
+    )
     line_laws = [law for law in laws for _ in taus]
     res = stieltjes_lines(lam, line_laws, settings=settings)
     factor = formula("jacobian_factor", jn_sorted[None, :], taus[:, None]) / np.pi
@@ -436,9 +489,9 @@ def _check_tau(tau) -> float:
 
 
 # ----------------------------------------------------------------------------- quadrature
-def covariance_spectrum_quadrature(law, variances=None, n_nodes: int = 256,
-                                   subspace: str = "random",
-                                   lower: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def covariance_spectrum_quadrature(
+    law, variances=None, n_nodes: int = 256, subspace: str = "random", lower: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``lambda_j`` and weights ``w_j`` with ``sum_j w_j f(lambda_j) ~ int_{lambda > lower}
     f(lambda) rho_C(lambda) d lambda`` over the nonzero spectrum (weights sum to ``alpha`` when
     ``lower = 0``), so that ``(1/d) sum_i f(lambda_i) -> sum_j w_j f(lambda_j)``.
@@ -472,8 +525,9 @@ def covariance_spectrum_quadrature(law, variances=None, n_nodes: int = 256,
     return nodes, weights * rho
 
 
-def spectral_mass_above(threshold, law, variances=None, subspace: str = "random",
-                        n_nodes: int = 1025) -> np.ndarray:
+def spectral_mass_above(
+    threshold, law, variances=None, subspace: str = "random", n_nodes: int = 1025
+) -> np.ndarray:
     """Mass of the nonzero spectrum of ``C`` above ``threshold`` (vectorized over thresholds).
 
     Random subspace: one density solve per bulk on ``n_nodes`` points uniform in ``theta``
@@ -499,8 +553,7 @@ def spectral_mass_above(threshold, law, variances=None, subspace: str = "random"
     return mass.reshape(thresholds.shape)
 
 
-def _bulk_cdf_tables(law: VarianceLaw, n_nodes: int, rtol: float = 1e-10,
-                     max_nodes: int = 65537):
+def _bulk_cdf_tables(law: VarianceLaw, n_nodes: int, rtol: float = 1e-10, max_nodes: int = 65537):
     """Per bulk: ``(l, u, theta, cumulative mass)``. The grid is doubled from ``n_nodes`` until
     the bulk's total mass changes by less than ``rtol * alpha`` (narrow internal features of
     nearly-separated bulks need fine grids); a table that does not converge raises."""
@@ -516,8 +569,9 @@ def _bulk_cdf_tables(law: VarianceLaw, n_nodes: int, rtol: float = 1e-10,
                 if previous is not None and abs(cumulative[-1] - previous) <= rtol * law.alpha:
                     break
                 if 2 * n - 1 > max_nodes:
-                    raise RuntimeError(f"spectral CDF of bulk [{lo:g}, {hi:g}] did not converge "
-                                       f"with {n} nodes")
+                    raise RuntimeError(
+                        f"spectral CDF of bulk [{lo:g}, {hi:g}] did not converge with {n} nodes"
+                    )
                 previous, n = cumulative[-1], 2 * n - 1
             tables.append((lo, hi, theta, cumulative))
         _CDF_CACHE[key] = tables
@@ -581,15 +635,22 @@ def intermediate_gaps(tau, edges: np.ndarray, delta: float) -> list[dict]:
         if max_width >= delta:
             lo, hi = np.asarray(formula("gap_window", l, u, delta), dtype=float).ravel()
             window = [float(lo), float(hi)]
-        gaps.append({"lower_bulk_upper_edge": float(u), "upper_bulk_lower_edge": float(l),
-                     "width": float(formula("gap", l, u, tau)),
-                     "tau_max": float(formula("gap_tau_max", l, u)),
-                     "max_width": max_width, "window": window})
+        gaps.append(
+            {
+                "lower_bulk_upper_edge": float(u),
+                "upper_bulk_lower_edge": float(l),
+                "width": float(formula("gap", l, u, tau)),
+                "tau_max": float(formula("gap_tau_max", l, u)),
+                "max_width": max_width,
+                "window": window,
+            }
+        )
     return gaps
 
 
-def dimension_fraction(tau, law, variances=None, delta: float = 0.1,
-                       subspace: str = "random") -> np.ndarray:
+def dimension_fraction(
+    tau, law, variances=None, delta: float = 0.1, subspace: str = "random"
+) -> np.ndarray:
     """Dimension read-out per ambient dimension: mass of the normalized spectrum above
     ``-1 + delta``, i.e. of ``rho_C`` above ``lambda_th = tau delta / (1 - delta)``."""
     threshold = formula("dimension_threshold", np.asarray(tau, dtype=float), delta)
@@ -600,8 +661,9 @@ def check_delta(delta: float) -> float:
     return require_in_range("delta", delta, 0, 1, closed=(False, False))
 
 
-def spectral_summary(law, tau: float, delta: float = 0.1, subspace: str = "random",
-                     dim: int | None = None) -> dict:
+def spectral_summary(
+    law, tau: float, delta: float = 0.1, subspace: str = "random", dim: int | None = None
+) -> dict:
     """Everything ``diffphase spectrum --json`` reports at one ``tau``."""
     law = as_law(law)
     tau = _check_tau(tau)
@@ -610,9 +672,14 @@ def spectral_summary(law, tau: float, delta: float = 0.1, subspace: str = "rando
     fraction = float(dimension_fraction(tau, law, delta=delta, subspace=subspace))
     jac_edges = formula("jacobian_eigenvalue", edges, tau)
     summary = {
-        "tau": tau, "delta": delta, "subspace": subspace, "alpha": law.alpha,
-        "fractions": law.fractions, "variances": law.variances,
-        "edges": edges.tolist(), "n_bulks": int(edges.shape[0]),
+        "tau": tau,
+        "delta": delta,
+        "subspace": subspace,
+        "alpha": law.alpha,
+        "fractions": law.fractions,
+        "variances": law.variances,
+        "edges": edges.tolist(),
+        "n_bulks": int(edges.shape[0]),
         "edges_jacobian": jac_edges.tolist(),
         "manifold_gap": float(formula("manifold_gap", edges[0, 0], tau)),
         "intermediate_gaps": intermediate_gaps(tau, edges, delta),

@@ -36,8 +36,9 @@ def _tau_grid(tau_min: float, tau_max: float, n_tau: int) -> np.ndarray:
     return np.geomspace(tau_min, tau_max, n_tau)
 
 
-def alpha_time_diagram(alphas=None, taus=None, variance: float = 1.0,
-                       delta: float = 0.1) -> Diagram:
+def alpha_time_diagram(
+    alphas=None, taus=None, variance: float = 1.0, delta: float = 0.1
+) -> Diagram:
     alphas = np.linspace(0.02, 1.0, 50) if alphas is None else np.asarray(alphas, dtype=float)
     taus = _tau_grid(1e-4, 1e4, 161) if taus is None else np.asarray(taus, dtype=float)
     sp_solver.check_delta(delta)
@@ -57,17 +58,21 @@ def alpha_time_diagram(alphas=None, taus=None, variance: float = 1.0,
         dimension[row] = sp_solver.spectral_mass_above(threshold, law)
     grid_alpha, grid_tau = np.meshgrid(alphas, taus, indexing="ij")
     return Diagram(
-        columns={"alpha": grid_alpha.ravel(), "variance": np.full(grid_tau.size, variance),
-                 "tau": grid_tau.ravel(), "t_ou": 0.5 * np.log1p(grid_tau.ravel()),
-                 "phase": phase.ravel(), "manifold_gap": manifold_gap.ravel(),
-                 "dimension_fraction": dimension.ravel()},
+        columns={
+            "alpha": grid_alpha.ravel(),
+            "variance": np.full(grid_tau.size, variance),
+            "tau": grid_tau.ravel(),
+            "t_ou": 0.5 * np.log1p(grid_tau.ravel()),
+            "phase": phase.ravel(),
+            "manifold_gap": manifold_gap.ravel(),
+            "dimension_fraction": dimension.ravel(),
+        },
         axes={"alpha": alphas, "tau": taus},
         counts={"rows": int(alphas.size), "bulks_per_row": sorted(set(n_bulks.tolist()))},
     )
 
 
-def ratio_time_diagram(ratios=None, taus=None, fractions=(0.2, 0.2),
-                       delta: float = 0.1) -> Diagram:
+def ratio_time_diagram(ratios=None, taus=None, fractions=(0.2, 0.2), delta: float = 0.1) -> Diagram:
     ratios = np.geomspace(1e-3, 0.5, 50) if ratios is None else np.asarray(ratios, dtype=float)
     taus = _tau_grid(1e-5, 1e3, 161) if taus is None else np.asarray(taus, dtype=float)
     sp_solver.check_delta(delta)
@@ -89,11 +94,19 @@ def ratio_time_diagram(ratios=None, taus=None, fractions=(0.2, 0.2),
             gap_visible[row] = gap[row] >= delta
     grid_r, grid_tau = np.meshgrid(ratios, taus, indexing="ij")
     return Diagram(
-        columns={"variance_ratio": grid_r.ravel(), "tau": grid_tau.ravel(),
-                 "t_ou": 0.5 * np.log1p(grid_tau.ravel()), "phase": phase.ravel(),
-                 "n_bulks": np.repeat(n_bulks, taus.size), "manifold_gap": manifold_gap.ravel(),
-                 "intermediate_gap": gap.ravel(), "intermediate_gap_visible": gap_visible.ravel()},
+        columns={
+            "variance_ratio": grid_r.ravel(),
+            "tau": grid_tau.ravel(),
+            "t_ou": 0.5 * np.log1p(grid_tau.ravel()),
+            "phase": phase.ravel(),
+            "n_bulks": np.repeat(n_bulks, taus.size),
+            "manifold_gap": manifold_gap.ravel(),
+            "intermediate_gap": gap.ravel(),
+            "intermediate_gap_visible": gap_visible.ravel(),
+        },
         axes={"variance_ratio": ratios, "tau": taus},
-        counts={"rows": int(ratios.size), "rows_with_separate_bulks":
-                int(np.count_nonzero(n_bulks > 1))},
+        counts={
+            "rows": int(ratios.size),
+            "rows_with_separate_bulks": int(np.count_nonzero(n_bulks > 1)),
+        },
     )

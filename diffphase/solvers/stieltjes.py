@@ -1,9 +1,11 @@
 """numba templates: batched Stieltjes-transform solvers for ``z = z(g)`` (THEORY A).
 
 These functions are *templates*: :mod:`diffphase.solvers.spectral` copies their source into a
-generated, cached numba module where ``zbase_triple``, ``zterm_triple``, ``dzbase``, ... are the kernels
+generated, cached numba module where ``zbase_triple``, ``zterm_triple``, ``dzbase``, ... are
+the kernels
 compiled from :func:`diffphase.theory.spectral.inverse_map_derivatives`
-(``z(g) = base(g) + sum_k term(g; alpha_k, s_k)`` and derivatives). They are plain Python and run uncompiled too.
+(``z(g) = base(g) + sum_k term(g; alpha_k, s_k)`` and derivatives). They are plain Python and
+run uncompiled too.
 
 * ``newton_stieltjes``: complex Newton on ``z(g) - z`` from a start ``g``.
 * ``continuation_stieltjes``: follows the physical branch (``Im g > 0``, ``g ~ -1/z``) from
@@ -84,15 +86,19 @@ def newton_stieltjes(zc, g, alphas, variances, tol, maxiter):
         current = abs(step.real) + abs(step.imag)
         if current <= tol * size_g:
             return g, it, True
-        leftover = 0.5 * (abs(curvature.real) + abs(curvature.imag)) * current * current * \
-            (abs(inv_slope.real) + abs(inv_slope.imag))
+        leftover = (
+            0.5
+            * (abs(curvature.real) + abs(curvature.imag))
+            * current
+            * current
+            * (abs(inv_slope.real) + abs(inv_slope.imag))
+        )
         if leftover <= tol * size_g:
             return g, it, True
     return g, maxiter, False
 
 
-def continuation_stieltjes(x, eta, alphas, variances, eta_start, eta_floor, n_stages, tol,
-                           maxiter):
+def continuation_stieltjes(x, eta, alphas, variances, eta_start, eta_floor, n_stages, tol, maxiter):
     zc = x + 1j * eta_start
     g = -1.0 / zc
     total = 0
@@ -121,12 +127,27 @@ def is_physical(g, inside, eta, alphas, variances):
     return inverse_map_slope(g.real, alphas, variances) > 0.0
 
 
-def stieltjes_lines(x, eta, alphas, variances, inside, tol, maxiter, eta_start, eta_floor,
-                    n_stages, g_out, iters_out, converged_out, fallback_out):
+def stieltjes_lines(
+    x,
+    eta,
+    alphas,
+    variances,
+    inside,
+    tol,
+    maxiter,
+    eta_start,
+    eta_floor,
+    n_stages,
+    g_out,
+    iters_out,
+    converged_out,
+    fallback_out,
+):
     """Solve on ``x[line, i]`` with per-line parameters ``alphas[line]``, ``variances[line]``.
 
     Each point starts from the quadratic (else linear) extrapolation of its converged predecessors
-    on the line (when they lie on the same side of a bulk edge), else from its predecessor; continuation
+    on the line (when they lie on the same side of a bulk edge), else from its predecessor;
+    continuation
     from large ``Im z`` is the fallback."""
     n_lines, n_points = x.shape
     for line in prange(n_lines):
@@ -150,8 +171,11 @@ def stieltjes_lines(x, eta, alphas, variances, inside, tol, maxiter, eta_start, 
                         start = complex(g_prev.real, 1e-3 * abs(g_prev))
                     else:
                         start = complex(g_prev.real, 0.0)
-                elif n_prev >= 3 and inside[line, i] == inside[line, i - 1] and \
-                        inside[line, i - 1] == inside[line, i - 3]:
+                elif (
+                    n_prev >= 3
+                    and inside[line, i] == inside[line, i - 1]
+                    and inside[line, i - 1] == inside[line, i - 3]
+                ):
                     # quadratic (Lagrange) extrapolation through the last three roots
                     x1, x2, x3 = x[line, i - 1], x[line, i - 2], x[line, i - 3]
                     if x1 != x2 and x2 != x3 and x1 != x3:
@@ -159,10 +183,15 @@ def stieltjes_lines(x, eta, alphas, variances, inside, tol, maxiter, eta_start, 
                         l2 = (xi - x1) * (xi - x3) / ((x2 - x1) * (x2 - x3))
                         l3 = (xi - x1) * (xi - x2) / ((x3 - x1) * (x3 - x2))
                         start = l1 * g_prev + l2 * g_prev2 + l3 * g_prev3
-                elif n_prev >= 2 and inside[line, i] == inside[line, i - 1] and \
-                        inside[line, i - 1] == inside[line, i - 2] and x[line, i - 1] != x[line, i - 2]:
-                    start = g_prev + (g_prev - g_prev2) * (xi - x[line, i - 1]) / \
-                        (x[line, i - 1] - x[line, i - 2])
+                elif (
+                    n_prev >= 2
+                    and inside[line, i] == inside[line, i - 1]
+                    and inside[line, i - 1] == inside[line, i - 2]
+                    and x[line, i - 1] != x[line, i - 2]
+                ):
+                    start = g_prev + (g_prev - g_prev2) * (xi - x[line, i - 1]) / (
+                        x[line, i - 1] - x[line, i - 2]
+                    )
                 g, iters, ok = newton_stieltjes(xi + 1j * eta, start, a, s, tol, maxiter)
                 if ok and eta == 0.0 and g.imag < 0.0:
                     g = np.conj(g)  # real coefficients: the conjugate is also a root
@@ -186,8 +215,9 @@ def stieltjes_lines(x, eta, alphas, variances, inside, tol, maxiter, eta_start, 
             if not ok:
                 used_fallback = True
                 floor = max(eta_floor[line], eta)  # descend no lower than the target
-                g, it2, ok = continuation_stieltjes(xi, eta, a, s, eta_start[line], floor,
-                                                    n_stages, tol, maxiter)
+                g, it2, ok = continuation_stieltjes(
+                    xi, eta, a, s, eta_start[line], floor, n_stages, tol, maxiter
+                )
                 iters += it2
                 if ok and eta == 0.0 and g.imag < 0.0:
                     g = np.conj(g)
@@ -247,11 +277,21 @@ def critical_points(alphas, variances, n_samples, out):
     count = 0
     K = variances.shape[0]
     # (-inf, -1/s_K): g = (-1/s_K) / t, t in (0, 1)
-    count = _critical_in_interval(0.0, -1.0 / variances[K - 1], True, alphas, variances,
-                                  n_samples, out, count)
+    count = _critical_in_interval(
+        0.0, -1.0 / variances[K - 1], True, alphas, variances, n_samples, out, count
+    )
     for k in range(K - 1, 0, -1):
-        count = _critical_in_interval(-1.0 / variances[k], -1.0 / variances[k - 1], False, alphas,
-                                      variances, n_samples, out, count)
-    count = _critical_in_interval(-1.0 / variances[0], 0.0, False, alphas, variances,
-                                  n_samples, out, count)
+        count = _critical_in_interval(
+            -1.0 / variances[k],
+            -1.0 / variances[k - 1],
+            False,
+            alphas,
+            variances,
+            n_samples,
+            out,
+            count,
+        )
+    count = _critical_in_interval(
+        -1.0 / variances[0], 0.0, False, alphas, variances, n_samples, out, count
+    )
     return count

@@ -4,7 +4,8 @@ Derives, with sympy and without numbers baked in:
 
 * the self-consistent (Silverstein / replica-symmetric) equation for the Stieltjes transform
   ``g(z) = lim (1/d) tr (C - z)^{-1}`` of ``C = F Sigma F^T`` with ``K`` latent groups
-  (fractions ``alpha_k``, variances ``s_k = sigma_k^2``), and its polynomial form of degree ``K + 1``;
+  (fractions ``alpha_k``, variances ``s_k = sigma_k^2``), and its polynomial form of degree
+  ``K + 1``;
 * the inverse map ``z(g)`` split into a group-independent part and one per-group term (the solvers
   compile the parts once and sum them over any number of groups), and its derivatives;
 * the edge condition ``z'(g) = 0`` (polynomial of degree ``2K``);
@@ -43,7 +44,7 @@ def group_symbols(K: int) -> tuple[tuple[sp.Symbol, ...], tuple[sp.Symbol, ...]]
 
 
 # ------------------------------------------------------------------ self-consistent equation
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def stieltjes_equation(K: int) -> sp.Eq:
     """``g = 1 / (-z + sum_k alpha_k s_k / (1 + s_k g))``."""
     alphas, variances = group_symbols(K)
@@ -51,10 +52,11 @@ def stieltjes_equation(K: int) -> sp.Eq:
     return sp.Eq(g, 1 / (-z + field))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def inverse_map_parts() -> tuple[sp.Expr, sp.Expr]:
     """``z(g) = base(g) + sum_k term(g; alpha_k, s_k)``: solve the self-consistent equation for
-    ``z`` and split off the group-independent part. Returns ``(base, term)`` in ``g, alpha_g, s_g``."""
+    ``z`` and split off the group-independent part. Returns ``(base, term)`` in
+    ``g, alpha_g, s_g``."""
     eq1 = stieltjes_equation(1)
     (z_of_g,) = sp.solve(eq1, z)
     a1, s1 = group_symbols(1)[0][0], group_symbols(1)[1][0]
@@ -66,75 +68,83 @@ def inverse_map_parts() -> tuple[sp.Expr, sp.Expr]:
     return base, (a1 * s1 / (1 + s1 * g)).subs({a1: alpha_g, s1: s_g})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def inverse_map(K: int) -> sp.Expr:
     """``z(g)`` for K groups, assembled from :func:`inverse_map_parts`."""
     base, term = inverse_map_parts()
     alphas, variances = group_symbols(K)
-    return base + sum(term.subs({alpha_g: a, s_g: s}) for a, s in zip(alphas, variances,
-                                                                        strict=True))
+    return base + sum(
+        term.subs({alpha_g: a, s_g: s}) for a, s in zip(alphas, variances, strict=True)
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def inverse_map_derivatives() -> dict[str, sp.Expr]:
     """Parts of ``z(g)``, ``z'(g)`` and ``z''(g)``: keys ``base``, ``term``, ``dbase``, ``dterm``,
     ``d2base``, ``d2term``."""
     base, term = inverse_map_parts()
-    return {"base": base, "term": term, "dbase": sp.diff(base, g), "dterm": sp.diff(term, g),
-            "d2base": sp.diff(base, g, 2), "d2term": sp.diff(term, g, 2)}
+    return {
+        "base": base,
+        "term": term,
+        "dbase": sp.diff(base, g),
+        "dterm": sp.diff(term, g),
+        "d2base": sp.diff(base, g, 2),
+        "d2term": sp.diff(term, g, 2),
+    }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def stieltjes_polynomial(K: int) -> sp.Poly:
     """Polynomial form (degree ``K + 1`` in ``g``) of ``z(g) - z = 0``, cleared of denominators."""
     numerator, _ = sp.fraction(sp.together(inverse_map(K) - z))
     return sp.Poly(sp.expand(numerator), g)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def edge_polynomial(K: int) -> sp.Poly:
-    """Polynomial (degree ``2K`` in ``g``) whose real roots are the critical points ``z'(g) = 0``."""
+    """Polynomial (degree ``2K`` in ``g``) whose real roots are the critical points of ``z(g)``."""
     numerator, _ = sp.fraction(sp.together(sp.diff(inverse_map(K), g)))
     return sp.Poly(sp.expand(numerator), g)
 
 
 # ------------------------------------------------------------------ normalized Jacobian
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def jacobian_eigenvalue() -> sp.Expr:
-    """Tangent eigenvalue of ``Jn`` for an eigenvalue ``lambda`` of ``C``: ``-tau/(tau + lambda)``."""
+    """Tangent eigenvalue of ``Jn`` at an eigenvalue ``lambda`` of ``C``: ``-tau/(tau+lambda)``."""
     return -tau / (tau + lam)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def covariance_eigenvalue_of_jacobian() -> sp.Expr:
     """Inverse map ``lambda(j)``."""
     (solution,) = sp.solve(sp.Eq(j, jacobian_eigenvalue()), lam)
     return sp.simplify(solution)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def jacobian_density_factor() -> sp.Expr:
     """``|d lambda / d j|``: ``rho_J(j) = factor * rho_C(lambda(j))``; equals ``tau / j^2``."""
     return sp.simplify(sp.Abs(sp.diff(covariance_eigenvalue_of_jacobian(), j)))
 
 
 # ------------------------------------------------------------------ gaps, phases, read-out
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def manifold_gap_width() -> sp.Expr:
     """Distance from the normal atom at -1 to the lowest tangent eigenvalue (``lambda = l``)."""
     return sp.simplify(jacobian_eigenvalue().subs(lam, lower) - (-1))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def intermediate_gap_width() -> sp.Expr:
     """Width of the gap between tangent eigenvalues at ``lambda = u`` (upper edge of a lower bulk)
     and ``lambda = l`` (lower edge of the next bulk); in the normalized spectrum the larger
     ``lambda`` maps to the larger ``j``."""
-    return sp.factor(sp.simplify(jacobian_eigenvalue().subs(lam, lower)
-                                 - jacobian_eigenvalue().subs(lam, upper)))
+    return sp.factor(
+        sp.simplify(jacobian_eigenvalue().subs(lam, lower) - jacobian_eigenvalue().subs(lam, upper))
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def intermediate_gap_tau_max() -> sp.Expr:
     """``tau*`` maximizing :func:`intermediate_gap_width` (the positive stationary point)."""
     roots = sp.solve(sp.diff(intermediate_gap_width(), tau), tau)
@@ -143,12 +153,12 @@ def intermediate_gap_tau_max() -> sp.Expr:
     return sp.simplify(root)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def intermediate_gap_max_width() -> sp.Expr:
     return sp.simplify(intermediate_gap_width().subs(tau, intermediate_gap_tau_max()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def intermediate_gap_window() -> tuple[sp.Expr, sp.Expr]:
     """The two roots ``tau_lo <= tau_hi`` of ``W(tau) = delta`` (real when ``max W >= delta``)."""
     numerator, _ = sp.fraction(sp.together(intermediate_gap_width() - delta))
@@ -161,7 +171,7 @@ def intermediate_gap_window() -> tuple[sp.Expr, sp.Expr]:
     return roots[0], roots[1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trivial_phase_tau() -> sp.Expr:
     """``tau`` above which every eigenvalue is within ``delta`` of -1:
     ``tau/(tau + lambda_max) >= 1 - delta`` with ``lambda_max = u``."""
@@ -169,7 +179,7 @@ def trivial_phase_tau() -> sp.Expr:
     return sp.simplify(root)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def consolidation_phase_tau() -> sp.Expr:
     """``tau`` below which every tangent eigenvalue is within ``delta`` of 0:
     ``tau/(tau + l_1) <= delta``."""
@@ -177,7 +187,7 @@ def consolidation_phase_tau() -> sp.Expr:
     return sp.simplify(root)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dimension_threshold() -> sp.Expr:
     """Eigenvalues of ``C`` above this count in the dimension read-out (``j > -1 + delta``)."""
     (root,) = sp.solve(sp.Eq(jacobian_eigenvalue(), -1 + delta), lam)
@@ -185,7 +195,7 @@ def dimension_threshold() -> sp.Expr:
 
 
 # ------------------------------------------------------------------ K = 1 closed form
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def closed_form_k1() -> dict[str, sp.Expr]:
     """Marchenko–Pastur closed form for one group (``alpha_1``, ``s_1``): the density of ``C``
     on the real axis (``lambda``) and its edges, from the discriminant of the quadratic form."""
@@ -198,5 +208,10 @@ def closed_form_k1() -> dict[str, sp.Expr]:
     density = sp.sqrt(-disc) / (2 * sp.pi * sp.Abs(A))
     edges = sp.solve(sp.Eq(disc.subs(z, lam), 0), lam)
     edges = sorted(edges, key=lambda e: float(e.subs({a: sp.Rational(1, 4), s: 1})))
-    return {"density": sp.simplify(density.subs(z, lam)), "lower": sp.simplify(edges[0]),
-            "upper": sp.simplify(edges[1]), "alpha": a, "s": s}
+    return {
+        "density": sp.simplify(density.subs(z, lam)),
+        "lower": sp.simplify(edges[0]),
+        "upper": sp.simplify(edges[1]),
+        "alpha": a,
+        "s": s,
+    }

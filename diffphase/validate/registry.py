@@ -76,11 +76,17 @@ class CheckResult:
     def as_row(self) -> dict:
         c = self.comparison
         return {
-            "model": self.model, "check": self.check, "kind": self.kind,
-            "quantity": c.quantity if c else "", "prediction": c.prediction if c else None,
-            "measurement": c.measurement if c else None, "error": c.error if c else None,
-            "tolerance": c.tolerance if c else None, "status": self.status,
-            "seconds": round(self.seconds, 3), "message": self.message,
+            "model": self.model,
+            "check": self.check,
+            "kind": self.kind,
+            "quantity": c.quantity if c else "",
+            "prediction": c.prediction if c else None,
+            "measurement": c.measurement if c else None,
+            "error": c.error if c else None,
+            "tolerance": c.tolerance if c else None,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "message": self.message,
             "details": c.details if c else {},
         }
 
@@ -98,14 +104,16 @@ class RegisteredCheck:
 _CHECKS: dict[tuple[str, str], RegisteredCheck] = {}
 
 
-def register_check(model: str, name: str, *, tiers=TIERS, kind: str = "toolkit",
-                   description: str = ""):
+def register_check(
+    model: str, name: str, *, tiers=TIERS, kind: str = "toolkit", description: str = ""
+):
     """Decorator registering ``func(tier, rng) -> list[Comparison]`` under ``(model, name)``."""
     require_choice("kind", kind, KINDS)
 
     def decorate(func):
-        _CHECKS[(model, name)] = RegisteredCheck(model, name, func, tuple(tiers), kind,
-                                                 description or (func.__doc__ or "").strip())
+        _CHECKS[(model, name)] = RegisteredCheck(
+            model, name, func, tuple(tiers), kind, description or (func.__doc__ or "").strip()
+        )
         return func
 
     return decorate
@@ -125,8 +133,12 @@ def registered_checks(model: str | None = None, tier: str = "quick") -> list[Reg
     return [c for c in _CHECKS.values() if c.model in models and tier in c.tiers]
 
 
-def run_checks(model: str | None = None, tier: str = "quick", seed: int = 0,
-               progress: Callable[[str], None] | None = None) -> list[CheckResult]:
+def run_checks(
+    model: str | None = None,
+    tier: str = "quick",
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> list[CheckResult]:
     """Run every registered check of ``model`` (all models when None) in ``tier``."""
     if seed < 0:
         raise ParameterError("seed", seed, ">= 0")
@@ -139,9 +151,17 @@ def run_checks(model: str | None = None, tier: str = "quick", seed: int = 0,
         try:
             comparisons = check.func(tier, rng)
         except Exception as exc:  # a crash is a toolkit failure, reported, not raised
-            results.append(CheckResult(check.model, check.name, check.kind, None, "error",
-                                       time.perf_counter() - start,
-                                       f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+            results.append(
+                CheckResult(
+                    check.model,
+                    check.name,
+                    check.kind,
+                    None,
+                    "error",
+                    time.perf_counter() - start,
+                    f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+                )
+            )
             continue
         elapsed = (time.perf_counter() - start) / max(len(comparisons), 1)
         for comp in comparisons:
@@ -161,7 +181,7 @@ def _stable_hash(text: str) -> int:
 
 
 def format_table(results: list[CheckResult]) -> str:
-    """Plain-text table: check | quantity | prediction | measurement | error | tolerance | status."""
+    """Plain-text table: check, quantity, prediction, measurement, error, tolerance, status."""
     header = ("check", "quantity", "prediction", "measurement", "error", "tolerance", "status")
     rows = [header]
     for r in results:
@@ -169,11 +189,22 @@ def format_table(results: list[CheckResult]) -> str:
         if c is None:
             rows.append((f"{r.model}/{r.check}", "-", "-", "-", "-", "-", r.status))
             continue
-        rows.append((f"{r.model}/{r.check}", c.quantity, _num(c.prediction), _num(c.measurement),
-                     _num(c.error), _num(c.tolerance), r.status))
+        rows.append(
+            (
+                f"{r.model}/{r.check}",
+                c.quantity,
+                _num(c.prediction),
+                _num(c.measurement),
+                _num(c.error),
+                _num(c.tolerance),
+                r.status,
+            )
+        )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
+    lines = [
+        "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -186,12 +217,25 @@ def summary_counts(results: list[CheckResult]) -> dict[str, int]:
 
 
 def format_markdown(results: list[CheckResult]) -> str:
-    lines = ["| check | quantity | prediction | measurement | error | tolerance | status |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| check | quantity | prediction | measurement | error | tolerance | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         c = r.comparison
-        cells = ([r.check, c.quantity, _num(c.prediction), _num(c.measurement), _num(c.error),
-                  _num(c.tolerance), r.status] if c else [r.check, "-", "-", "-", "-", "-", r.status])
+        cells = (
+            [
+                r.check,
+                c.quantity,
+                _num(c.prediction),
+                _num(c.measurement),
+                _num(c.error),
+                _num(c.tolerance),
+                r.status,
+            ]
+            if c
+            else [r.check, "-", "-", "-", "-", "-", r.status]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     counts = summary_counts(results)
     lines += ["", ", ".join(f"{v} {k}" for k, v in counts.items() if v)]

@@ -36,8 +36,14 @@ class LinearManifold:
     subspace: str
 
     @classmethod
-    def create(cls, fractions, variances, d: int, subspace: str = "random",
-               rng: np.random.Generator | None = None) -> LinearManifold:
+    def create(
+        cls,
+        fractions,
+        variances,
+        d: int,
+        subspace: str = "random",
+        rng: np.random.Generator | None = None,
+    ) -> LinearManifold:
         """``m_k = round(fractions_k * d)`` coordinates of variance ``variances_k`` per group."""
         d = require_int("d", d, minimum=1)
         require_choice("subspace", subspace, solver.SUBSPACES)
@@ -45,7 +51,9 @@ class LinearManifold:
         rng = rng if rng is not None else np.random.default_rng()
         sizes = np.rint(np.asarray(fractions, dtype=float) * d).astype(int)
         if np.any(sizes < 1):
-            raise ParameterError("fractions", list(fractions), f"each >= 1/d = {1 / d:g} at d = {d}")
+            raise ParameterError(
+                "fractions", list(fractions), f"each >= 1/d = {1 / d:g} at d = {d}"
+            )
         del law
         latent = np.repeat(np.asarray(variances, dtype=float), sizes)
         m = latent.size
@@ -123,12 +131,20 @@ def check_cdf(tier: str, rng: np.random.Generator) -> list[Comparison]:
             m = eig.size
             cdf = theory_cdf(law, eig)
             empirical_hi = np.arange(1, m + 1) / m
-            distance = float(np.max(np.maximum(np.abs(empirical_hi - cdf),
-                                               np.abs(empirical_hi - 1 / m - cdf))))
+            distance = float(
+                np.max(np.maximum(np.abs(empirical_hi - cdf), np.abs(empirical_hi - 1 / m - cdf)))
+            )
             # eigenvalue counting fluctuations are O(log m / m); allow 1.5 log(m)/m
             tol = 1.5 * np.log(m) / m
-            out.append(Comparison(f"{case} d={d} seed={seed}: sup|F_d - F|", 0.0, distance, tol,
-                                  details={"m": m, "tolerance_rule": "1.5 ln(m)/m"}))
+            out.append(
+                Comparison(
+                    f"{case} d={d} seed={seed}: sup|F_d - F|",
+                    0.0,
+                    distance,
+                    tol,
+                    details={"m": m, "tolerance_rule": "1.5 ln(m)/m"},
+                )
+            )
     return out
 
 
@@ -141,12 +157,21 @@ def check_edges(tier: str, rng: np.random.Generator) -> list[Comparison]:
         for d, seed, manifold in _manifolds(tier, rng, case):
             eig = tangent_covariance_eigenvalues(manifold)
             m = eig.size
-            for name, predicted, measured in (("lowest", edges[0, 0], eig.min()),
-                                              ("highest", edges[-1, 1], eig.max())):
+            for name, predicted, measured in (
+                ("lowest", edges[0, 0], eig.min()),
+                ("highest", edges[-1, 1], eig.max()),
+            ):
                 # Tracy–Widom scale: fluctuations ~ edge * m^(-2/3); allow 4 of them
                 tol = 4 * max(predicted, edges[-1, 1] * 0.05) * m ** (-2 / 3)
-                out.append(Comparison(f"{case} d={d} seed={seed}: {name} edge", predicted,
-                                      measured, tol, details={"tolerance_rule": "4 x edge x m^-2/3"}))
+                out.append(
+                    Comparison(
+                        f"{case} d={d} seed={seed}: {name} edge",
+                        predicted,
+                        measured,
+                        tol,
+                        details={"tolerance_rule": "4 x edge x m^-2/3"},
+                    )
+                )
     return out
 
 
@@ -163,7 +188,9 @@ def check_bulks(tier: str, rng: np.random.Generator) -> list[Comparison]:
             spacing = np.diff(np.log(eig))
             wide = spacing > 15 * np.median(spacing)
             measured = 1 + int(np.count_nonzero(wide))
-            out.append(Comparison(f"{case} d={d} seed={seed}: bulks", edges.shape[0], measured, 0.0))
+            out.append(
+                Comparison(f"{case} d={d} seed={seed}: bulks", edges.shape[0], measured, 0.0)
+            )
     return out
 
 
@@ -176,15 +203,27 @@ def check_gaps(tier: str, rng: np.random.Generator) -> list[Comparison]:
     tau_star = gap["tau_max"]
     for d, seed, manifold in _manifolds(tier, rng, "two-groups"):
         jn = np.linalg.eigvalsh(normalized_jacobian(manifold, tau_star))
-        tangent = np.sort(jn)[-manifold.m:]
+        tangent = np.sort(jn)[-manifold.m :]
         spacing = np.diff(tangent)
         measured = float(spacing.max())  # the widest spacing is the gap between the bulks
         m = manifold.m
         # edges move by ~ edge * m^-2/3; the width's sensitivity to an edge is <= 1/tau*
-        tol = 6 * (gap["upper_bulk_lower_edge"] + gap["lower_bulk_upper_edge"]) * m ** (-2 / 3) \
-            / tau_star * gap["max_width"]
-        out.append(Comparison(f"two-groups d={d} seed={seed}: gap width at tau*",
-                              gap["max_width"], measured, tol, details={"tau_star": tau_star}))
+        tol = (
+            6
+            * (gap["upper_bulk_lower_edge"] + gap["lower_bulk_upper_edge"])
+            * m ** (-2 / 3)
+            / tau_star
+            * gap["max_width"]
+        )
+        out.append(
+            Comparison(
+                f"two-groups d={d} seed={seed}: gap width at tau*",
+                gap["max_width"],
+                measured,
+                tol,
+                details={"tau_star": tau_star},
+            )
+        )
     return out
 
 
@@ -207,18 +246,29 @@ def check_phases(tier: str, rng: np.random.Generator) -> list[Comparison]:
         edges = solver.spectrum_edges(law)
         t_cons = solver.formula("consolidation_tau", edges[0, 0], delta)
         t_triv = solver.formula("trivial_tau", edges[-1, 1], delta)
-        taus = {"consolidation": t_cons / 4, "coverage": np.sqrt(t_cons * t_triv),
-                "trivial": t_triv * 4}
+        taus = {
+            "consolidation": t_cons / 4,
+            "coverage": np.sqrt(t_cons * t_triv),
+            "trivial": t_triv * 4,
+        }
         for d, seed, manifold in _manifolds(tier, rng, case):
             for expected, tau in taus.items():
                 jn = np.linalg.eigvalsh(normalized_jacobian(manifold, tau))
                 measured = finite_d_phase(jn, manifold.m, delta)
                 predicted = str(solver.phase_of(tau, edges, delta))
-                out.append(Comparison(f"{case} d={d} seed={seed}: phase at tau={tau:.3g}",
-                                      float(solver.PHASES.index(predicted)),
-                                      float(solver.PHASES.index(measured)), 0.0,
-                                      details={"predicted": predicted, "measured": measured,
-                                               "intended": expected}))
+                out.append(
+                    Comparison(
+                        f"{case} d={d} seed={seed}: phase at tau={tau:.3g}",
+                        float(solver.PHASES.index(predicted)),
+                        float(solver.PHASES.index(measured)),
+                        0.0,
+                        details={
+                            "predicted": predicted,
+                            "measured": measured,
+                            "intended": expected,
+                        },
+                    )
+                )
     return out
 
 
@@ -235,7 +285,13 @@ def check_dimension(tier: str, rng: np.random.Generator) -> list[Comparison]:
             measured = int(np.count_nonzero(jn > -1 + delta))
             # counting error: O(log m) eigenvalues near the threshold, plus the rounding of m_k
             tol = np.log(manifold.m) + 1
-            out.append(Comparison(f"two-groups d={d} seed={seed}: dimension at tau={tau:g}",
-                                  float(fraction * d), float(measured), tol,
-                                  details={"tolerance_rule": "ln(m) + 1 eigenvalues"}))
+            out.append(
+                Comparison(
+                    f"two-groups d={d} seed={seed}: dimension at tau={tau:g}",
+                    float(fraction * d),
+                    float(measured),
+                    tol,
+                    details={"tolerance_rule": "ln(m) + 1 eigenvalues"},
+                )
+            )
     return out
