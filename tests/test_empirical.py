@@ -93,7 +93,8 @@ def test_truncation_is_exact_to_its_tolerance_and_reports_mass():
         dense = engine.jacobian_spectrum(x, 1.0, tau)
         trunc = engine.jacobian_spectrum(x, 1.0, tau, tol=tol)
         assert trunc.methods[0] in ("truncated", "mixed")
-        assert np.all(np.asarray(trunc.kept) < 4000)
+        # rows whose tail needs more than TRUNCATION_MAX_FRACTION of the points go dense
+        assert np.mean(np.asarray(trunc.kept) < 4000) >= 0.9
         assert np.all(trunc.error_bound <= tol * (1 + 1e-12))
         assert np.all(trunc.neglected_mass >= 0)
         assert np.max(np.abs(trunc.eigenvalues - dense.eigenvalues)) <= tol + 1e-10

@@ -47,8 +47,10 @@ from ..backend import get_array_module, to_numpy
 from ..errors import ParameterError, require_positive
 
 DEFAULT_CHUNK_BYTES = 128 * 2**20
+#: the outer-product features of the data are kept between calls when they fit in this many bytes
+DEFAULT_FEATURE_CACHE_BYTES = 2 * 2**30
 #: truncation is used when the largest kept count is below this fraction of N
-TRUNCATION_MAX_FRACTION = 0.25
+TRUNCATION_MAX_FRACTION = 0.03
 #: weight-bound slack: |Delta Cov| <= TRUNCATION_BOUND_FACTOR * eps * R^2
 TRUNCATION_BOUND_FACTOR = 5.0
 
@@ -144,9 +146,20 @@ class EmpiricalScore:
     data : (N, d) training points.
     device : ``"cpu"``, ``"gpu"`` or ``"auto"`` (falls back to the CPU with a warning).
     chunk_bytes : memory budget for one block of temporaries.
+    feature_cache_bytes : the symmetric outer-product features ``(N, d(d+1)/2)`` used by the dense
+        second moments are built once and kept when they fit in this budget (repeated calls on the
+        same data, as along trajectories, then cost one matrix product each); otherwise they are
+        rebuilt chunk by chunk at every call. ``0`` disables the cache.
     """
 
-    def __init__(self, data, device: str = "cpu", *, chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+    def __init__(
+        self,
+        data,
+        device: str = "cpu",
+        *,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
+    ):
         host = check_training_data(data)
         if int(chunk_bytes) < 2**16:
             raise ParameterError("chunk_bytes", chunk_bytes, ">= 65536")
@@ -161,6 +174,8 @@ class EmpiricalScore:
         self._center_dev = self.xp.asarray(self.center)
         iu = np.triu_indices(self.dim)
         self._triu = (self.xp.asarray(iu[0]), self.xp.asarray(iu[1]))
+        self.feature_cache_bytes = int(feature_cache_bytes)
+        self._features = None
 
     # ------------------------------------------------------------------ input handling
     def _prepare(self, x, a, D):
@@ -174,8 +189,11 @@ class EmpiricalScore:
             xq = xq[None, :]
         if xq.ndim != 2 or xq.shape[1] != self.dim:
             shape = tuple(x.shape) if hasattr(x, "shape") else "?"
-            raise ParameterError("x", f"array of shape {shape}",
-                                 f"shape (M, {self.dim}) or ({self.dim},) matching the data")
+            raise ParameterError(
+                "x",
+                f"array of shape {shape}",
+                f"shape (M, {self.dim}) or ({self.dim},) matching the data",
+            )
         if not bool(xp.all(xp.isfinite(xq))):
             raise ParameterError("x", "non-finite entries", "finite numbers")
         m = xq.shape[0]
@@ -210,7 +228,7 @@ class EmpiricalScore:
         offset = 0
         for i in range(self.dim):
             width = self.dim - i
-            self.xp.multiply(rows[:, i:i + 1], rows[:, i:], out=out[:, offset:offset + width])
+            self.xp.multiply(rows[:, i : i + 1], rows[:, i:], out=out[:, offset : offset + width])
             offset += width
         return out
 
@@ -225,6 +243,10 @@ class EmpiricalScore:
         """``sum_mu w_mu y_mu y_mu^T`` for every row of ``weights``, as one chunked product."""
         xp = self.xp
         n_features = self.dim * (self.dim + 1) // 2
+        if self._features is None and 8 * self.n_points * n_features <= self.feature_cache_bytes:
+            self._features = self._outer_features(self.data)
+        if self._features is not None:
+            return self._unpack_symmetric(weights @ self._features)
         rows = max(1, min(4096, self.chunk_bytes // (16 * n_features)))
         packed = xp.zeros((weights.shape[0], n_features))
         for start in range(0, self.n_points, rows):
@@ -250,8 +272,12 @@ class EmpiricalScore:
         entropy = -xp.sum(plogp, axis=1)
         n_eff = 1.0 / xp.sum(weights**2, axis=1)
         sqx = xp.sum(xq**2, axis=1)
-        log_density = (log_norm - 0.5 * sqx / D - math.log(self.n_points)
-                       - 0.5 * self.dim * xp.log(2 * math.pi * D))
+        log_density = (
+            log_norm
+            - 0.5 * sqx / D
+            - math.log(self.n_points)
+            - 0.5 * self.dim * xp.log(2 * math.pi * D)
+        )
         tau = D / (a * a)
         out = {"entropy": entropy, "n_eff": n_eff, "log_density": log_density, "tau": tau}
         m = xq.shape[0]
@@ -259,8 +285,9 @@ class EmpiricalScore:
         kept = xp.full(m, self.n_points, dtype=xp.int64)
         method = "dense"
         if tol is not None and want != "mean":
-            eps = xp.minimum(tol * tau / (TRUNCATION_BOUND_FACTOR * max(self.radius, 1e-300) ** 2),
-                             0.5)
+            eps = xp.minimum(
+                tol * tau / (TRUNCATION_BOUND_FACTOR * max(self.radius, 1e-300) ** 2), 0.5
+            )
             selected = self._smallest_sufficient_sets(weights, eps)
             if selected is not None and bool(xp.any(selected[2])):
                 kept_t, neglected_t, feasible = selected
@@ -270,11 +297,23 @@ class EmpiricalScore:
                     rows_t = xp.nonzero(feasible)[0]
                     rows_d = xp.nonzero(~feasible)[0]
                     part_t = self._moments_from_weights(
-                        xq[rows_t], a[rows_t], D[rows_t], weights[rows_t], kept_t[rows_t], want,
-                        truncated=True)
+                        xq[rows_t],
+                        a[rows_t],
+                        D[rows_t],
+                        weights[rows_t],
+                        kept_t[rows_t],
+                        want,
+                        truncated=True,
+                    )
                     part_d = self._moments_from_weights(
-                        xq[rows_d], a[rows_d], D[rows_d], weights[rows_d], None, want,
-                        truncated=False)
+                        xq[rows_d],
+                        a[rows_d],
+                        D[rows_d],
+                        weights[rows_d],
+                        None,
+                        want,
+                        truncated=False,
+                    )
                     merged = []
                     for pt, pd in zip(part_t, part_d, strict=True):
                         if pt is None:
@@ -286,13 +325,26 @@ class EmpiricalScore:
                     mean, cov, cov_eigs = merged
                     neglected = xp.where(feasible, neglected_t, 0.0)
                     kept = xp.where(feasible, kept_t, self.n_points)
-                    out.update(mean=mean, covariance=cov, covariance_eigenvalues=cov_eigs,
-                               neglected_mass=neglected, kept=kept, method="mixed")
+                    out.update(
+                        mean=mean,
+                        covariance=cov,
+                        covariance_eigenvalues=cov_eigs,
+                        neglected_mass=neglected,
+                        kept=kept,
+                        method="mixed",
+                    )
                     return out
         mean, cov, cov_eigs = self._moments_from_weights(
-            xq, a, D, weights, kept, want, truncated=method == "truncated")
-        out.update(mean=mean, covariance=cov, covariance_eigenvalues=cov_eigs,
-                   neglected_mass=neglected, kept=kept, method=method)
+            xq, a, D, weights, kept, want, truncated=method == "truncated"
+        )
+        out.update(
+            mean=mean,
+            covariance=cov,
+            covariance_eigenvalues=cov_eigs,
+            neglected_mass=neglected,
+            kept=kept,
+            method=method,
+        )
         return out
 
     def _moments_from_weights(self, xq, a, D, weights, kept, want, *, truncated: bool):
@@ -316,8 +368,11 @@ class EmpiricalScore:
         cap = int(TRUNCATION_MAX_FRACTION * self.n_points)
         if cap < 1:
             return None
-        part = xp.argpartition(-weights, cap - 1, axis=1)[:, :cap] if cap < self.n_points else \
-            xp.broadcast_to(xp.arange(self.n_points)[None, :], weights.shape)
+        part = (
+            xp.argpartition(-weights, cap - 1, axis=1)[:, :cap]
+            if cap < self.n_points
+            else xp.broadcast_to(xp.arange(self.n_points)[None, :], weights.shape)
+        )
         top = -xp.sort(-xp.take_along_axis(weights, part, axis=1), axis=1)  # descending
         rest = xp.sum(weights, axis=1) - xp.sum(top, axis=1)
         rest = xp.maximum(rest, 0.0)
@@ -327,12 +382,43 @@ class EmpiricalScore:
         feasible = enough[:, -1]
         kept = xp.where(feasible, xp.argmax(enough, axis=1) + 1, cap)
         neglected = xp.take_along_axis(
-            xp.concatenate([tail[:, 1:], rest[:, None]], axis=1), (kept - 1)[:, None], axis=1)[:, 0]
+            xp.concatenate([tail[:, 1:], rest[:, None]], axis=1), (kept - 1)[:, None], axis=1
+        )[:, 0]
         return kept, neglected, feasible
 
     def _truncated_moments(self, xq, a, D, weights, kept, want):
         """Moments from the ``kept`` largest weights of each query, renormalized, with exact
-        log-weights recomputed from the differences ``x - a y_mu``."""
+        log-weights recomputed from the differences ``x - a y_mu``. Rows are grouped by kept count
+        (powers of two) so that no row is padded to more than twice its own count."""
+        xp = self.xp
+        buckets = xp.ceil(xp.log2(xp.maximum(kept, 1))).astype(xp.int64)
+        values = [int(v) for v in to_numpy(xp.unique(buckets))]
+        if len(values) == 1:
+            return self._truncated_moments_padded(xq, a, D, weights, kept, want)
+        parts = []
+        rows_of = []
+        for value in values:
+            rows = xp.nonzero(buckets == value)[0]
+            rows_of.append(rows)
+            parts.append(
+                self._truncated_moments_padded(
+                    xq[rows], a[rows], D[rows], weights[rows], kept[rows], want
+                )
+            )
+        merged = []
+        for index in range(3):
+            pieces = [part[index] for part in parts]
+            if pieces[0] is None:
+                merged.append(None)
+                continue
+            full = xp.empty((xq.shape[0],) + pieces[0].shape[1:])
+            for rows, piece in zip(rows_of, pieces, strict=True):
+                full[rows] = piece
+            merged.append(full)
+        return tuple(merged)
+
+    def _truncated_moments_padded(self, xq, a, D, weights, kept, want):
+        """:meth:`_truncated_moments` for rows padded to the largest kept count among them."""
         xp = self.xp
         k_max = int(xp.max(kept))
         if k_max < self.n_points:
@@ -402,21 +488,29 @@ class EmpiricalScore:
         logw = logw - top - self.xp.log(self.xp.sum(self.xp.exp(logw - top), axis=1, keepdims=True))
         return logw[0] if single else logw
 
-    def moments(self, x, a, D, *, covariance: bool = False, tol: float | None = None
-                ) -> PosteriorMoments:
+    def moments(
+        self, x, a, D, *, covariance: bool = False, tol: float | None = None
+    ) -> PosteriorMoments:
         """All posterior statistics at once (see :class:`PosteriorMoments`)."""
         res, single = self._run(x, a, D, tol=tol, want="covariance" if covariance else "mean")
         mean_c = res["mean"]
         score = (res["a"][:, None] * mean_c - res["xq"]) / res["D"][:, None]
+
         def pick(value):
             return _first_if(single, value)
 
         return PosteriorMoments(
-            mean=pick(mean_c + self._center_dev[None, :]), score=pick(score),
-            n_eff=pick(res["n_eff"]), entropy=pick(res["entropy"]),
-            log_density=pick(res["log_density"]), tau=pick(res["tau"]),
-            neglected_mass=pick(res["neglected_mass"]), kept=pick(res["kept"]),
-            covariance=pick(res["covariance"]), notes={"methods": res["methods"]})
+            mean=pick(mean_c + self._center_dev[None, :]),
+            score=pick(score),
+            n_eff=pick(res["n_eff"]),
+            entropy=pick(res["entropy"]),
+            log_density=pick(res["log_density"]),
+            tau=pick(res["tau"]),
+            neglected_mass=pick(res["neglected_mass"]),
+            kept=pick(res["kept"]),
+            covariance=pick(res["covariance"]),
+            notes={"methods": res["methods"]},
+        )
 
     def score(self, x, a, D):
         """Empirical score ``s(x) = (a ybar(x) - x) / D``, same shape as ``x``."""
@@ -461,15 +555,20 @@ class EmpiricalScore:
         """
         res, single = self._run(x, a, D, tol=tol, want="spectrum")
         eig = res["covariance_eigenvalues"] / res["tau"][:, None] - 1.0
-        bound = (TRUNCATION_BOUND_FACTOR * res["neglected_mass"] * self.radius**2 / res["tau"])
+        bound = TRUNCATION_BOUND_FACTOR * res["neglected_mass"] * self.radius**2 / res["tau"]
+
         def pick(value):
             return _first_if(single, value)
 
-        return JacobianSpectrum(eigenvalues=pick(eig), tau=pick(res["tau"]),
-                                n_eff=pick(res["n_eff"]),
-                                neglected_mass=pick(res["neglected_mass"]),
-                                error_bound=pick(bound), kept=pick(res["kept"]),
-                                methods=res["methods"])
+        return JacobianSpectrum(
+            eigenvalues=pick(eig),
+            tau=pick(res["tau"]),
+            n_eff=pick(res["n_eff"]),
+            neglected_mass=pick(res["neglected_mass"]),
+            error_bound=pick(bound),
+            kept=pick(res["kept"]),
+            methods=res["methods"],
+        )
 
     def singular_values(self, x, a, D, *, tol: float | None = None):
         """Singular values of ``Jn`` per query, descending (``|eigenvalues|``: ``Jn`` is
