@@ -86,6 +86,8 @@ def validate_command(model, tier, seed, out, force, as_json) -> None:
         for r in results:
             if r.status == "error":
                 click.echo(f"\n{r.model}/{r.check} crashed:\n{r.message}", err=True)
+            elif r.status == "skipped":
+                click.echo(f"{r.model}/{r.check} skipped: {r.message}", err=True)
     if any(r.is_failure for r in results):
         raise SystemExit(1)
 

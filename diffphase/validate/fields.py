@@ -426,7 +426,7 @@ def linear_manifold_field(fractions, variances, dim: int, process: str | Process
 
 # --------------------------------------------------------------------------- registered checks
 # The checks live here because the registry imports ``diffphase.validate.fields``.
-from .registry import Comparison, register_check  # noqa: E402
+from .registry import CheckSkipped, Comparison, register_check  # noqa: E402
 
 #: the linear manifold of the checks: d = 12, groups of 2 and 3 directions, variances 4 and 1/4
 CHECK_MANIFOLD = {"fractions": (2 / 12, 3 / 12), "variances": (4.0, 0.25), "dim": 12}
@@ -529,13 +529,19 @@ def check_local_dimension_windows(tier: str, rng: np.random.Generator) -> list[C
     return comparisons
 
 
+def _require_torch() -> None:
+    if importlib.util.find_spec("torch") is None:
+        raise CheckSkipped("torch is not installed (pip install 'diffphase[torch]')")
+
+
 def _torch_checks() -> None:
-    """Checks of the torch adapter and of a trained network (registered only with torch)."""
+    """Checks of the torch adapter and of a trained network (skipped without torch)."""
 
     @register_check("fields", "autograd-vs-central", tiers=("quick", "full"),
                     description="Autograd Jacobian of a random torch MLP score against central "
                                 "differences along random orthonormal probes (float64).")
     def check_autograd_vs_central(tier: str, rng: np.random.Generator) -> list[Comparison]:
+        _require_torch()
         from .networks import DenoiserMLP, network_score, torch
 
         torch.manual_seed(int(rng.integers(2**31)))
@@ -551,6 +557,7 @@ def _torch_checks() -> None:
                     description="A trained score network's Jacobian spectrum against THEORY A "
                                 "[SG]: group eigenvalues -tau/(tau+sigma_k^2), gap order, windows.")
     def check_trained_spectrum(tier: str, rng: np.random.Generator) -> list[Comparison]:
+        _require_torch()
         return trained_network_comparisons(rng)[0]
 
     @register_check("fields", "trained-network-nonconservative-inside", tiers=("full",),
@@ -558,6 +565,7 @@ def _torch_checks() -> None:
                     description="[WM]: trained fields mix non-conservatively inside the manifold "
                                 "and act conservatively (projecting) off it.")
     def check_trained_nonconservative(tier: str, rng: np.random.Generator) -> list[Comparison]:
+        _require_torch()
         return trained_network_comparisons(rng)[1]
 
 
@@ -633,5 +641,4 @@ def _crossing_tau(taus: np.ndarray, values: np.ndarray, level: float) -> float:
     return float(np.exp(np.log(taus[i - 1]) + frac * (np.log(taus[i]) - np.log(taus[i - 1]))))
 
 
-if importlib.util.find_spec("torch") is not None:
-    _torch_checks()
+_torch_checks()

@@ -38,6 +38,11 @@ def available_models() -> list[str]:
     return [name for name, module in MODEL_MODULES.items() if importlib.util.find_spec(module)]
 
 
+class CheckSkipped(Exception):
+    """Raised by a check that cannot run here (a missing optional dependency); reported as
+    ``skipped`` with the reason, never as a failure."""
+
+
 @dataclass
 class Comparison:
     """One prediction/measurement pair. ``error`` defaults to ``|prediction - measurement|``;
@@ -64,7 +69,7 @@ class CheckResult:
     check: str
     kind: str
     comparison: Comparison | None
-    status: str  # pass | fail | agrees | disagrees | error
+    status: str  # pass | fail | agrees | disagrees | error | skipped
     seconds: float
     message: str = ""
 
@@ -150,6 +155,10 @@ def run_checks(
         start = time.perf_counter()
         try:
             comparisons = check.func(tier, rng)
+        except CheckSkipped as exc:
+            results.append(CheckResult(check.model, check.name, check.kind, None, "skipped",
+                                       time.perf_counter() - start, str(exc)))
+            continue
         except Exception as exc:  # a crash is a toolkit failure, reported, not raised
             results.append(
                 CheckResult(
@@ -210,7 +219,7 @@ def format_table(results: list[CheckResult]) -> str:
 
 
 def summary_counts(results: list[CheckResult]) -> dict[str, int]:
-    counts = {s: 0 for s in ("pass", "fail", "agrees", "disagrees", "error")}
+    counts = {s: 0 for s in ("pass", "fail", "agrees", "disagrees", "error", "skipped")}
     for r in results:
         counts[r.status] += 1
     return counts
