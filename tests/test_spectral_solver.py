@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from diffphase.errors import ParameterError
 from diffphase.solvers import spectral as S
-from diffphase.validate.spectral import LinearManifold, tangent_covariance_eigenvalues
+from diffphase.validate.data import LinearGaussian
+from diffphase.validate.spectral import tangent_covariance_eigenvalues
 
 ONE = S.VarianceLaw.from_groups([0.25], [1.0])
 TWO = S.VarianceLaw.from_groups([0.2, 0.2], [1.0, 0.09])
@@ -193,7 +194,7 @@ def test_continuous_law_against_finite_matrix():
     d = 1200
     m = int(0.3 * d)
     latent = 0.2 + 0.8 * (np.arange(m) + 0.5) / m  # quantiles of the uniform law
-    manifold = LinearManifold(rng.standard_normal((d, m)) / np.sqrt(d), latent, "random")
+    manifold = LinearGaussian(rng.standard_normal((d, m)) / np.sqrt(d), latent)
     eig = np.sort(tangent_covariance_eigenvalues(manifold))
     cdf = 1 - S.spectral_mass_above(eig, law) / law.alpha
     assert np.max(np.abs(cdf - (np.arange(1, m + 1) - 0.5) / m)) < 2 * np.log(m) / m

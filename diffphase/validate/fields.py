@@ -25,7 +25,7 @@ Exact fields. :class:`LinearField` ``s(x, t) = J(t) x`` has a closed-form Jacobi
 centered Gaussian data ``J(t) = -(a_t^2 C + D_t I)^{-1}`` (:func:`gaussian_score_field`), and a
 chosen antisymmetric part can be added (:func:`rotated_gaussian_field`) to give fields whose
 ``A`` is known. The linear-manifold data of THEORY A come from
-:class:`diffphase.validate.spectral.LinearManifold`; the empirical score of
+:meth:`diffphase.validate.data.LinearGaussian.manifold`; the empirical score of
 :mod:`diffphase.validate.empirical` is adapted by :class:`EmpiricalScoreField`.
 
 Trajectories use :func:`backward_trajectories`, a probability-flow integrator written in
@@ -127,11 +127,11 @@ def plane_rotation(basis: np.ndarray, i: int = 0, j: int = 1) -> np.ndarray:
 # --------------------------------------------------------------------------- linear manifolds
 def linear_manifold(fractions, variances, d: int, subspace: str = "random",
                     rng: np.random.Generator | None = None):
-    """THEORY A linear-manifold data (:class:`diffphase.validate.spectral.LinearManifold`:
+    """THEORY A linear-manifold data (:meth:`diffphase.validate.data.LinearGaussian.manifold`:
     ``F``, ``latent_variances``, ``covariance()``, ``sample(n, rng)``)."""
-    from .spectral import LinearManifold
+    from .data import LinearGaussian
 
-    return LinearManifold.create(fractions, variances, d, subspace=subspace, rng=rng)
+    return LinearGaussian.manifold(fractions, variances, d, subspace=subspace, rng=rng)
 
 
 def group_bases(data) -> list[np.ndarray]:

@@ -1,8 +1,8 @@
 """Checks of the spectral-phase model (THEORY A) against finite-``d`` exact Jacobians.
 
-:class:`LinearManifold` samples ``F`` (random Gaussian ``N(0, 1/d)`` entries, or orthonormal
-axis-aligned columns) and the latent variances; :func:`normalized_jacobian` forms the exact
-``Jn = D J = -D (a^2 C + D I)^{-1}`` as a matrix (independently of the eigenvalue map used by the
+:meth:`diffphase.validate.data.LinearGaussian.manifold` samples ``F`` (random Gaussian
+``N(0, 1/d)`` entries, or orthonormal axis-aligned columns) and the latent variances;
+:func:`normalized_jacobian` forms the exact ``Jn = D J = -D (a^2 C + D I)^{-1}`` as a matrix (independently of the eigenvalue map used by the
 theory) and diagonalizes it. The registered checks compare, at ``d = 500`` (quick) and
 ``d = 500, 2000`` (full), over several seeds:
 
@@ -18,80 +18,20 @@ Tolerances are stated in each comparison's ``details``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from ..errors import ParameterError, require_choice, require_int
 from ..solvers import spectral as solver
+from .data import LinearGaussian
 from .registry import Comparison, register_check
 
 
-@dataclass
-class LinearManifold:
-    """Data ``y = F z`` with ``z ~ N(0, diag(latent_variances))``, ``F`` of shape ``(d, m)``."""
-
-    F: np.ndarray
-    latent_variances: np.ndarray
-    subspace: str
-
-    @classmethod
-    def create(
-        cls,
-        fractions,
-        variances,
-        d: int,
-        subspace: str = "random",
-        rng: np.random.Generator | None = None,
-    ) -> LinearManifold:
-        """``m_k = round(fractions_k * d)`` coordinates of variance ``variances_k`` per group."""
-        d = require_int("d", d, minimum=1)
-        require_choice("subspace", subspace, solver.SUBSPACES)
-        law = solver.VarianceLaw.from_groups(fractions, variances)  # validates
-        rng = rng if rng is not None else np.random.default_rng()
-        sizes = np.rint(np.asarray(fractions, dtype=float) * d).astype(int)
-        if np.any(sizes < 1):
-            raise ParameterError(
-                "fractions", list(fractions), f"each >= 1/d = {1 / d:g} at d = {d}"
-            )
-        del law
-        latent = np.repeat(np.asarray(variances, dtype=float), sizes)
-        m = latent.size
-        if subspace == "random":
-            F = rng.standard_normal((d, m)) / np.sqrt(d)
-        else:
-            F = np.zeros((d, m))
-            F[np.arange(m), np.arange(m)] = 1.0
-        return cls(F, latent, subspace)
-
-    @property
-    def d(self) -> int:
-        return int(self.F.shape[0])
-
-    @property
-    def m(self) -> int:
-        return int(self.F.shape[1])
-
-    def covariance(self) -> np.ndarray:
-        return (self.F * self.latent_variances) @ self.F.T
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        z = rng.standard_normal((n, self.m)) * np.sqrt(self.latent_variances)
-        return z @ self.F.T
-
-    def exact_score(self, x: np.ndarray, a: float, D: float) -> np.ndarray:
-        """``s(x) = -(a^2 C + D I)^{-1} x`` (rows of ``x`` are points)."""
-        precision = np.linalg.inv(a**2 * self.covariance() + D * np.eye(self.d))
-        return -np.asarray(x) @ precision
-
-
-def normalized_jacobian(manifold: LinearManifold, tau: float) -> np.ndarray:
+def normalized_jacobian(manifold: LinearGaussian, tau: float) -> np.ndarray:
     """``Jn = D J`` with ``J = -(a^2 C + D I)^{-1}``; in ``tau`` units (``a = 1, D = tau``)."""
-    d = manifold.d
+    d = manifold.dim
     return -tau * np.linalg.inv(manifold.covariance() + tau * np.eye(d))
 
 
-def tangent_covariance_eigenvalues(manifold: LinearManifold) -> np.ndarray:
+def tangent_covariance_eigenvalues(manifold: LinearGaussian) -> np.ndarray:
     """The ``m`` nonzero eigenvalues of ``C`` (those of ``Sigma^{1/2} F^T F Sigma^{1/2}``)."""
     root = np.sqrt(manifold.latent_variances)
     return np.linalg.eigvalsh((manifold.F * root).T @ (manifold.F * root))
@@ -118,7 +58,7 @@ def _manifolds(tier, rng, case):
     dims, seeds = _sizes(tier)
     for d in dims:
         for seed in range(seeds):
-            yield d, seed, LinearManifold.create(fractions, variances, d, "random", rng)
+            yield d, seed, LinearGaussian.manifold(fractions, variances, d, "random", rng)
 
 
 @register_check("spectral", "cdf", description="Kolmogorov distance, finite-d spectrum vs theory")
@@ -203,10 +143,10 @@ def check_gaps(tier: str, rng: np.random.Generator) -> list[Comparison]:
     tau_star = gap["tau_max"]
     for d, seed, manifold in _manifolds(tier, rng, "two-groups"):
         jn = np.linalg.eigvalsh(normalized_jacobian(manifold, tau_star))
-        tangent = np.sort(jn)[-manifold.m :]
+        tangent = np.sort(jn)[-manifold.intrinsic_dim :]
         spacing = np.diff(tangent)
         measured = float(spacing.max())  # the widest spacing is the gap between the bulks
-        m = manifold.m
+        m = manifold.intrinsic_dim
         # edges move by ~ edge * m^-2/3; the width's sensitivity to an edge is <= 1/tau*
         tol = (
             6
@@ -254,7 +194,7 @@ def check_phases(tier: str, rng: np.random.Generator) -> list[Comparison]:
         for d, seed, manifold in _manifolds(tier, rng, case):
             for expected, tau in taus.items():
                 jn = np.linalg.eigvalsh(normalized_jacobian(manifold, tau))
-                measured = finite_d_phase(jn, manifold.m, delta)
+                measured = finite_d_phase(jn, manifold.intrinsic_dim, delta)
                 predicted = str(solver.phase_of(tau, edges, delta))
                 out.append(
                     Comparison(
@@ -284,7 +224,7 @@ def check_dimension(tier: str, rng: np.random.Generator) -> list[Comparison]:
             jn = np.linalg.eigvalsh(normalized_jacobian(manifold, tau))
             measured = int(np.count_nonzero(jn > -1 + delta))
             # counting error: O(log m) eigenvalues near the threshold, plus the rounding of m_k
-            tol = np.log(manifold.m) + 1
+            tol = np.log(manifold.intrinsic_dim) + 1
             out.append(
                 Comparison(
                     f"two-groups d={d} seed={seed}: dimension at tau={tau:g}",
