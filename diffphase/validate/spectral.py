@@ -3,8 +3,8 @@
 :meth:`diffphase.validate.data.LinearGaussian.manifold` samples ``F`` (random Gaussian
 ``N(0, 1/d)`` entries, or orthonormal axis-aligned columns) and the latent variances;
 :func:`normalized_jacobian` forms the exact ``Jn = D J = -D (a^2 C + D I)^{-1}`` as a matrix
-(independently of the eigenvalue map used by the theory) and diagonalizes it. The registered checks compare, at ``d = 500`` (quick) and
-``d = 500, 2000`` (full), over several seeds:
+(independently of the eigenvalue map used by the theory) and diagonalizes it. The registered
+checks compare, at ``d = 500`` (quick) and ``d = 500, 2000`` (full), over several seeds:
 
 * ``cdf``: Kolmogorov distance between the empirical tangent spectrum of ``C`` and the theory CDF;
 * ``edges``: extreme tangent eigenvalues vs the exact edges, within the ``d^{-2/3}`` edge scale;
