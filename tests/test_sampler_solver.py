@@ -151,8 +151,30 @@ def test_divergence_properties(T, dim, k, design, low, ratio):
     assert result.tv_normal <= result.tv_lower + 1e-15
     if dim > k:
         bigger = sv.sampler_error(T, dim + 100, k, design, variances=lam)
-        assert bigger.kl >= result.kl  # non-adaptive in d: monotone
+        # non-adaptive in d: the same per-direction errors, more normal directions
+        assert bigger.kl >= result.kl
         assert bigger.kl_tangent == result.kl_tangent
+        assert bigger.tv_normal >= result.tv_normal
+        assert bigger.tv_lower >= result.tv_lower and bigger.tv_upper >= result.tv_upper
+
+
+@given(T=st.integers(5, 200), dim=st.integers(1, 2000), k=st.integers(1, 5),
+       eta_scale=st.floats(0.0, 2.0), sigma2_scale=st.floats(0.0, 3.0),
+       bias=st.floats(-1.0, 1.0))
+def test_divergence_properties_for_custom_designs(T, dim, k, eta_scale, sigma2_scale, bias):
+    """KL >= 0 and ordered TV bounds in [0, 1] hold for any (eta, sigma^2), not only the named
+    designs: scaled star coefficients, a score error, and a few normal directions more."""
+    k = min(k, dim)
+    betas = make_betas("linear", T)
+    eta_star, sigma2_star = sv.design_arrays("star", betas)
+    kwargs = {"betas": betas, "design": "custom", "eta": eta_scale * eta_star,
+              "sigma2": sigma2_scale * sigma2_star, "score_bias": bias}
+    result = sv.sampler_error(T, dim, k, **kwargs)
+    assert np.isfinite(result.kl)
+    assert result.kl >= 0 and result.kl_tangent >= 0 and result.kl_normal >= 0
+    assert 0.0 <= result.tv_lower <= result.tv_upper <= 1.0
+    bigger = sv.sampler_error(T, dim + 50, k, **kwargs)
+    assert bigger.kl >= result.kl and bigger.tv_lower >= result.tv_lower
 
 
 @pytest.mark.parametrize("kwargs, name", [
