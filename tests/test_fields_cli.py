@@ -86,6 +86,8 @@ def test_rotation_is_seen_in_the_tangent_block(tmp_path, capsys):
     ([], "exactly one"),
     (["--model", "linear-manifold", "--times", "-1"], "t"),
     (["--model", "linear-manifold", "--threshold", "0"], "--threshold"),
+    (["--model", "linear-manifold", "--device", "gpu"], "--device"),
+    (["--score", "fields_user_scores:isotropic", "--dim", "3", "--device", "gpu"], "--device"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, score_module, args, message):
     code, _, err = run(["diagnose", *args, "--out", str(tmp_path)], capsys)

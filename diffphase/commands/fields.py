@@ -34,6 +34,10 @@ def _source(score_path, model, dim, process, fractions, variances, subspace, rot
 
     if (score_path is None) == (model is None):
         raise ParameterError("--score/--model", f"{score_path}/{model}", "exactly one of the two")
+    if device == "gpu" and model != "empirical":
+        # only the empirical score has a cupy path; the others would silently run on the CPU
+        raise ParameterError("--device", device, "cpu or auto unless --model empirical (the only "
+                             "score computed on a GPU)")
     if score_path is not None:
         if dim is None:
             raise ParameterError("--dim", None, "an integer >= 1 (required with --score)")
@@ -138,7 +142,8 @@ def run_diagnose(outputs: OutputSet, formats, *, score_path=None, model=None, di
                   "samples": samples if model == "empirical" else None,
                   "reference": str(reference) if reference else None, "points": points,
                   "t_start": t_start if t_start is not None else float(times[0]),
-                  "data_variance": data_variance, "threshold": threshold, "device": device}
+                  "data_variance": data_variance, "threshold": threshold,
+                  "device": device if model == "empirical" else "cpu"}
     summary = run_metadata(command, parameters, seed=seed, score_description=label,
                            solver={"jacobian_route": route_used,
                                    "probes": probes if probes else d,
@@ -202,7 +207,8 @@ def _diagnose_options(func):
                      help="Heun steps per unit of log tau along the trajectories."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu",
-                     show_default=True, help="Device of the empirical score."),
+                     show_default=True,
+                     help="Device of --model empirical (the other scores run on the CPU)."),
     ]
     for option in reversed(options):
         func = option(func)
