@@ -484,7 +484,7 @@ def check_rotation_known_asymmetry(tier: str, rng: np.random.Generator) -> list[
                             "against u(tau) = u0 sqrt((lambda+tau)/(lambda+tau0)) per eigenvector.")
 def check_probability_flow(tier: str, rng: np.random.Generator) -> list[Comparison]:
     comparisons = []
-    for name in ("ve", "ou"):
+    for name in ("ve", "ou", "ddpm"):  # ddpm: steps of the linear schedule, T = 1000
         process = get_process(name)
         score, data, _ = linear_manifold_field(CHECK_MANIFOLD["fractions"],
                                                CHECK_MANIFOLD["variances"], CHECK_MANIFOLD["dim"],
