@@ -195,8 +195,9 @@ def test_population_dynamics_matches_bp_for_uniform_noise():
     fb = forward_backward(model, "uniform", 0.35, 3000, np.random.default_rng(2))
     tol = 4 * np.hypot(pd.standard_error[0], fb["class_posterior_se"]) + 0.005
     assert abs(pd.class_preservation - fb["class_posterior"]) < tol
-    up = fb["upward_true_value_belief"]
-    assert_allclose(pd.true_value_belief, up, atol=0.04)
+    up, up_se = fb["upward_true_value_belief"], fb["upward_true_value_belief_se"]
+    assert np.all(np.abs(pd.true_value_belief - up) <= 4 * np.hypot(pd.standard_error, up_se)
+                  + 0.005)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -224,8 +225,216 @@ def test_thresholds_bad_input_exit_2(capsys):
     assert code == 2 and "--depth" in out.err
 
 
-def test_quick_checks_pass():
-    from diffphase.validate.registry import run_checks
+def test_bp_exact_check_passes():
+    from diffphase.validate.hierarchy import check_bp_exact
 
-    results = [r for r in run_checks("hierarchy", "quick", 0) if r.check == "bp-exact"]
-    assert results and all(r.status == "pass" for r in results)
+    comparisons = check_bp_exact("quick", np.random.default_rng(0))
+    assert comparisons and all(c.passed for c in comparisons)
+
+
+# ----------------------------------------------------------------------------- audit additions
+def _enumerate_trees(model):
+    """Every whole tree (all levels) with the class first, by brute force over rule choices."""
+    trees = []
+    for c in range(model.n_c):
+        partial = [[np.array([c])]]
+        for level in range(model.L):
+            grown = []
+            for levels in partial:
+                nodes = levels[-1]
+                for pick in itertools.product(range(model.m), repeat=len(nodes)):
+                    child = np.concatenate([model.rules[level][a, j]
+                                            for a, j in zip(nodes, pick, strict=True)])
+                    grown.append(levels + [child])
+            partial = grown
+        trees += partial
+    return trees
+
+
+def _tree_posterior(model, trees, nu):
+    weight = np.array([np.prod(nu[np.arange(model.n_leaves), t[-1]]) for t in trees])
+    return weight / weight.sum()
+
+
+@given(st.integers(0, 1000), st.sampled_from(["numba", "array"]))
+def test_marginals_at_every_level_equal_enumeration(seed, engine):
+    model = RandomHierarchyModel(3, 2, 2, 2, n_c=2, seed=seed)
+    nu = np.random.default_rng(seed).random((1, model.n_leaves, model.v)) ** 3
+    trees = _enumerate_trees(model)
+    post = _tree_posterior(model, trees, nu[0])
+    result = belief_propagation(model.rules, nu, engine=engine)
+    for level in range(model.L + 1):
+        brute = np.zeros((model.s**level, model.n_parents(level)))
+        for w, t in zip(post, trees, strict=True):
+            brute[np.arange(model.s**level), t[level]] += w
+        assert_allclose(result.marginals[level][0], brute, atol=1e-12)
+
+
+def test_posterior_sampling_draws_whole_trees_with_their_posterior_probability():
+    model = RandomHierarchyModel(3, 2, 2, 2, n_c=2, seed=7)
+    rng = np.random.default_rng(11)
+    nu1 = rng.random((1, model.n_leaves, model.v)) + 0.2
+    trees = _enumerate_trees(model)
+    post = _tree_posterior(model, trees, nu1[0])
+    n = 40000
+    up, _ = upward_messages(model.rules, np.repeat(nu1, n, axis=0))
+    sampled = sample_posterior(model.rules, up, rng)
+    key = {tuple(np.concatenate(t)): i for i, t in enumerate(trees)}
+    index = [key[tuple(np.concatenate([lv[i] for lv in sampled]))] for i in range(n)]
+    freq = np.bincount(index, minlength=len(trees)) / n
+    assert_allclose(freq, post, atol=5 * np.sqrt(0.25 / n))
+
+
+@given(st.integers(0, 10_000), st.sampled_from(["numba", "array"]),
+       st.sampled_from([(4, 2, 2, 3, None), (5, 3, 3, 2, 2), (6, 6, 2, 2, 4)]))
+def test_posterior_samples_obey_the_rules(seed, engine, sizes):
+    v, m, s, L, n_c = sizes
+    model = RandomHierarchyModel(v, m, s, L, n_c, seed=seed)
+    rng = np.random.default_rng(seed)
+    nu = rng.random((5, model.n_leaves, v)) * (rng.random((5, model.n_leaves, v)) < 0.7)
+    result = belief_propagation(model.rules, nu, engine=engine)
+    trees = sample_posterior(model.rules, result.up, rng, engine=engine)
+    assert model.is_valid_tree(trees).all()
+    for level in range(L + 1):  # messages and marginals are distributions
+        for arr in (result.up[level], result.down[level], result.marginals[level]):
+            assert np.all(arr >= 0)
+            assert_allclose(arr.sum(axis=-1), 1.0, atol=1e-12)
+
+
+def test_serial_and_parallel_drivers_agree():
+    from diffphase.validate import bp
+
+    model = RandomHierarchyModel(8, 3, 2, 3, seed=3)
+    rng = np.random.default_rng(0)
+    nu = rng.random((64, model.n_leaves, model.v))
+    up, _ = upward_messages(model.rules, nu)
+    r = model.rules[-1]
+    outs = [np.empty((64, 4, model.v)) for _ in range(2)]
+    bp._upward_serial(up[-1], r, outs[0])
+    bp._upward_parallel(up[-1], r, outs[1])
+    assert_allclose(outs[0], outs[1], atol=0)
+    downs = [np.empty_like(up[-1]) for _ in range(2)]
+    bp._downward_serial(up[-2], up[-1], r, downs[0])
+    bp._downward_parallel(up[-2], up[-1], r, downs[1])
+    assert_allclose(downs[0], downs[1], atol=0)
+
+
+def test_level_value_law_matches_sampled_trees():
+    model = RandomHierarchyModel(6, 3, 2, 3, n_c=4, seed=9)
+    trees = model.sample_trees(100_000, np.random.default_rng(1))
+    for level, law in enumerate(model.level_value_distribution()):
+        freq = np.bincount(trees[level].ravel(), minlength=law.size) / trees[level].size
+        assert_allclose(freq, law, atol=4 * np.sqrt(0.25 / trees[level].size))
+        assert_allclose(law.sum(), 1.0)
+
+
+def test_gaussian_leaf_likelihood_is_the_gaussian_posterior():
+    v, noise = 5, 0.3
+    tokens = np.array([0, 3, 4, 1])
+    nu = noisy_leaf_likelihood("gaussian", tokens, noise, v, np.random.default_rng(5))
+    z = np.random.default_rng(5).standard_normal((4, v))  # the draw the channel makes
+    k = int(noise * 1000)
+    betas = np.linspace(1e-4, 0.02, 1000)  # linear ddpm schedule, T = 1000
+    abar = np.prod(1 - betas[:k])
+    onehot = np.eye(v)[tokens]
+    x = np.sqrt(abar) * onehot + np.sqrt(1 - abar) * z
+    log_density = -((x[:, None, :] - np.sqrt(abar) * np.eye(v)[None]) ** 2).sum(-1) / (
+        2 * (1 - abar))
+    post = np.exp(log_density - log_density.max(axis=1, keepdims=True))
+    assert_allclose(nu, post / post.sum(axis=1, keepdims=True), rtol=1e-9)
+
+
+def test_mask_and_uniform_channels_have_the_stated_statistics():
+    v, eps, n = 4, 0.3, 200_000
+    tokens = np.random.default_rng(0).integers(0, v, n)
+    mask = noisy_leaf_likelihood("mask", tokens, eps, v, np.random.default_rng(1))
+    masked = np.all(mask == 1.0 / v, axis=1)
+    assert abs(masked.mean() - eps) < 4 * np.sqrt(eps * (1 - eps) / n)
+    assert np.all(mask[~masked, :][np.arange((~masked).sum()), tokens[~masked]] == 1.0)
+    unif = noisy_leaf_likelihood("uniform", tokens, eps, v, np.random.default_rng(2))
+    observed = unif.argmax(axis=1)
+    p_same = 1 - eps + eps / v
+    assert abs((observed == tokens).mean() - p_same) < 4 * np.sqrt(p_same * (1 - p_same) / n)
+    assert_allclose(unif.max(axis=1), 1 - eps + eps / v)
+
+
+def test_tree_too_large_for_memory_fails_before_any_tree_is_drawn(monkeypatch):
+    model = RandomHierarchyModel(32, 8, 2, 20, seed=0)  # 2**20 leaves: fine to describe
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("heavy work started")
+
+    monkeypatch.setattr(model, "sample_trees", forbidden)
+    with pytest.raises(ParameterError, match="L = 20.*too large for memory"):
+        forward_backward(model, "eps", 0.5, 10, np.random.default_rng(0))
+    small = RandomHierarchyModel(4, 2, 2, 2, seed=0)
+    monkeypatch.setattr(small, "sample_trees", forbidden)
+    with pytest.raises(ParameterError, match="noise"):
+        forward_backward(small, "mask", 1.5, 10, np.random.default_rng(0))
+    with pytest.raises(ParameterError, match="channel"):
+        forward_backward(small, "salt", 0.5, 10, np.random.default_rng(0))
+
+
+def test_forward_backward_chunks_within_the_memory_budget():
+    from diffphase.validate.bp import MAX_BP_BYTES, bp_batch_size, bp_bytes_per_tree
+
+    per_tree = bp_bytes_per_tree(32, 32, 2, 10)
+    assert per_tree > 32 * 2**10 * 8 * 4  # at least the leaf likelihoods and three message sets
+    batch = bp_batch_size(32, 32, 2, 10, 10_000)
+    assert 1 <= batch < 10_000 and batch * per_tree <= MAX_BP_BYTES
+
+
+def test_population_convergence_control_doubles_until_the_error_is_small():
+    model = RandomHierarchyModel(8, 2, 2, 3, seed=4)
+    loose = class_preservation(model, "mask", 0.5, population=500, repeats=3, seed=2,
+                               tolerance=0.5)
+    assert loose.population == 500 and loose.converged
+    tight = class_preservation(model, "mask", 0.5, population=500, repeats=3, seed=2,
+                               tolerance=0.004, max_population=32_000)
+    assert tight.population > 500 and tight.standard_error[0] <= 0.004 and tight.converged
+    capped = class_preservation(model, "mask", 0.5, population=500, repeats=3, seed=2,
+                                tolerance=1e-6, max_population=2000)
+    assert capped.population == 2000 and not capped.converged
+    with pytest.raises(ParameterError, match="noise"):
+        class_preservation(model, "mask", -0.1)
+    with pytest.raises(ParameterError, match="population"):
+        class_preservation(model, "mask", 0.5, population=10)
+
+
+@pytest.mark.gpu
+def test_array_engine_on_gpu_matches_numba():
+    model = RandomHierarchyModel(16, 4, 2, 5, seed=1)
+    rng = np.random.default_rng(0)
+    leaves, _ = model.sample(300, rng)
+    nu = noisy_leaf_likelihood("uniform", leaves, 0.4, model.v, rng)
+    cpu = belief_propagation(model.rules, nu, engine="numba", device="cpu")
+    gpu = belief_propagation(model.rules, nu, engine="array", device="gpu")
+    for a, b_ in zip(cpu.marginals, gpu.marginals, strict=True):
+        assert isinstance(b_, np.ndarray)
+        assert_allclose(b_, a, atol=1e-10)
+    trees = sample_posterior(model.rules, cpu.up, np.random.default_rng(3), engine="array",
+                             device="gpu")
+    assert model.is_valid_tree(trees).all()
+
+
+def test_simulate_rejects_a_tree_too_large_before_writing(tmp_path, capsys):
+    code, out = _run(["simulate", "hierarchy", "--v", "32", "--m", "8", "--depth", "20",
+                      "--out", str(tmp_path / "sim")], capsys)
+    assert code == 2 and "too large for memory" in out.err
+    assert not (tmp_path / "sim").exists() or not any((tmp_path / "sim").iterdir())
+
+
+def test_simulate_writes_measured_curves_next_to_predictions(tmp_path, capsys):
+    import csv
+
+    code, out = _run(["simulate", "hierarchy", "--v", "8", "--m", "2", "--depth", "3",
+                      "--channel", "mask", "--noise", "0.2,0.7", "--samples", "300",
+                      "--population", "2000", "--out", str(tmp_path / "sim")], capsys)
+    assert code == 0, out.err
+    rows = list(csv.DictReader(open(tmp_path / "sim" / "hierarchy_simulation.csv")))
+    assert len(rows) == 2 and "class_preservation_population_dynamics" in rows[0]
+    for row in rows:
+        se = float(row["class_preservation_posterior_se"])
+        gap = abs(float(row["class_preservation_posterior"])
+                  - float(row["class_preservation_population_dynamics"]))
+        assert gap < 5 * se + 0.03

@@ -201,6 +201,7 @@ def simulate_hierarchy(v, m, s, n_c, depth, channel, noise, samples, population,
     from ..plotting.hierarchy import forward_backward_figure
     from ..solvers import hierarchy as mf
     from ..solvers.population import preservation_curve
+    from ..validate.bp import bp_batch_size
     from ..validate.hierarchy import forward_backward_curves
     from ..validate.rhm import RandomHierarchyModel
 
@@ -211,6 +212,7 @@ def simulate_hierarchy(v, m, s, n_c, depth, channel, noise, samples, population,
     if population != 0 and population < 100:
         raise ParameterError("--population", population, "0 (skip) or an integer >= 100")
     model = RandomHierarchyModel(v, m, s, depth, n_c, seed=seed)
+    bp_batch_size(model.v, model.n_c, model.s, model.L, samples)  # a tree too large: error now
     get_array_module(device)
     stem = "hierarchy_simulation"
     outputs.claim([f"{stem}.csv", f"{stem}_levels.csv", f"{stem}.json"] +
@@ -234,6 +236,7 @@ def simulate_hierarchy(v, m, s, n_c, depth, channel, noise, samples, population,
     measured = {key: np.array([r[key] for r in runs]) for key in
                 ("unchanged", "true_value_belief", "upward_true_value_belief", "class_posterior",
                  "class_posterior_se", "class_preservation", "susceptibility")}
+    # the susceptibility is measured only: the toolkit has no prediction for it (THEORY C)
     columns = {"noise": noise, "noise_convention": [NOISE_CONVENTION[channel]] * len(noise),
                "class_preservation_sampled": measured["class_preservation"],
                "class_preservation_posterior": measured["class_posterior"],
@@ -263,7 +266,9 @@ def simulate_hierarchy(v, m, s, n_c, depth, channel, noise, samples, population,
         noise_convention=NOISE_CONVENTION[channel],
         solver={"bp_engine": engine, "device": device, "population_repeats": 2},
         convergence={"bp_guarded_messages": int(sum(r["n_guarded"] for r in runs)),
-                     "population_guarded_messages": int(sum(r.n_guarded for r in pd_runs))},
+                     "population_guarded_messages": int(sum(r.n_guarded for r in pd_runs)),
+                     "population_class_standard_error": [float(r.standard_error[0])
+                                                         for r in pd_runs]},
         results={"class_preservation": measured["class_posterior"], "predicted": predicted})
     outputs.write_json(f"{stem}.json", meta)
     fig = forward_backward_figure(noise, measured, predicted, NOISE_CONVENTION[channel])

@@ -16,9 +16,11 @@ the actual instance (``rules="quenched"``, the default) this recursion is exact 
 population grows; ``rules="annealed"`` draws fresh rules at every level and repetition (the
 ensemble-typical law). The class-preservation probability of a forward-backward experiment is
 ``E[posterior(true class)]``, the population mean of the root message at the true class; its
-standard error comes from ``repeats`` independent populations. :func:`half_point` finds the
-noise where the class is preserved with probability one half by bisection with common random
-numbers (the same seeds at every noise, so the estimate is a smooth function of the noise).
+standard error comes from ``repeats`` independent populations; with a ``tolerance`` the
+population is doubled until that error is small enough (convergence control).
+:func:`half_point` finds the noise where the class is preserved with probability one half by
+bisection with common random numbers (the same seeds at every noise, so the estimate is a smooth
+function of the noise).
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ MAX_POPULATION_FLOATS = 2**27
 
 @dataclass
 class PopulationResult:
-    """Per-level mean belief on the true value (level 0 the class) and its standard error."""
+    """Per-level mean belief on the true value (level 0 the class) and its standard error.
+
+    ``population`` is the size actually used (after doubling when a ``tolerance`` was asked
+    for); ``converged`` says whether the class-level standard error met the tolerance (True when
+    none was asked for).
+    """
 
     noise: float
     true_value_belief: np.ndarray  # (L + 1,)
@@ -47,36 +54,53 @@ class PopulationResult:
     population: int
     repeats: int
     n_guarded: int
+    converged: bool = True
+    tolerance: float | None = None
 
     @property
     def class_preservation(self) -> float:
         return float(self.true_value_belief[0])
 
 
-def _check(channel, noise, population, repeats, rules_mode, model):
+def _check(channel, noise, population, repeats, rules_mode, model, max_population):
     require_choice("channel", channel, CHANNELS)
     require_in_range("noise", noise, 0.0, 1.0)
     population = require_int("population", population, 100)
     repeats = require_int("repeats", repeats, 1)
     require_choice("rules", rules_mode, RULE_MODES)
-    if population * model.v * max(model.v, model.n_c) > MAX_POPULATION_FLOATS:
-        raise ParameterError("population", population,
+    max_population = require_int("max_population", max_population, population)
+    if max_population * model.v * max(model.v, model.n_c) > MAX_POPULATION_FLOATS:
+        raise ParameterError("population", max_population,
                              f"population * v * max(v, n_c) <= {MAX_POPULATION_FLOATS}")
-    return population, repeats
+    return population, repeats, max_population
 
 
 def _balanced_values(count: int, n_values: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(count) % n_values)
 
 
-def _one_population(model: RandomHierarchyModel, rules: list[np.ndarray], channel: str,
+def _level_mean(values, on_truth, law):
+    """Mean over the instance's value law of the per-value mean belief, and its standard error.
+
+    The population is balanced over values; a level of a real tree is not (``law``), so the
+    per-value conditional means are reweighted: ``sum_a law(a) E[mu(a) | value a]``.
+    """
+    counts = np.bincount(values, minlength=law.size)
+    sums = np.bincount(values, weights=on_truth, minlength=law.size)
+    squares = np.bincount(values, weights=on_truth**2, minlength=law.size)
+    safe = np.maximum(counts, 1)
+    means = sums / safe
+    variances = np.maximum(squares / safe - means**2, 0.0)
+    return float(law @ means), float(math.sqrt(np.sum(law**2 * variances / safe)))
+
+
+def _one_population(model: RandomHierarchyModel, rules: list[np.ndarray], law, channel: str,
                     noise: float, population: int, rng: np.random.Generator):
     v, s = model.v, model.s
     values = _balanced_values(population, v, rng)
     messages = noisy_leaf_likelihood(channel, values, noise, v, rng)
     messages /= messages.sum(axis=1, keepdims=True)
-    beliefs = [float(messages[np.arange(population), values].mean())]
-    errors = [float(messages[np.arange(population), values].std() / math.sqrt(population))]
+    stats = [_level_mean(values, messages[np.arange(population), values], law[-1])]
     guarded = 0
     for level in range(model.L - 1, -1, -1):
         r = rules[level]
@@ -89,50 +113,72 @@ def _one_population(model: RandomHierarchyModel, rules: list[np.ndarray], channe
         picks = offsets[chosen] + (rng.random(chosen.shape) * counts[chosen]).astype(np.int64)
         children = messages[order[picks]].reshape(population, s, v)
         out = np.empty((population, 1, n_par))
-        guarded += int(_upward_level_numba(np.ascontiguousarray(children), r, out))
+        guarded += _upward_level_numba(np.ascontiguousarray(children), r, out)
         values, messages = parents, out[:, 0, :]
-        on_truth = messages[np.arange(population), values]
-        beliefs.insert(0, float(on_truth.mean()))
-        errors.insert(0, float(on_truth.std() / math.sqrt(population)))
-    return np.array(beliefs), np.array(errors), guarded
+        stats.insert(0, _level_mean(values, messages[np.arange(population), values], law[level]))
+    stats = np.array(stats)
+    return stats[:, 0], stats[:, 1], guarded
+
+
+def _estimate(model, channel, noise, population, repeats, seed, rules):
+    runs, within, guarded = [], [], 0
+    for rep in range(repeats):
+        rng = np.random.default_rng([seed, rep, 0x504F50])
+        instance = model if rules == "quenched" else RandomHierarchyModel(
+            model.v, model.m, model.s, model.L, model.n_c, seed=seed * 1000 + rep + 1)
+        beliefs, errors, g = _one_population(model, instance.rules,
+                                             instance.level_value_distribution(), channel,
+                                             noise, population, rng)
+        runs.append(beliefs)
+        within.append(errors)
+        guarded += g
+    runs = np.array(runs)
+    if repeats > 1:
+        stderr = runs.std(axis=0, ddof=1) / math.sqrt(repeats)
+    else:
+        stderr = within[0]
+    return runs.mean(axis=0), stderr, guarded
 
 
 def class_preservation(model: RandomHierarchyModel, channel: str, noise: float,
                        population: int = 20000, repeats: int = 2, seed: int = 0,
-                       rules: str = "quenched") -> PopulationResult:
+                       rules: str = "quenched", tolerance: float | None = None,
+                       max_population: int | None = None) -> PopulationResult:
     """Population-dynamics estimate of the per-level true-value belief at one noise level.
 
-    ``E[mu_l(x_l)]`` at level ``l``; at the root it is the probability that a forward-backward
-    experiment preserves the class. The returned standard error combines the within-population
-    spread and the spread across ``repeats`` independent populations.
+    ``E[mu_l(x_l)]`` at level ``l`` (averaged over the instance's law of values at that level);
+    at the root it is the probability that a forward-backward experiment preserves the class.
+    The standard error is the spread across ``repeats`` independent populations (the
+    within-population estimate when ``repeats = 1``).
+
+    Convergence control: with a ``tolerance``, the population is doubled (up to
+    ``max_population``, default ``16 * population``) until the class-level standard error is at
+    most ``tolerance``; ``converged`` records whether it got there.
     """
-    population, repeats = _check(channel, noise, population, repeats, rules, model)
-    if model.n_c * model.m > model.v ** model.s:
-        raise ParameterError("n_c", model.n_c, "n_c * m <= v**s")
-    runs, guarded = [], 0
-    for rep in range(repeats):
-        rng = np.random.default_rng([seed, rep, 0x504F50])
-        level_rules = model.rules if rules == "quenched" else RandomHierarchyModel(
-            model.v, model.m, model.s, model.L, model.n_c, seed=seed * 1000 + rep + 1).rules
-        beliefs, _, g = _one_population(model, level_rules, channel, noise, population, rng)
-        runs.append(beliefs)
+    max_population = 16 * population if max_population is None and tolerance is not None \
+        else (population if max_population is None else max_population)
+    population, repeats, max_population = _check(channel, noise, population, repeats, rules,
+                                                 model, max_population)
+    if tolerance is not None:
+        tolerance = require_in_range("tolerance", tolerance, 0.0, 1.0, closed=(False, True))
+    mean, stderr, guarded = _estimate(model, channel, noise, population, repeats, seed, rules)
+    while tolerance is not None and stderr[0] > tolerance and 2 * population <= max_population:
+        population *= 2
+        mean, stderr, g = _estimate(model, channel, noise, population, repeats, seed, rules)
         guarded += g
-    runs = np.array(runs)
-    mean = runs.mean(axis=0)
-    if repeats > 1:
-        stderr = runs.std(axis=0, ddof=1) / math.sqrt(repeats)
-    else:
-        stderr = _one_population(model, model.rules, channel, noise, population,
-                                 np.random.default_rng([seed, 0, 0x504F50]))[1]
-    return PopulationResult(float(noise), mean, stderr, population, repeats, guarded)
+    converged = tolerance is None or bool(stderr[0] <= tolerance)
+    return PopulationResult(float(noise), mean, stderr, population, repeats, guarded,
+                            converged, tolerance)
 
 
 def preservation_curve(model: RandomHierarchyModel, channel: str, noises,
                        population: int = 20000, repeats: int = 2, seed: int = 0,
-                       rules: str = "quenched") -> list[PopulationResult]:
-    """:func:`class_preservation` on a list of noise levels (common random numbers)."""
-    return [class_preservation(model, channel, float(x), population, repeats, seed, rules)
-            for x in np.atleast_1d(noises)]
+                       rules: str = "quenched",
+                       tolerance: float | None = None) -> list[PopulationResult]:
+    """:func:`class_preservation` on a list of noise levels (common random numbers; with a
+    ``tolerance``, each noise level doubles its own population until converged)."""
+    return [class_preservation(model, channel, float(x), population, repeats, seed, rules,
+                               tolerance) for x in np.atleast_1d(noises)]
 
 
 @dataclass

@@ -35,6 +35,38 @@ from ..errors import ParameterError, require_choice
 ENGINES = ("numba", "array")
 #: largest number of floats one chunk of the array engine may allocate
 ARRAY_CHUNK_FLOATS = 2**23
+#: memory budget (bytes) of one batch of forward-backward work; larger batches are chunked
+MAX_BP_BYTES = 2**30
+
+
+def bp_bytes_per_tree(v: int, n_c: int, s: int, L: int) -> int:
+    """Bytes one tree needs in a forward-backward experiment.
+
+    Float64: the leaf likelihood and its normalized copy (``2 s^L v``), and the upward, downward,
+    marginal and product arrays at every level (``4 sum_l s^l n_par(l)``); int64: the true and the
+    sampled tree (``2 sum_l s^l``).
+    """
+    nodes = sum(s**lv for lv in range(L + 1))
+    node_values = sum(s**lv * (n_c if lv == 0 else v) for lv in range(L + 1))
+    return 8 * (2 * s**L * v + 4 * node_values + 2 * nodes)
+
+
+def bp_batch_size(v: int, n_c: int, s: int, L: int, requested: int,
+                  budget: int = MAX_BP_BYTES) -> int:
+    """Largest batch ``<= requested`` within ``budget`` bytes; error when one tree exceeds it.
+
+    Raises
+    ------
+    ParameterError
+        naming ``L`` when a single tree needs more than ``budget`` (a tree too large for
+        memory), before anything is allocated.
+    """
+    per_tree = bp_bytes_per_tree(v, n_c, s, L)
+    if per_tree > budget:
+        raise ParameterError("L", L, f"a tree whose belief propagation fits in {budget / 2**30:g} "
+                             f"GiB (one tree with s={s}, v={v} needs {per_tree / 2**30:.3g} GiB:"
+                             " too large for memory)")
+    return max(1, min(int(requested), budget // per_tree))
 
 
 @dataclass
@@ -75,78 +107,147 @@ def _normalize(vec):
     return 1
 
 
-@njit(cache=True, parallel=True)
-def _upward_level_numba(child, rules, out):
-    batch, nodes, n_par = out.shape
+@njit(cache=True)
+def _upward_one(child, rules, out, bi):
+    nodes, n_par = out.shape[1], out.shape[2]
     m, s = rules.shape[1], rules.shape[2]
-    guarded = np.zeros(batch, dtype=np.int64)
-    for bi in prange(batch):
-        for i in range(nodes):
-            for a in range(n_par):
-                acc = 0.0
-                for j in range(m):
-                    prod = 1.0
-                    for k in range(s):
-                        prod *= child[bi, s * i + k, rules[a, j, k]]
-                    acc += prod
-                out[bi, i, a] = acc
-            guarded[bi] += _normalize(out[bi, i])
-    return guarded.sum()
-
-
-@njit(cache=True, parallel=True)
-def _downward_level_numba(down, child_up, rules, out):
-    batch, nodes, n_par = down.shape
-    m, s = rules.shape[1], rules.shape[2]
-    guarded = np.zeros(batch, dtype=np.int64)
-    for bi in prange(batch):
-        for i in range(nodes):
-            for k in range(s):
-                out[bi, s * i + k, :] = 0.0
-            for a in range(n_par):
-                weight = down[bi, i, a]
-                if weight == 0.0:
-                    continue
-                for j in range(m):
-                    for k in range(s):
-                        prod = weight
-                        for k2 in range(s):
-                            if k2 != k:
-                                prod *= child_up[bi, s * i + k2, rules[a, j, k2]]
-                        out[bi, s * i + k, rules[a, j, k]] += prod
-            for k in range(s):
-                guarded[bi] += _normalize(out[bi, s * i + k])
-    return guarded.sum()
-
-
-@njit(cache=True, parallel=True)
-def _sample_level_numba(parents, child_up, rules, uniforms, out):
-    batch, nodes = parents.shape
-    m, s = rules.shape[1], rules.shape[2]
-    for bi in prange(batch):
-        weights = np.empty(m)
-        for i in range(nodes):
-            a = parents[bi, i]
-            total = 0.0
+    guarded = 0
+    for i in range(nodes):
+        for a in range(n_par):
+            acc = 0.0
             for j in range(m):
                 prod = 1.0
                 for k in range(s):
-                    prod *= child_up[bi, s * i + k, rules[a, j, k]]
-                weights[j] = prod
-                total += prod
-            pick = m - 1
-            if total > 0.0:
-                threshold = uniforms[bi, i] * total
-                running = 0.0
-                for j in range(m):
-                    running += weights[j]
-                    if threshold < running:
-                        pick = j
-                        break
-            else:  # inconsistent evidence (guarded messages): fall back to a uniform rule
-                pick = min(int(uniforms[bi, i] * m), m - 1)
+                    prod *= child[bi, s * i + k, rules[a, j, k]]
+                acc += prod
+            out[bi, i, a] = acc
+        guarded += _normalize(out[bi, i])
+    return guarded
+
+
+@njit(cache=True)
+def _downward_one(down, child_up, rules, out, bi):
+    nodes, n_par = down.shape[1], down.shape[2]
+    m, s = rules.shape[1], rules.shape[2]
+    guarded = 0
+    for i in range(nodes):
+        for k in range(s):
+            out[bi, s * i + k, :] = 0.0
+        for a in range(n_par):
+            weight = down[bi, i, a]
+            if weight == 0.0:
+                continue
+            for j in range(m):
+                for k in range(s):
+                    prod = weight
+                    for k2 in range(s):
+                        if k2 != k:
+                            prod *= child_up[bi, s * i + k2, rules[a, j, k2]]
+                    out[bi, s * i + k, rules[a, j, k]] += prod
+        for k in range(s):
+            guarded += _normalize(out[bi, s * i + k])
+    return guarded
+
+
+@njit(cache=True)
+def _sample_one(parents, child_up, rules, uniforms, out, bi):
+    nodes = parents.shape[1]
+    m, s = rules.shape[1], rules.shape[2]
+    weights = np.empty(m)
+    for i in range(nodes):
+        a = parents[bi, i]
+        total = 0.0
+        for j in range(m):
+            prod = 1.0
             for k in range(s):
-                out[bi, s * i + k] = rules[a, pick, k]
+                prod *= child_up[bi, s * i + k, rules[a, j, k]]
+            weights[j] = prod
+            total += prod
+        pick = m - 1
+        if total > 0.0:
+            threshold = uniforms[bi, i] * total
+            running = 0.0
+            for j in range(m):
+                running += weights[j]
+                if threshold < running:
+                    pick = j
+                    break
+        else:  # inconsistent evidence (guarded messages): fall back to a uniform rule
+            pick = min(int(uniforms[bi, i] * m), m - 1)
+        for k in range(s):
+            out[bi, s * i + k] = rules[a, pick, k]
+
+
+# one serial and one parallel driver per kernel: a parallel region costs a thread-pool
+# round trip, which dominates for a handful of small trees
+@njit(cache=True, parallel=True)
+def _upward_parallel(child, rules, out):
+    guarded = np.zeros(out.shape[0], dtype=np.int64)
+    for bi in prange(out.shape[0]):
+        guarded[bi] = _upward_one(child, rules, out, bi)
+    return guarded.sum()
+
+
+@njit(cache=True)
+def _upward_serial(child, rules, out):
+    guarded = 0
+    for bi in range(out.shape[0]):
+        guarded += _upward_one(child, rules, out, bi)
+    return guarded
+
+
+@njit(cache=True, parallel=True)
+def _downward_parallel(down, child_up, rules, out):
+    guarded = np.zeros(down.shape[0], dtype=np.int64)
+    for bi in prange(down.shape[0]):
+        guarded[bi] = _downward_one(down, child_up, rules, out, bi)
+    return guarded.sum()
+
+
+@njit(cache=True)
+def _downward_serial(down, child_up, rules, out):
+    guarded = 0
+    for bi in range(down.shape[0]):
+        guarded += _downward_one(down, child_up, rules, out, bi)
+    return guarded
+
+
+@njit(cache=True, parallel=True)
+def _sample_parallel(parents, child_up, rules, uniforms, out):
+    for bi in prange(parents.shape[0]):
+        _sample_one(parents, child_up, rules, uniforms, out, bi)
+
+
+@njit(cache=True)
+def _sample_serial(parents, child_up, rules, uniforms, out):
+    for bi in range(parents.shape[0]):
+        _sample_one(parents, child_up, rules, uniforms, out, bi)
+
+
+#: work (multiply-adds) per level below which the serial drivers run
+PARALLEL_MIN_WORK = 1 << 16
+
+
+def _parallel(batch: int, nodes: int, rules: np.ndarray) -> bool:
+    return batch > 1 and batch * nodes * rules.size >= PARALLEL_MIN_WORK
+
+
+def _upward_level_numba(child, rules, out) -> int:
+    """One upward level: ``out[b, i, a] ∝ sum_j prod_k child[b, s*i + k, R[a, j, k]]``."""
+    run = _upward_parallel if _parallel(out.shape[0], out.shape[1], rules) else _upward_serial
+    return int(run(child, rules, out))
+
+
+def _downward_level_numba(down, child_up, rules, out) -> int:
+    run = (_downward_parallel if _parallel(down.shape[0], down.shape[1], rules)
+           else _downward_serial)
+    return int(run(down, child_up, rules, out))
+
+
+def _sample_level_numba(parents, child_up, rules, uniforms, out) -> None:
+    run = (_sample_parallel if _parallel(parents.shape[0], parents.shape[1], rules)
+           else _sample_serial)
+    run(parents, child_up, rules, uniforms, out)
 
 
 @njit(cache=True)

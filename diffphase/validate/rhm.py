@@ -149,6 +149,24 @@ class RandomHierarchyModel:
         classes = np.repeat(np.arange(self.n_c), [len(strings[c]) for c in range(self.n_c)])
         return leaves, classes
 
+    def level_value_distribution(self) -> list[np.ndarray]:
+        """Law of a node's value at every level, averaged over the ``s**l`` positions.
+
+        ``p_0`` is uniform over the ``n_c`` classes and
+        ``p_{l+1}(b) = sum_a p_l(a) (1/(m s)) #{(j, k): R_l[a, j, k] = b}``: a parent of value
+        ``a`` picks a rule uniformly and every position ``k`` of the tuple is one child.
+        ``levels[l]`` has length ``n_par(l)``.
+        """
+        law = [np.full(self.n_c, 1.0 / self.n_c)]
+        for rules in self.rules:
+            n_par = rules.shape[0]
+            counts = np.zeros((n_par, self.v))
+            for k in range(self.s):
+                np.add.at(counts, (np.repeat(np.arange(n_par), self.m), rules[:, :, k].ravel()),
+                          1.0)
+            law.append(law[-1] @ counts / (self.m * self.s))
+        return law
+
     def is_valid_tree(self, levels: list[np.ndarray]) -> np.ndarray:
         """Per sample: does every node's children tuple equal one of its value's rules?"""
         n = levels[0].shape[0]
