@@ -221,7 +221,19 @@ def simulate_memorization(experiment, dims, rate, n_train, probes, seed, device,
                          "rem_participation_ratio": float(sim.solvers.rem_participation_ratio(
                              tau, b["tau_c_predicted"])),
                          "jn_along_direction": b["jn_along_direction"][i],
-                         "dimension_readout": b["dimension_readout"][i]})
+                         "dimension_readout": b["dimension_readout"][i],
+                         "dimension_readout_exact_score": np.nan,
+                         **{f"jn_mean_eigenvalue_{sub.replace(' ', '_')}": float(np.mean(v[i]))
+                            for sub, v in b["subspace_spectra"].items()}})
+            held = res["heldout"]
+            label = f"{'sphere' if normalized else 'raw'} held-out"
+            for i, tau in enumerate(held["tau"]):
+                add({"series": label, "tau": tau, "participation_ratio": np.nan,
+                     "rem_participation_ratio": np.nan, "jn_along_direction": np.nan,
+                     "dimension_readout": held["dimension_readout"][i],
+                     "dimension_readout_exact_score": held["dimension_readout_exact_score"][i],
+                     **{f"jn_mean_eigenvalue_{sub.replace(' ', '_')}": float(np.mean(v[i]))
+                        for sub, v in held["subspace_spectra"].items()}})
         x_key, y_keys, group = "tau", ["participation_ratio", "rem_participation_ratio"], "series"
     else:
         mixture = sim.TwoGaussianMixture.create(8, 3.0, 1.0)

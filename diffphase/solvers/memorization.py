@@ -5,7 +5,8 @@ Contract
 * :class:`CovarianceSpectrum` holds a covariance spectrum as nodes ``lambda_j`` and per-dimension
   weights ``w_j`` with ``(1/d) sum_i f(lambda_i) = sum_j w_j f(lambda_j)`` (zero eigenvalues left
   out): isotropic data, several groups (axis-aligned: exact multiplicities ``round(alpha_k d)``;
-  random subspace: THEORY A's spectrum by quadrature), explicit eigenvalues, a continuous law.
+  random subspace: THEORY A's spectrum by quadrature), explicit eigenvalues, a continuous law of
+  latent variances (:meth:`CovarianceSpectrum.from_law`).
 * :func:`collapse_tau` solves ``sum_j w_j (1/2) ln(1 + lambda_j/tau) = ln N / d`` (THEORY B) for
   a batch of ``(N, d, spectrum)`` points with a compiled residual (sympy term, numba sum) and the
   batched bracketed root finder, in ``ln tau`` between closed-form brackets; per-point convergence
@@ -132,17 +133,31 @@ class CovarianceSpectrum:
         """Latent groups (THEORY A). ``orthonormal``: eigenvalues are the variances with
         multiplicities ``round(alpha_k d)`` (each >= 1); ``random``: the ``d -> infinity``
         spectrum of ``F Sigma F^T`` with iid ``N(0, 1/d)`` entries of ``F``."""
-        from .spectral import VarianceLaw, bulk_edges, covariance_spectrum_quadrature
+        from .spectral import VarianceLaw
+
+        return cls.from_law(VarianceLaw.from_groups(fractions, variances), dim, subspace,
+                            n_nodes, exact_counts=True)
+
+    @classmethod
+    def from_law(cls, law, dim: int, subspace: str = "orthonormal", n_nodes: int = 128,
+                 exact_counts: bool = False) -> CovarianceSpectrum:
+        """Any :class:`~diffphase.solvers.spectral.VarianceLaw`, including a continuous law
+        (``VarianceLaw.from_density``). ``orthonormal``: the eigenvalues are the latent variances
+        with weights ``alpha_k`` (multiplicities ``round(alpha_k d)`` when ``exact_counts``);
+        ``random``: THEORY A's ``d -> infinity`` spectrum of ``C`` by quadrature."""
+        from .spectral import bulk_edges, covariance_spectrum_quadrature
 
         dim = require_int("dim", dim, minimum=1)
         require_choice("subspace", subspace, SUBSPACES)
-        law = VarianceLaw.from_groups(fractions, variances)
         if subspace == "orthonormal":
-            counts = np.rint(law.fractions * dim)
-            if np.any(counts < 1) or counts.sum() > dim:
-                raise ParameterError("fractions", law.fractions.tolist(),
-                                     f"multiplicities round(fraction*dim) in [1, dim={dim}]")
-            return cls(law.variances.copy(), counts / dim, dim, float(law.variances.max()),
+            weights = law.fractions.copy()
+            if exact_counts:
+                counts = np.rint(law.fractions * dim)
+                if np.any(counts < 1) or counts.sum() > dim:
+                    raise ParameterError("fractions", law.fractions.tolist(),
+                                         f"multiplicities round(fraction*dim) in [1, dim={dim}]")
+                weights = counts / dim
+            return cls(law.variances.copy(), weights, dim, float(law.variances.max()),
                        "orthonormal")
         nodes, weights = covariance_spectrum_quadrature(law, n_nodes=n_nodes, subspace="random")
         top = float(bulk_edges(law).bulks[-1][1])

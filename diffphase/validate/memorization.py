@@ -12,8 +12,10 @@ Checks (``diffphase validate --model memorization``):
    simulation with the exact score versus the compiled integral.
 3. ``geometric`` (paper, [LD]): ``d = 30``, blocks 2 x std 1, 5 x std 0.3, rest 0.01, normalized
    and unnormalized, ``N`` in {250, 1000, 20000}: the REM critical ``tau_c`` per block versus the
-   measured condensation point (``sum w^2 = 1/2`` at ``tau_c / 2`` in the REM) at probes
-   ``sqrt(tau) e`` along the block; Jacobian read-outs in the details.
+   measured condensation point (``sum w^2 = 1/2`` at ``tau_c / 2`` in the REM) and the ``tau``
+   below which the direction's ``Jn_ii`` falls within ``delta`` of ``-1``, at probes
+   ``sqrt(tau) e`` along the block; per-subspace Jacobian spectra and the dimension read-out
+   versus ``tau`` (at those probes and at held-out noised data) in the details.
 4. ``convergence`` (toolkit): the empirical ``Jn`` spectrum tends to THEORY A's exact spectrum as
    ``N`` grows at fixed ``tau`` above the collapse time.
 
@@ -27,11 +29,12 @@ import numpy as np
 from ..solvers import memorization as solvers
 from .data import LinearGaussian, SphereNormalized, TwoGaussianMixture
 from .empirical import EmpiricalScore
-from .integrators import prior_sample, reverse_sde, time_grid
+from .integrators import reverse_sde, time_grid
 from .registry import Comparison, register_check
 
 LD_STDS = np.array([1.0] * 2 + [0.3] * 5 + [0.01] * 23)
 LD_BLOCKS = {"std 1": np.arange(0, 2), "std 0.3": np.arange(2, 7)}
+LD_SUBSPACES = {**LD_BLOCKS, "std 0.01": np.arange(7, 30)}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -85,28 +88,35 @@ def collapse_experiment(dim: int, log_n_per_d: float, rng: np.random.Generator,
             "width_ln_tau": float(np.log(t_hi / t_lo)), "curves": curves}
 
 
-def committed_fraction(dim: int, n_train: int, rng: np.random.Generator, n_traj: int = 64,
-                       n_steps: int = 150, process: str = "ou") -> dict:
-    """Backward trajectories with the empirical score of isotropic data: at each recorded time,
-    the fraction whose top-weight training point is the one they end on."""
-    data = LinearGaussian.isotropic(dim).sample(n_train, rng)
-    engine = EmpiricalScore(data)
-    grid = time_grid(6.0, 1e-3, n_steps)
-    x0 = prior_sample(process, 6.0, n_traj, dim, rng)
-    rec = grid[::5]
-    traj = reverse_sde(engine.score, x0, process, grid, rng, record_times=rec)
-    final_owner = np.argmax(np.asarray(engine.log_weights(traj.final, float(np.exp(-1e-3)),
-                                                          float(-np.expm1(-2e-3)))), axis=1)
+def return_fraction(dim: int, n_train: int, rng: np.random.Generator, n_times: int = 10,
+                    n_traj: int = 48, n_steps: int = 40, t_end: float = 1e-3) -> dict:
+    """[DR]'s collapse experiment: at each start time ``t`` (``ou``), noise random training points
+    ``x_t = a_t y_mu + sqrt(D_t) z`` and run the reverse SDE with the empirical score down to
+    ``t_end``; measure the fraction of trajectories that end on the training point they started
+    from (top posterior weight at ``t_end``). Start times span ``t_C / 10 .. 10 t_C`` in ``tau``.
+    Also returned: the fraction that end on any training point (own weight > 1/2)."""
     from ..process import get_process
 
-    proc = get_process(process)
-    fractions = []
-    for t, x in zip(traj.times, traj.states, strict=True):
-        logw = np.asarray(engine.log_weights(x, float(proc.signal_scale(t)),
-                                             float(proc.noise_variance(t))))
-        fractions.append(float(np.mean(np.argmax(logw, axis=1) == final_owner)))
-    return {"t": traj.times, "tau": proc.tau_from_time(traj.times),
-            "committed_fraction": np.array(fractions)}
+    proc = get_process("ou")
+    data = LinearGaussian.isotropic(dim).sample(n_train, rng)
+    engine = EmpiricalScore(data)
+    spectrum = solvers.CovarianceSpectrum.from_groups([1.0], [1.0], dim, "orthonormal")
+    tau_c = float(solvers.collapse_tau(spectrum, n_train).tau[0])
+    taus = tau_c * np.geomspace(0.1, 10.0, n_times)
+    times = proc.time_from_tau(taus)
+    a_end, d_end = float(proc.signal_scale(t_end)), float(proc.noise_variance(t_end))
+    back, on_point = [], []
+    for t in times:
+        owners = rng.integers(0, n_train, size=n_traj)
+        a, D = float(proc.signal_scale(t)), float(proc.noise_variance(t))
+        x = a * data[owners] + np.sqrt(D) * rng.normal(size=(n_traj, dim))
+        final = reverse_sde(engine.score, x, "ou", time_grid(float(t), t_end, n_steps), rng).final
+        w = np.exp(np.asarray(engine.log_weights(final, a_end, d_end)))
+        back.append(float(np.mean(np.argmax(w, axis=1) == owners)))
+        on_point.append(float(np.mean(np.max(w, axis=1) > 0.5)))
+    return {"dim": dim, "n_train": n_train, "tau_C": tau_c, "tau": taus, "t": times,
+            "t_C": float(proc.time_from_tau(tau_c)), "return_fraction": np.array(back),
+            "on_training_point": np.array(on_point)}
 
 
 def cloning_experiment(tau: float, mixture: TwoGaussianMixture, n_pairs: int,
@@ -130,44 +140,82 @@ def ld_data(normalized: bool):
     return SphereNormalized(base) if normalized else base
 
 
+def _block_spectra(jn: np.ndarray) -> dict[str, np.ndarray]:
+    """Ascending eigenvalues of the sub-matrix of ``Jn`` on each [LD] block (``(M, |block|)``)."""
+    return {name: np.linalg.eigvalsh(jn[:, idx][:, :, idx]) for name, idx in LD_SUBSPACES.items()}
+
+
 def geometric_experiment(n_train: int, normalized: bool, rng: np.random.Generator,
-                         n_taus: int = 41, repeats: int = 2, delta: float = 0.1) -> dict:
-    """Check 3 for one ``(N, normalization)``: predicted and measured per-block ``tau_c``."""
+                         n_taus: int = 49, repeats: int = 2, delta: float = 0.1,
+                         n_heldout: int = 16) -> dict:
+    """Check 3 for one ``(N, normalization)``.
+
+    Per block: the REM ``tau_c`` predicted at probes ``sqrt(tau) e`` along the block's axes and the
+    measured condensation point (``sum w^2`` crosses 1/2, i.e. ``tau_c / 2`` in the REM), the
+    per-subspace Jacobian spectra at those probes (eigenvalues of ``Jn`` restricted to each block,
+    averaged over probes), the direction's own ``Jn_ii``, the dimension read-out (eigenvalues of
+    ``Jn`` above ``-1 + delta``) and the ``tau`` below which the direction is lost
+    (``Jn_ii < -1 + delta`` at half the probes). Also, at held-out data points noised to ``tau``,
+    the per-subspace spectra and the dimension read-out versus ``tau`` next to the read-out of
+    the exact score (``N -> infinity``; Gaussian with the per-direction variances, exact for the
+    raw data, an approximation for sphere data).
+    """
     sampler = ld_data(normalized)
     variances = np.mean(sampler.sample(200_000, rng) ** 2, axis=0)  # per-direction s_i^2
     fourth = float(np.sum(variances**2))
     out = {"n_train": n_train, "normalized": normalized, "blocks": {}}
-    taus = np.geomspace(1e-5, 10.0, n_taus)
+    taus = np.geomspace(1e-7, 10.0, n_taus)
+    engines = [EmpiricalScore(sampler.sample(n_train, rng)) for _ in range(repeats)]
     for name, idx in LD_BLOCKS.items():
         s2 = float(np.mean(variances[idx]))
         predicted = float(solvers.rem_critical_tau_displaced(s2, fourth, n_train, normalized))
-        pr = np.zeros(n_taus)
-        along = np.zeros(n_taus)
-        dims = np.zeros(n_taus)
+        pr, along, dims, lost = (np.zeros(n_taus) for _ in range(4))
+        sub = {b: np.zeros((n_taus, i.size)) for b, i in LD_SUBSPACES.items()}
         count = 0
-        for _ in range(repeats):
-            engine = EmpiricalScore(sampler.sample(n_train, rng))
+        for engine in engines:
             for i in idx:
                 for sign in (1.0, -1.0):
                     e = np.zeros(sampler.dim)
                     e[i] = sign
                     x = np.sqrt(taus)[:, None] * e[None, :]
-                    mom = engine.moments(x, 1.0, taus)
-                    pr += 1.0 / np.asarray(mom.n_eff)
-                    spec = engine.jacobian(x, 1.0, taus, normalized=True)
-                    along += np.asarray(spec)[:, i, i]
-                    eig = np.linalg.eigvalsh(np.asarray(spec))
-                    dims += np.sum(eig > -1 + delta, axis=1)
+                    pr += 1.0 / np.asarray(engine.moments(x, 1.0, taus).n_eff)
+                    jn = np.asarray(engine.jacobian(x, 1.0, taus, normalized=True))
+                    along += jn[:, i, i]
+                    lost += jn[:, i, i] < -1 + delta
+                    dims += np.sum(np.linalg.eigvalsh(jn) > -1 + delta, axis=1)
+                    for b, spec in _block_spectra(jn).items():
+                        sub[b] += spec
                     count += 1
-        pr, along, dims = pr / count, along / count, dims / count
+        pr, along, dims, lost = pr / count, along / count, dims / count, lost / count
         half = _crossing_increasing(taus, pr)
-        measured = 2 * half  # REM: sum w^2 = 1 - tau/tau_c reaches 1/2 at tau_c / 2
-        out["blocks"][name] = {"variance": s2, "tau_c_predicted": predicted,
-                               "tau_c_measured": measured, "tau": taus,
-                               "participation_ratio": pr, "jn_along_direction": along,
-                               "dimension_readout": dims,
-                               "tau_lost_jacobian": _crossing_increasing(taus, along < -1 + delta)}
+        out["blocks"][name] = {
+            "variance": s2, "tau_c_predicted": predicted,
+            "tau_c_measured": 2 * half,  # REM: sum w^2 = 1 - tau/tau_c is 1/2 at tau_c / 2
+            "tau": taus, "participation_ratio": pr, "jn_along_direction": along,
+            "dimension_readout": dims, "fraction_lost": lost,
+            "tau_lost_jacobian": _crossing_increasing(taus, lost),
+            "subspace_spectra": {b: v / count for b, v in sub.items()}}
+    out["heldout"] = _heldout_readout(sampler, engines, variances, taus, n_heldout, delta, rng)
     return out
+
+
+def _heldout_readout(sampler, engines, variances, taus, n_probes, delta, rng) -> dict:
+    """Dimension read-out and per-subspace ``Jn`` spectra at held-out points ``x0 + sqrt(tau) z``
+    versus ``tau``, with the exact-score read-out ``#{i: s_i^2 / (tau + s_i^2) > delta}``."""
+    dims = np.zeros(taus.size)
+    sub = {b: np.zeros((taus.size, i.size)) for b, i in LD_SUBSPACES.items()}
+    for engine in engines:
+        x0 = sampler.sample(n_probes, rng)
+        z = rng.normal(size=x0.shape)
+        for k, tau in enumerate(taus):
+            jn = np.asarray(engine.jacobian(x0 + np.sqrt(tau) * z, 1.0, tau, normalized=True))
+            dims[k] += np.mean(np.sum(np.linalg.eigvalsh(jn) > -1 + delta, axis=1))
+            for b, spec in _block_spectra(jn).items():
+                sub[b][k] += np.mean(spec, axis=0)
+    exact = np.sum(variances[None, :] / (taus[:, None] + variances[None, :]) > delta, axis=1)
+    return {"tau": taus, "dimension_readout": dims / len(engines),
+            "dimension_readout_exact_score": exact.astype(float),
+            "subspace_spectra": {b: v / len(engines) for b, v in sub.items()}}
 
 
 def _crossing_increasing(taus, values) -> float:
@@ -215,14 +263,24 @@ def check_collapse(tier: str, rng: np.random.Generator) -> list[Comparison]:
                           float(np.sqrt(first / last)), ratio, tolerance=1 - np.sqrt(first / last),
                           passed=bool(ratio < 1.0), details={"widths": mean_w,
                           "prediction": "fluctuations O(sqrt d) against slope O(d): sqrt ratio"}))
-    if tier == "full":
-        res = committed_fraction(32, int(round(np.exp(32 * 0.09))), rng)
-        t_c = float(solvers.process_time(
-            solvers.collapse_tau(solvers.CovarianceSpectrum.from_groups([1.0], [1.0], 32),
-                                 int(round(np.exp(32 * 0.09)))).tau[0], "ou"))
-        t_cross = crossing(res["t"][::-1], res["committed_fraction"][::-1], 0.5)
-        out.append(Comparison("committed-trajectory crossover t (ou), d=32", t_c, t_cross,
-                              tolerance=0.5 * t_c, details={k: v for k, v in res.items()}))
+    if tier == "full":  # [DR]'s trajectory experiment: return to the starting training point
+        for dim in dims:
+            res = return_fraction(dim, int(round(np.exp(dim * 0.08))), rng)
+            frac = res["return_fraction"]
+            t_half = crossing(res["tau"], frac, 0.5)
+            width = float(np.log(crossing(res["tau"], frac, 0.2)
+                                 / crossing(res["tau"], frac, 0.8)))
+            err = abs(np.log(t_half / res["tau_C"])) if np.isfinite(t_half) else float("inf")
+            tol = max(0.5 * width, 0.05) if np.isfinite(width) else np.log(2.0)
+            out.append(Comparison(
+                f"ln(return crossover/tau_C), d={dim}, N={res['n_train']}", 0.0, err,
+                tolerance=tol, error=err,
+                details={"tau_C": res["tau_C"], "t_C_ou": res["t_C"], "crossover_tau": t_half,
+                         "width_ln_tau": width, "tau": res["tau"], "t_ou": res["t"],
+                         "return_fraction": frac,
+                         "on_training_point": res["on_training_point"],
+                         "tolerance_rule": "half the 0.2-0.8 width in ln tau (ln 2 if "
+                                           "unresolved)"}))
     return out
 
 
@@ -252,17 +310,33 @@ def check_geometric(tier: str, rng: np.random.Generator) -> list[Comparison]:
     n_values = (1000,) if tier == "quick" else (250, 1000, 20000)
     out = []
     for normalized in (True, False):
+        data_name = "sphere" if normalized else "raw"
         for n in n_values:
             res = geometric_experiment(n, normalized, rng, repeats=1 if tier == "quick" else 3)
+            held = res["heldout"]
             for name, block in res["blocks"].items():
-                pred, meas = block["tau_c_predicted"], block["tau_c_measured"]
-                err = abs(np.log(meas / pred)) if np.isfinite(meas) else float("inf")
-                out.append(Comparison(
-                    f"tau_c {name}, {'sphere' if normalized else 'raw'}, N={n}", pred, meas,
-                    tolerance=np.log(2.0), error=float(err),
-                    details={"error": "|ln(measured/predicted)|",
-                             "tau_lost_jacobian": block["tau_lost_jacobian"],
-                             "variance": block["variance"]}))
+                pred = block["tau_c_predicted"]
+                for label, meas, rule in (
+                    ("condensation", block["tau_c_measured"],
+                     "2 x tau where sum w^2 = 1/2 (REM: 1 - tau/tau_c)"),
+                    ("Jacobian loss", block["tau_lost_jacobian"],
+                     "tau below which Jn_ii < -1 + 0.1 at half the probes"),
+                ):
+                    err = abs(np.log(meas / pred)) if np.isfinite(meas) else float("inf")
+                    out.append(Comparison(
+                        f"tau_c {name} ({label}), {data_name}, N={n}", pred, meas,
+                        tolerance=np.log(2.0), error=float(err),
+                        details={"error": "|ln(measured/predicted)|", "measurement": rule,
+                                 "tolerance_rule": "a factor 2 in tau",
+                                 "variance": block["variance"], "tau": block["tau"],
+                                 "participation_ratio": block["participation_ratio"],
+                                 "jn_along_direction": block["jn_along_direction"],
+                                 "dimension_readout_at_probes": block["dimension_readout"],
+                                 "subspace_spectra_at_probes": block["subspace_spectra"],
+                                 "dimension_readout_heldout": held["dimension_readout"],
+                                 "dimension_readout_exact_score":
+                                     held["dimension_readout_exact_score"],
+                                 "subspace_spectra_heldout": held["subspace_spectra"]}))
     return out
 
 
