@@ -218,3 +218,13 @@ def test_bad_tau_and_delta():
         S.spectral_summary(TWO, tau=-1.0)
     with pytest.raises(ParameterError, match="delta"):
         S.spectral_summary(TWO, tau=1.0, delta=1.5)
+
+
+@given(a1=st.floats(0.05, 0.5), a2=st.floats(0.05, 0.45))
+def test_atom_at_zero_has_mass_one_minus_alpha(a1, a2):
+    """``eta Im g(i eta) -> 1 - alpha`` as ``eta -> 0``: the normal directions' atom (the solver
+    never sees the atom explicitly; it comes out of the self-consistent equation)."""
+    law = S.VarianceLaw.from_groups([a1, a2], [1.0, 0.05])
+    eta = 1e-7
+    g = S.stieltjes_transform(np.array([1j * eta]), law).g[0]
+    assert eta * g.imag == pytest.approx(1 - law.alpha, abs=1e-5)
