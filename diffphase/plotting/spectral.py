@@ -61,32 +61,29 @@ def phase_map(ax, x, y, phase_grid, contour_grid=None, contour_label="", levels=
     ax.legend(fontsize=7, loc="lower left")
 
 
+def _diagram_panel(ax, diagram, row_axis: str, contour: str, label: str, levels) -> None:
+    """One phase map of a :class:`~diffphase.solvers.spectral_diagrams.Diagram` (rows x tau)."""
+    shape = (diagram.axes[row_axis].size, diagram.axes["tau"].size)
+    phase_map(
+        ax,
+        diagram.axes["tau"],
+        diagram.axes[row_axis],
+        diagram.columns["phase"].reshape(shape),
+        diagram.columns[contour].reshape(shape),
+        label,
+        levels=levels,
+    )
+
+
 def phase_diagram_figure(alpha_diag, ratio_diag, delta: float):
     fig, (ax1, ax2) = new_figure(ncols=2)
-    shape = (alpha_diag.axes["alpha"].size, alpha_diag.axes["tau"].size)
-    phase_map(
-        ax1,
-        alpha_diag.axes["tau"],
-        alpha_diag.axes["alpha"],
-        alpha_diag.columns["phase"].reshape(shape),
-        alpha_diag.columns["manifold_gap"].reshape(shape),
-        "W_M",
-    )
+    _diagram_panel(ax1, alpha_diag, "alpha", "manifold_gap", "W_M", (0.1, 0.3, 0.5))
     ax1.set(
         xlabel=r"$\tau$",
         ylabel=r"$\alpha = m/d$",
         title=rf"one group, $\sigma^2$=1, $\delta$={delta:g}" + "\ncontours: manifold gap $W_M$",
     )
-    shape = (ratio_diag.axes["variance_ratio"].size, ratio_diag.axes["tau"].size)
-    phase_map(
-        ax2,
-        ratio_diag.axes["tau"],
-        ratio_diag.axes["variance_ratio"],
-        ratio_diag.columns["phase"].reshape(shape),
-        ratio_diag.columns["intermediate_gap"].reshape(shape),
-        "W",
-        levels=(0.1, 0.2, 0.4),
-    )
+    _diagram_panel(ax2, ratio_diag, "variance_ratio", "intermediate_gap", "W", (0.1, 0.2, 0.4))
     ax2.set_yscale("log")
     ax2.set(
         xlabel=r"$\tau$",
