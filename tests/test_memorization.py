@@ -232,3 +232,30 @@ def test_heun_flow_is_second_order_and_records_spectra():
     assert flow.times.tolist() == [0.5] and len(flow.spectra) == 1
     tau = np.expm1(1.0)
     np.testing.assert_allclose(flow.spectra[0][0], np.sort(-tau / (tau + s**2)), rtol=1e-12)
+
+
+def test_cli_phase_diagram_lines_isotropic(tmp_path):
+    """Isotropic orthonormal data: collapse line ``1/(N^(2/d) - 1)``; sphere REM line
+    ``(1/d) / (2 ln N)`` (per-direction variance 1/d, ``g = 0``); raw REM line the positive root of
+    ``2 ln N tau^2 - tau - d/2 = 0``; no speciation (``Lambda = 1``)."""
+    import csv
+
+    args = ["phase-diagram", "memorization", "--fractions", "1", "--variances", "1", "--dim", "64",
+            "--subspace", "orthonormal", "--points", "5", "--rate-min", "0.02",
+            "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "memorization_diagram.csv").open()))
+    by_line: dict[str, list] = {}
+    for row in rows:
+        by_line.setdefault(row["line"], []).append((float(row["n_train"]), float(row["tau"])))
+    for n, tau in by_line["collapse"]:
+        np.testing.assert_allclose(tau, 1 / (n ** (2 / 64) - 1), rtol=1e-9)
+    for n, tau in by_line["rem_sphere_variance_1"]:
+        np.testing.assert_allclose(tau, (1 / 64) / (2 * np.log(n)), rtol=1e-9)
+    for n, tau in by_line["rem_raw_variance_1"]:
+        ln2 = 2 * np.log(n)
+        np.testing.assert_allclose(tau, (1 + np.sqrt(1 + 4 * ln2 * 32)) / (2 * ln2), rtol=1e-9)
+    assert all(np.isnan(tau) for _, tau in by_line["speciation"])
+    bad = CliRunner().invoke(cli, args[:-3] + ["--rate-min", "0.005", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "--rate-min" in bad.output

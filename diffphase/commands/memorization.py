@@ -99,13 +99,18 @@ def critical_times_command(fractions, variances, dim, process, subspace, n_train
 def memorization_diagram(outputs: OutputSet, formats, fractions=(0.1, 0.1), variances=(4.0, 1.0),
                          dim: int = 256, process: str = "ou", subspace: str = "random",
                          rate_min: float = 0.005, rate_max: float = 0.2, points: int = 60) -> dict:
-    """``(ln N / d, t)`` map: collapse line, speciation line, per-group REM lines."""
+    """``(ln N / d, t)`` map: collapse line, speciation line, per-group REM lines for raw and
+    sphere-normalized data (the same lines as :func:`critical_times_summary`)."""
     from ..plotting.memorization import diagram_figure
     from ..solvers import memorization as sol
 
     require_in_range("--rate-min", rate_min, 0, np.inf, closed=(False, True))
     if rate_max <= rate_min:
         raise ParameterError("--rate-max", rate_max, f"> --rate-min = {rate_min}")
+    require_int("--dim", dim, minimum=1)
+    if rate_min * dim < np.log(2.0):
+        raise ParameterError("--rate-min", rate_min,
+                             f">= ln 2 / d = {np.log(2.0) / dim:.4g} (N = exp(d ln N/d) >= 2)")
     points = require_int("--points", points, minimum=2)
     stems = ["memorization_diagram.csv", "memorization_diagram.json"]
     outputs.claim(stems + [f"memorization_diagram.{f}" for f in formats])
@@ -115,9 +120,12 @@ def memorization_diagram(outputs: OutputSet, formats, fractions=(0.1, 0.1), vari
     collapse = sol.collapse_tau(spectrum, n_train)
     tau_s, exists = sol.speciation_tau(spectrum.largest)
     lines = {"collapse": collapse.tau, "speciation": np.full(points, float(tau_s))}
+    norm2 = dim * spectrum.trace_per_dim  # E|y|^2: sphere data have variances / E|y|^2
     for var in np.atleast_1d(variances):
         lines[f"rem_raw_variance_{var:g}"] = sol.rem_critical_tau_displaced(
             var, spectrum.fourth_sum, n_train, False)
+        lines[f"rem_sphere_variance_{var:g}"] = sol.rem_critical_tau_displaced(
+            var / norm2, spectrum.fourth_sum / norm2**2, n_train, True)
     cols = {"log_n_per_d": [], "n_train": [], "line": [], "tau": [], f"t_{process}": []}
     for name, taus in lines.items():
         cols["log_n_per_d"] += list(rates)
