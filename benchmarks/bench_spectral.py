@@ -171,4 +171,40 @@ def bench_phase_diagram_cold_warm(quick: bool) -> list[dict]:
     return rows
 
 
-BENCHMARKS = [bench_density, bench_phase_diagram_cold_warm]
+def bench_gpu_density(quick: bool) -> list[dict]:
+    """The array-backend solver on cupy against our compiled CPU solver, when a GPU answers."""
+    from diffphase.backend import gpu_available
+
+    if not gpu_available():
+        return [
+            {
+                "benchmark": "spectral density on the GPU (array solver, cupy)",
+                "ours_s": None,
+                "baseline_s": None,
+                "ratio": None,
+                "target": None,
+                "notes": "skipped: no CUDA GPU answers",
+            }
+        ]
+    law = S.VarianceLaw.from_groups([0.2, 0.2], [1.0, 0.09])
+    lam = np.linspace(1e-3, 2.5, 10**5 if quick else 10**6)
+    S.covariance_density_array(lam[:1000], law, device="gpu")  # warm up
+    t_gpu = best_of(lambda: S.covariance_density_array(lam, law, device="gpu"), 3)
+    t_cpu = best_of(lambda: S.covariance_density(lam, law), 3)
+    rho_gpu, converged, _ = S.covariance_density_array(lam, law, device="gpu")
+    rho_cpu, _ = S.covariance_density(lam, law)
+    err = float(np.max(np.abs(rho_gpu - rho_cpu)))
+    return [
+        {
+            "benchmark": f"spectral density, {lam.size:.0e} points: cupy array solver vs "
+            "compiled CPU solver",
+            "ours_s": t_gpu,
+            "baseline_s": t_cpu,
+            "ratio": t_cpu / t_gpu,
+            "target": None,
+            "notes": f"converged {int(converged.sum())}/{lam.size}, max |difference| {err:.1e}",
+        }
+    ]
+
+
+BENCHMARKS = [bench_density, bench_phase_diagram_cold_warm, bench_gpu_density]

@@ -228,3 +228,22 @@ def test_atom_at_zero_has_mass_one_minus_alpha(a1, a2):
     eta = 1e-7
     g = S.stieltjes_transform(np.array([1j * eta]), law).g[0]
     assert eta * g.imag == pytest.approx(1 - law.alpha, abs=1e-5)
+
+
+@pytest.mark.parametrize("law", [ONE, TWO, THREE])
+def test_array_backend_solver_matches_compiled_solver(law):
+    lam = np.linspace(1e-3, 3.0, 400)
+    rho_array, converged, iterations = S.covariance_density_array(lam, law, device="cpu")
+    rho, res = S.covariance_density(lam, law)
+    assert converged.all() and res.converged.all()
+    np.testing.assert_allclose(rho_array, rho, rtol=1e-9, atol=1e-11)
+    assert iterations.max() > 0
+
+
+@pytest.mark.gpu
+def test_array_backend_solver_on_gpu():
+    lam = np.linspace(1e-3, 3.0, 4000)
+    rho_gpu, converged, _ = S.covariance_density_array(lam, THREE, device="gpu")
+    rho, _ = S.covariance_density(lam, THREE)
+    assert converged.all()
+    np.testing.assert_allclose(rho_gpu, rho, rtol=1e-9, atol=1e-11)

@@ -720,3 +720,21 @@ def stieltjes_mpmath(zc: complex, law, variances=None, dps: int = 30):
             increasing = [r for r in real if dz(r, *args) > 0]
             best = min(increasing, key=lambda r: abs(r + 1 / zm.real))
         return mpmath.mpc(best)
+
+
+def covariance_density_array(lam, law, variances=None, device: str = "cpu"):
+    """:func:`covariance_density` by the array-backend solver (numpy, or cupy on a GPU):
+    independent points, continuation in ``Im z`` for each. Returns ``(density, converged,
+    iterations)``."""
+    from .stieltjes_array import stieltjes_array
+
+    law = as_law(law, variances)
+    lam = np.asarray(lam, dtype=float)
+    flat = lam.ravel()
+    n = flat.size
+    alphas = np.broadcast_to(law.fractions, (n, law.K))
+    groups = np.broadcast_to(law.variances, (n, law.K))
+    inside = _cached_edges(law).contains(flat)
+    g, converged, iterations = stieltjes_array(flat, alphas, groups, inside, device=device)
+    density = np.maximum(g.imag, 0.0) / np.pi
+    return density.reshape(lam.shape), converged.reshape(lam.shape), iterations.reshape(lam.shape)
