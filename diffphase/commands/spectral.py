@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 import click
 import numpy as np
@@ -11,6 +12,26 @@ from ..errors import ParameterError, require_int
 from ..outputs import OutputSet, run_metadata
 from ..process import PROCESSES, get_process
 from .common import FLOATS, emit, output_options, phase_diagram, register_default_diagram
+
+LAWS = {
+    "uniform": lambda s: np.ones_like(s),
+    "loguniform": lambda s: 1.0 / s,
+}
+
+
+def parse_law(text: str, alpha: float):
+    """``uniform:LOW,HIGH`` / ``loguniform:LOW,HIGH`` -> a continuous
+    :class:`~diffphase.solvers.spectral.VarianceLaw` of total fraction ``alpha``."""
+    from ..errors import parse_float_list
+    from ..solvers.spectral import VarianceLaw
+
+    name, _, bounds = str(text).partition(":")
+    if name not in LAWS:
+        raise ParameterError("--law", text, "uniform:LOW,HIGH or loguniform:LOW,HIGH")
+    support = parse_float_list("--law", bounds)
+    if support.size != 2 or not 0 < support[0] < support[1]:
+        raise ParameterError("--law", text, "two bounds LOW,HIGH with 0 < LOW < HIGH")
+    return VarianceLaw.from_density(LAWS[name], (support[0], support[1]), alpha)
 
 
 def resolve_tau(tau: float | None, t: float | None, process: str) -> tuple[float, dict]:
@@ -40,6 +61,13 @@ def resolve_tau(tau: float | None, t: float | None, process: str) -> tuple[float
     show_default=True,
     help="Variance sigma_k^2 of each latent group (> 0).",
 )
+@click.option(
+    "--law",
+    default=None,
+    help="Continuous law of latent variances instead of groups: uniform:LOW,HIGH or "
+    "loguniform:LOW,HIGH (with --alpha).",
+)
+@click.option("--alpha", type=float, default=0.3, show_default=True, help="Fraction for --law.")
 @click.option("--tau", type=float, default=None, help="Effective noise variance D/a^2.")
 @click.option("--t", "t", type=float, default=None, help="Time in --process instead of --tau.")
 @click.option(
@@ -61,14 +89,32 @@ def resolve_tau(tau: float | None, t: float | None, process: str) -> tuple[float
 @click.option("--points", type=int, default=1500, show_default=True, help="Density grid size.")
 @output_options("diffphase-out/spectrum")
 def spectrum_command(
-    fractions, variances, tau, t, process, delta, subspace, dim, points, outputs, formats, as_json
+    fractions,
+    variances,
+    law,
+    alpha,
+    tau,
+    t,
+    process,
+    delta,
+    subspace,
+    dim,
+    points,
+    outputs,
+    formats,
+    as_json,
 ) -> None:
     """Density of C and of the normalized Jacobian, edges, gaps, phase and dimension read-out."""
     from ..plotting import close
     from ..plotting.spectral import spectrum_figure
     from ..solvers import spectral as solver
 
-    law = solver.VarianceLaw.from_groups(fractions, variances)
+    law_text = law
+    law = (
+        parse_law(law_text, alpha)
+        if law_text
+        else solver.VarianceLaw.from_groups(fractions, variances)
+    )
     tau, time_info = resolve_tau(tau, t, process)
     solver.check_delta(delta)
     points = require_int("--points", points, minimum=10)
@@ -100,8 +146,10 @@ def spectrum_command(
     meta = run_metadata(
         "spectrum",
         {
-            "fractions": fractions,
-            "variances": variances,
+            "fractions": law.fractions,
+            "variances": law.variances,
+            "law": law_text,
+            "alpha": law.alpha,
             "tau": tau,
             "delta": delta,
             "subspace": subspace,
@@ -109,6 +157,7 @@ def spectrum_command(
             "points": points,
             **time_info,
         },
+        solver=asdict(solver.SolverSettings()),
     )
     outputs.write_json("spectrum.json", {**meta, "summary": summary})
     fig = spectrum_figure(summary, lam, rho_c, jn, rho_j)
