@@ -259,3 +259,13 @@ def test_cli_phase_diagram_lines_isotropic(tmp_path):
     assert all(np.isnan(tau) for _, tau in by_line["speciation"])
     bad = CliRunner().invoke(cli, args[:-3] + ["--rate-min", "0.005", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "--rate-min" in bad.output
+
+
+def test_crossing_interpolates_in_log_tau():
+    from diffphase.validate.memorization import crossing
+
+    taus = np.geomspace(1e-3, 1e3, 25)
+    values = 1 / (1 + taus / 0.7)  # decreasing, 1/2 exactly at tau = 0.7
+    np.testing.assert_allclose(crossing(taus, values, 0.5), 0.7, rtol=0.05)
+    assert np.isnan(crossing(taus, np.full(25, 0.9), 0.5))
+    assert np.isnan(crossing(taus, np.full(25, 0.1), 0.5))
