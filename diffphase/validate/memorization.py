@@ -337,6 +337,16 @@ def check_geometric(tier: str, rng: np.random.Generator) -> list[Comparison]:
                                  "dimension_readout_exact_score":
                                      held["dimension_readout_exact_score"],
                                  "subspace_spectra_heldout": held["subspace_spectra"]}))
+            hi, lo = res["blocks"]["std 1"], res["blocks"]["std 0.3"]
+            pred = hi["tau_c_predicted"] / lo["tau_c_predicted"]
+            meas = hi["tau_c_measured"] / lo["tau_c_measured"]
+            err = abs(np.log(meas / pred)) if np.isfinite(meas) and meas > 0 else float("inf")
+            out.append(Comparison(
+                f"order of loss: tau_c(std 1)/tau_c(std 0.3), {data_name}, N={n}", pred, meas,
+                tolerance=np.log(2.0), error=float(err),
+                details={"error": "|ln(measured/predicted)|",
+                         "reading": "> 1: the higher-variance block condenses first (larger tau)",
+                         "measurement": "ratio of the condensation taus above"}))
     return out
 
 
