@@ -269,3 +269,33 @@ def test_crossing_interpolates_in_log_tau():
     np.testing.assert_allclose(crossing(taus, values, 0.5), 0.7, rtol=0.05)
     assert np.isnan(crossing(taus, np.full(25, 0.9), 0.5))
     assert np.isnan(crossing(taus, np.full(25, 0.1), 0.5))
+
+
+def test_cli_simulate_memorization_writes_curves_next_to_predictions(tmp_path):
+    import csv
+
+    runner = CliRunner()
+    out = tmp_path / "traj"
+    result = runner.invoke(cli, ["simulate", "memorization", "--experiment", "trajectories",
+                                 "--dims", "16", "--log-n-per-d", "0.15", "--probes", "8",
+                                 "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    pred = json.loads(result.output)["predictions"]["d=16"]
+    n = round(np.exp(16 * 0.15))
+    assert pred["n_train"] == n
+    np.testing.assert_allclose(pred["tau_C"], 1 / (n ** (2 / 16) - 1), rtol=1e-9)
+    rows = list(csv.DictReader((out / "simulate_trajectories.csv").open()))
+    assert len(rows) == 10
+    fractions = [float(r["return_fraction"]) for r in rows]
+    assert all(0 <= f <= 1 for f in fractions) and fractions[0] > fractions[-1]
+    assert (out / "simulate_trajectories.png").exists()
+    geo = tmp_path / "geo"
+    result = runner.invoke(cli, ["simulate", "memorization", "--experiment", "geometric",
+                                 "--n-train", "60", "--out", str(geo)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((geo / "simulate_geometric.csv").open()))
+    series = {r["series"] for r in rows}
+    assert {"sphere std 1", "raw std 0.3", "raw held-out"} <= series
+    held = [r for r in rows if r["series"] == "raw held-out"]
+    assert all(float(r["dimension_readout"]) <= 30 for r in held)
+    assert float(held[-1]["dimension_readout_exact_score"]) == 0.0  # tau = 10: all within delta

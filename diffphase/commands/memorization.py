@@ -167,12 +167,13 @@ def phase_diagram_memorization(fractions, variances, dim, process, subspace, rat
 
 
 @simulate.command("memorization")
-@click.option("--experiment", type=click.Choice(["collapse", "geometric", "speciation"]),
+@click.option("--experiment",
+              type=click.Choice(["collapse", "trajectories", "geometric", "speciation"]),
               default="collapse", show_default=True)
 @click.option("--dims", type=FLOATS, default="32,64", show_default=True,
-              help="collapse: ambient dimensions.")
+              help="collapse, trajectories: ambient dimensions.")
 @click.option("--log-n-per-d", "rate", type=float, default=0.09, show_default=True,
-              help="collapse: ln N / d.")
+              help="collapse, trajectories: ln N / d.")
 @click.option("--n-train", "n_train", type=int, default=1000, show_default=True,
               help="geometric: number of training points.")
 @click.option("--probes", type=int, default=64, show_default=True)
@@ -216,6 +217,20 @@ def simulate_memorization(experiment, dims, rate, n_train, probes, seed, device,
                      "participation_ratio": c["participation_ratio"][i],
                      "tau_C_predicted": res["tau_C"]})
         x_key, y_keys, group = "tau", ["own_weight"], "dim"
+    elif experiment == "trajectories":
+        for dim in tqdm([int(d) for d in dims], disable=not progress_enabled(), desc="dims"):
+            dim = require_int("--dims", dim, 2)
+            res = sim.return_fraction(dim, max(2, int(round(np.exp(dim * rate)))), rng,
+                                      n_traj=probes)
+            predictions[f"d={dim}"] = {"n_train": res["n_train"], "tau_C": res["tau_C"],
+                                       "t_C_ou": res["t_C"], "crossover_tau": sim.crossing(
+                                           res["tau"], res["return_fraction"], 0.5)}
+            for i, tau in enumerate(res["tau"]):
+                add({"dim": dim, "n_train": res["n_train"], "tau": tau, "t_ou": res["t"][i],
+                     "return_fraction": res["return_fraction"][i],
+                     "on_training_point": res["on_training_point"][i],
+                     "tau_C_predicted": res["tau_C"]})
+        x_key, y_keys, group = "tau", ["return_fraction"], "dim"
     elif experiment == "geometric":
         for normalized in tqdm((True, False), disable=not progress_enabled(), desc="data"):
             res = sim.geometric_experiment(require_int("--n-train", n_train, 2), normalized, rng)
