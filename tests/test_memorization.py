@@ -299,3 +299,35 @@ def test_cli_simulate_memorization_writes_curves_next_to_predictions(tmp_path):
     held = [r for r in rows if r["series"] == "raw held-out"]
     assert all(float(r["dimension_readout"]) <= 30 for r in held)
     assert float(held[-1]["dimension_readout_exact_score"]) == 0.0  # tau = 10: all within delta
+
+
+def test_collapse_grid_sweep_over_n_and_d():
+    """One call on a (N, d) grid of the isotropic law equals the closed form point by point."""
+    spectrum = sol.CovarianceSpectrum.from_eigenvalues(np.full(10, 2.0))  # per-dim law: all 2.0
+    n = np.array([[10.0], [1e3], [1e6]])
+    d = np.array([[8.0, 64.0, 512.0]])
+    res = sol.collapse_tau(spectrum, n, dim=d)
+    assert res.tau.shape == (3, 3) and res.converged.all()
+    np.testing.assert_allclose(res.tau, 2.0 / (n ** (2 / d) - 1), rtol=1e-10)
+
+
+def test_rem_critical_tau_at_a_displaced_probe_against_direct_variance():
+    """``V(tau) = (1/tau^2)[sum_i x_i^2 s_i^2 + (g/2) sum_i s_i^4]`` at ``x = x0 + sqrt(tau) v``,
+    solved for ``V = 2 ln N`` by brentq on the formula of THEORY B written out here."""
+    s = np.array([1.0, 1.0, 0.3, 0.3, 0.3, 0.01])
+    x0 = np.array([0.2, -0.1, 0.05, 0.0, 0.1, 0.0])
+    v = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    for normalized in (True, False):
+        g = 0.0 if normalized else 1.0
+
+        def excess(log_tau, g=g):
+            tau = np.exp(log_tau)
+            x = x0 + np.sqrt(tau) * v
+            return (np.sum(x**2 * s**2) + 0.5 * g * np.sum(s**4)) / tau**2 - 2 * np.log(500)
+
+        expected = np.exp(brentq(excess, -30, 30, xtol=1e-14))
+        got = sol.rem_critical_tau(s, 500, v, probe=x0, normalized=normalized)
+        assert got.converged.all()
+        np.testing.assert_allclose(got.root, expected, rtol=1e-8)
+    with pytest.raises(ParameterError, match="direction"):
+        sol.rem_critical_tau(s, 500, -v, probe=x0)
