@@ -230,7 +230,12 @@ trunc = engine.jacobian_spectrum(data[:m] + np.sqrt(0.05) * z, 1.0, 0.05, tol=1e
 moments = engine.moments(data[:m] + np.sqrt(2.0) * z, 1.0, 2.0)
 elapsed = time.perf_counter() - start
 assert np.all(np.isfinite(dense.eigenvalues)) and np.all(np.isfinite(trunc.eigenvalues))
-print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, data.nbytes,
+try:  # high-water mark of this process image (ru_maxrss may carry the forking parent's)
+    with open("/proc/self/status") as status:
+        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+except OSError:
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(elapsed, peak_kib, data.nbytes,
       float(np.mean(dense.n_eff)), float(np.mean(trunc.n_eff)), ",".join(trunc.methods))
 """
 
@@ -239,8 +244,8 @@ def bench_bounded_memory(quick: bool) -> list[dict]:
     """Peak resident memory of one process that holds ``N = 10^6`` points in ``d = 64`` and computes
     dense Jacobian spectra (spread weights), truncated spectra (concentrated weights) and the
     posterior moments of ``M`` queries, against the 4 GB budget of the issue (ratio = budget /
-    peak; target >= 1). Measured with ``getrusage`` in a fresh interpreter, so nothing else of the
-    benchmark run is counted."""
+    peak; target >= 1). Measured as the high-water mark ``VmHWM`` of a fresh interpreter (Linux;
+    ``getrusage`` elsewhere), so nothing else of the benchmark run is counted."""
     import subprocess
     import sys
 
