@@ -65,7 +65,10 @@ def critical_times_summary(fractions, variances, dim: int, n_train: int, process
             "collapse_solver": collapse.summary(),
             "conventions": {"tau": "D/a^2", "t": f"{process} process time",
                             "rem_raw": "g = 1 (unnormalized data)",
-                            "rem_sphere": "g = 0, variances divided by E|y|^2"}}
+                            "rem_sphere": "g = 0, variances divided by E|y|^2",
+                            "rem_direction_variance": "the group variance: exact for "
+                            "orthonormal subspaces; for random ones the variance along a latent "
+                            "direction is larger by O(tr C / d)"}}
 
 
 @click.command("critical-times")
