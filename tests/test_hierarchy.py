@@ -438,3 +438,20 @@ def test_simulate_writes_measured_curves_next_to_predictions(tmp_path, capsys):
         gap = abs(float(row["class_preservation_posterior"])
                   - float(row["class_preservation_population_dynamics"]))
         assert gap < 5 * se + 0.03
+
+
+def test_simulate_several_depths_in_one_call(tmp_path, capsys):
+    import csv
+
+    code, out = _run(["simulate", "hierarchy", "--v", "8", "--m", "2", "--depths", "2,3",
+                      "--channel", "eps", "--noise", "0.2,0.9", "--samples", "200",
+                      "--population", "0", "--out", str(tmp_path / "sim")], capsys)
+    assert code == 0, out.err
+    rows = list(csv.DictReader(open(tmp_path / "sim" / "hierarchy_simulation.csv")))
+    assert [row["depth_L"] for row in rows] == ["2", "2", "3", "3"]
+    levels = list(csv.DictReader(open(tmp_path / "sim" / "hierarchy_simulation_levels.csv")))
+    assert len(levels) == 2 * 3 + 2 * 4  # levels 0..L for each noise and depth
+    for row in rows:  # low noise keeps the class; mean field is the eps-process prediction
+        if row["noise"] == "0.2":
+            assert float(row["class_preservation_posterior"]) > 0.9
+        assert "class_preservation_mean_field" in row

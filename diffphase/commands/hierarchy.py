@@ -180,7 +180,8 @@ def phase_diagram_hierarchy(v, m, s, n_c, eps, depths, f_values, s_values, outpu
 
 @simulate.command("hierarchy")
 @_model_options
-@click.option("--depth", type=int, default=4, show_default=True, help="Tree depth L.")
+@click.option("--depth", "--depths", "depths", type=FLOATS, default="4", show_default=True,
+              help="Tree depth L, or several (comma-separated): one forward-backward run each.")
 @click.option("--channel", type=CHANNEL_CHOICE, default="eps", show_default=True)
 @click.option("--noise", type=FLOATS, default="0.1,0.3,0.5,0.6,0.7,0.8,0.9", show_default=True,
               help="Noise levels in [0, 1] (gaussian: t/T of the linear ddpm schedule).")
@@ -193,26 +194,30 @@ def phase_diagram_hierarchy(v, m, s, n_c, eps, depths, f_values, s_values, outpu
               show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @output_options("diffphase-out/hierarchy-simulation")
-def simulate_hierarchy(v, m, s, n_c, depth, channel, noise, samples, population, engine, device,
+def simulate_hierarchy(v, m, s, n_c, depths, channel, noise, samples, population, engine, device,
                        seed, outputs, formats, as_json) -> None:
-    """Forward-backward experiments with exact BP; measured curves next to the predictions."""
+    """Forward-backward experiments with exact BP at one or several depths; measured curves next
+    to the predictions (one random rule set per depth, drawn from --seed)."""
     from ..backend import get_array_module
     from ..plotting import close
     from ..plotting.hierarchy import forward_backward_figure
-    from ..solvers import hierarchy as mf
-    from ..solvers.population import preservation_curve
     from ..validate.bp import bp_batch_size
-    from ..validate.hierarchy import forward_backward_curves
     from ..validate.rhm import RandomHierarchyModel
 
     for x in noise:
         require_in_range("--noise", x, 0, 1)
+    depth_list = []
+    for d in depths:
+        if not float(d).is_integer() or d < 1:
+            raise ParameterError("--depth", d, "integers >= 1")
+        depth_list.append(int(d))
     if samples < 1:
         raise ParameterError("--samples", samples, "an integer >= 1")
     if population != 0 and population < 100:
         raise ParameterError("--population", population, "0 (skip) or an integer >= 100")
-    model = RandomHierarchyModel(v, m, s, depth, n_c, seed=seed)
-    bp_batch_size(model.v, model.n_c, model.s, model.L, samples)  # a tree too large: error now
+    models = [RandomHierarchyModel(v, m, s, depth, n_c, seed=seed) for depth in depth_list]
+    for model in models:  # a tree too large: error now, before any run
+        bp_batch_size(model.v, model.n_c, model.s, model.L, samples)
     get_array_module(device)
     stem = "hierarchy_simulation"
     outputs.claim([f"{stem}.csv", f"{stem}_levels.csv", f"{stem}.json"] +
@@ -223,12 +228,57 @@ def simulate_hierarchy(v, m, s, n_c, depth, channel, noise, samples, population,
 
         def progress(items):
             return tqdm(items, desc="forward-backward", unit="noise")
-    rng = np.random.default_rng(seed)
+    runs = [_forward_backward_at_depth(model, channel, noise, samples, population, engine,
+                                       device, seed, progress) for model in models]
+    columns: dict[str, list] = {}
+    level_rows: dict[str, list] = {}
+    for depth, run in zip(depth_list, runs, strict=True):
+        _extend(columns, {"depth_L": [depth] * len(noise), **run["columns"]})
+        _extend(level_rows, {"depth_L": [depth] * len(run["levels"]["noise"]), **run["levels"]})
+    outputs.write_csv(f"{stem}.csv", columns)
+    outputs.write_csv(f"{stem}_levels.csv", level_rows)
+    meta = run_metadata("simulate hierarchy", {
+        "v": v, "m": m, "s": s, "n_c": models[0].n_c, "depths": depth_list, "channel": channel,
+        "noise": noise, "samples": samples, "population": population},
+        seed=seed, level_convention="level 0 = root (class), L = leaves",
+        noise_convention=NOISE_CONVENTION[channel],
+        solver={"bp_engine": engine, "device": device, "population_repeats": 2},
+        convergence={str(d): run["convergence"] for d, run in zip(depth_list, runs, strict=True)},
+        results={str(d): {"class_preservation": run["measured"]["class_posterior"],
+                          "predicted": run["predicted"]}
+                 for d, run in zip(depth_list, runs, strict=True)})
+    outputs.write_json(f"{stem}.json", meta)
+    fig = forward_backward_figure(noise, [(d, run["measured"], run["predicted"])
+                                          for d, run in zip(depth_list, runs, strict=True)],
+                                  NOISE_CONVENTION[channel])
+    outputs.save_figure(fig, stem, formats)
+    close(fig)
+    emit({"depths": {str(d): {"class_preservation": run["measured"]["class_posterior"],
+                              "predicted": run["predicted"]}
+                     for d, run in zip(depth_list, runs, strict=True)},
+          "files": [p.name for p in outputs.written]}, as_json, outputs)
+
+
+def _extend(table: dict, rows: dict) -> None:
+    for key, values in rows.items():
+        table.setdefault(key, []).extend(list(values))
+
+
+def _forward_backward_at_depth(model, channel, noise, samples, population, engine, device, seed,
+                               progress) -> dict:
+    """Measured curves, predictions, tidy columns and convergence counts at one depth."""
+    from ..solvers import hierarchy as mf
+    from ..solvers.population import preservation_curve
+    from ..validate.hierarchy import forward_backward_curves
+
+    depth = model.L
+    rng = np.random.default_rng([seed, depth])
     runs = forward_backward_curves(model, channel, noise, samples, rng, progress=progress,
                                    engine=engine, device=device)
     predicted = {}
     if channel == "eps":
-        predicted["mean field"] = mf.mean_field_levels(noise, v, m, s, depth, n_c)[:, 0]
+        predicted["mean field"] = mf.mean_field_levels(noise, model.v, model.m, model.s, depth,
+                                                       model.n_c)[:, 0]
     pd_runs = []
     if population:
         pd_runs = preservation_curve(model, channel, noise, population, repeats=2, seed=seed)
@@ -237,45 +287,32 @@ def simulate_hierarchy(v, m, s, n_c, depth, channel, noise, samples, population,
                 ("unchanged", "true_value_belief", "upward_true_value_belief", "class_posterior",
                  "class_posterior_se", "class_preservation", "susceptibility")}
     # the susceptibility is measured only: the toolkit has no prediction for it (THEORY C)
-    columns = {"noise": noise, "noise_convention": [NOISE_CONVENTION[channel]] * len(noise),
+    columns = {"noise": list(noise),
+               "noise_convention": [NOISE_CONVENTION[channel]] * len(noise),
                "class_preservation_sampled": measured["class_preservation"],
                "class_preservation_posterior": measured["class_posterior"],
                "class_preservation_posterior_se": measured["class_posterior_se"],
                "susceptibility_var_changed_leaves_over_d": measured["susceptibility"]}
     for name, values in predicted.items():
         columns["class_preservation_" + name.replace(" ", "_")] = values
-    outputs.write_csv(f"{stem}.csv", columns)
-    level_rows = {"noise": [], "level": [], "p_unchanged": [], "true_value_marginal": [],
-                  "upward_true_value_belief": [],
-                  "upward_true_value_belief_population_dynamics": []}
+    levels = {"noise": [], "level": [], "p_unchanged": [], "true_value_marginal": [],
+              "upward_true_value_belief": [],
+              "upward_true_value_belief_population_dynamics": []}
     for i, x in enumerate(noise):
         for lv in range(depth + 1):
-            level_rows["noise"].append(x)
-            level_rows["level"].append(lv)
-            level_rows["p_unchanged"].append(measured["unchanged"][i, lv])
-            level_rows["true_value_marginal"].append(measured["true_value_belief"][i, lv])
-            level_rows["upward_true_value_belief"].append(
-                measured["upward_true_value_belief"][i, lv])
-            level_rows["upward_true_value_belief_population_dynamics"].append(
+            levels["noise"].append(x)
+            levels["level"].append(lv)
+            levels["p_unchanged"].append(measured["unchanged"][i, lv])
+            levels["true_value_marginal"].append(measured["true_value_belief"][i, lv])
+            levels["upward_true_value_belief"].append(measured["upward_true_value_belief"][i, lv])
+            levels["upward_true_value_belief_population_dynamics"].append(
                 pd_runs[i].true_value_belief[lv] if pd_runs else np.nan)
-    outputs.write_csv(f"{stem}_levels.csv", level_rows)
-    meta = run_metadata("simulate hierarchy", {
-        "v": v, "m": m, "s": s, "n_c": model.n_c, "depth": depth, "channel": channel,
-        "noise": noise, "samples": samples, "population": population},
-        seed=seed, level_convention="level 0 = root (class), L = leaves",
-        noise_convention=NOISE_CONVENTION[channel],
-        solver={"bp_engine": engine, "device": device, "population_repeats": 2},
-        convergence={"bp_guarded_messages": int(sum(r["n_guarded"] for r in runs)),
-                     "population_guarded_messages": int(sum(r.n_guarded for r in pd_runs)),
-                     "population_class_standard_error": [float(r.standard_error[0])
-                                                         for r in pd_runs]},
-        results={"class_preservation": measured["class_posterior"], "predicted": predicted})
-    outputs.write_json(f"{stem}.json", meta)
-    fig = forward_backward_figure(noise, measured, predicted, NOISE_CONVENTION[channel])
-    outputs.save_figure(fig, stem, formats)
-    close(fig)
-    emit({"class_preservation": measured["class_posterior"], "predicted": predicted,
-          "files": [p.name for p in outputs.written]}, as_json, outputs)
+    convergence = {"bp_guarded_messages": int(sum(r["n_guarded"] for r in runs)),
+                   "population_guarded_messages": int(sum(r.n_guarded for r in pd_runs)),
+                   "population_class_standard_error": [float(r.standard_error[0])
+                                                       for r in pd_runs]}
+    return {"measured": measured, "predicted": predicted, "columns": columns, "levels": levels,
+            "convergence": convergence}
 
 
 def register(cli) -> None:

@@ -33,22 +33,27 @@ def preservation_map_figure(noise: np.ndarray, depths: np.ndarray, preservation:
     return fig
 
 
-def forward_backward_figure(noise: np.ndarray, measured: dict, predicted: dict,
-                            noise_label: str = "noise"):
-    """Measured per-level unchanged probability and class preservation with predictions."""
+def forward_backward_figure(noise: np.ndarray, runs: list, noise_label: str = "noise"):
+    """Left: class preservation vs noise at each depth, measured (BP posterior samples, with
+    standard errors) and predicted. Right: per-level P(node unchanged) at the deepest tree.
+
+    ``runs`` is a list of ``(depth, measured, predicted)``."""
     fig, (ax0, ax1) = new_figure(2, 1)
+    for index, (depth, measured, predicted) in enumerate(runs):
+        color = f"C{index % 10}"
+        ax0.errorbar(noise, measured["class_posterior"], yerr=measured["class_posterior_se"],
+                     fmt="o", color=color, label=f"L={depth}: BP (measured)")
+        for style, (name, values) in zip(("-", "--", ":"), predicted.items(), strict=False):
+            ax0.plot(noise, values, style, color=color, label=f"L={depth}: {name}")
+    ax0.set_xlabel(noise_label)
+    ax0.set_ylabel("class preservation")
+    ax0.legend(fontsize=6)
+    depth, measured, _ = max(runs, key=lambda run: run[0])
     unchanged = np.asarray(measured["unchanged"])  # (noise, levels)
     for lv in range(unchanged.shape[1]):
-        ax0.plot(noise, unchanged[:, lv], marker=".", label=f"level {lv}")
-    ax0.set_xlabel(noise_label)
-    ax0.set_ylabel("P(node unchanged), BP posterior sample")
-    ax0.legend(fontsize=6)
-    ax1.errorbar(noise, measured["class_posterior"], yerr=measured["class_posterior_se"],
-                 fmt="o", label="BP (measured)")
-    for name, values in predicted.items():
-        ax1.plot(noise, values, label=name)
+        ax1.plot(noise, unchanged[:, lv], marker=".", label=f"level {lv}")
     ax1.set_xlabel(noise_label)
-    ax1.set_ylabel("class preservation")
-    ax1.legend(fontsize=7)
+    ax1.set_ylabel(f"P(node unchanged), BP posterior sample, L={depth}")
+    ax1.legend(fontsize=6)
     fig.tight_layout()
     return fig
