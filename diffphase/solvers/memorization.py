@@ -179,21 +179,13 @@ class CovarianceSpectrum:
 
 
 # ----------------------------------------------------------------------------- collapse
-@dataclass
-class CollapseResult:
-    """``tau`` (NaN where not converged), flags and iterations per point."""
-
-    tau: np.ndarray
-    converged: np.ndarray
-    iterations: np.ndarray
+class CollapseResult(RootResult):
+    """A :class:`~diffphase.solvers.roots.RootResult` whose root is the collapse ``tau`` (NaN
+    where not converged), with per-point flags and iterations."""
 
     @property
-    def n_failed(self) -> int:
-        return int(np.size(self.converged) - np.count_nonzero(self.converged))
-
-    def summary(self) -> dict:
-        return {"points": int(np.size(self.converged)), "failed": self.n_failed,
-                "max_iterations": int(np.max(self.iterations, initial=0))}
+    def tau(self) -> np.ndarray:
+        return self.root
 
 
 def _stack(spectra: list[CovarianceSpectrum]) -> tuple[np.ndarray, np.ndarray]:

@@ -156,8 +156,17 @@ def run_checks(
         try:
             comparisons = check.func(tier, rng)
         except CheckSkipped as exc:
-            results.append(CheckResult(check.model, check.name, check.kind, None, "skipped",
-                                       time.perf_counter() - start, str(exc)))
+            results.append(
+                CheckResult(
+                    check.model,
+                    check.name,
+                    check.kind,
+                    None,
+                    "skipped",
+                    time.perf_counter() - start,
+                    str(exc),
+                )
+            )
             continue
         except Exception as exc:  # a crash is a toolkit failure, reported, not raised
             results.append(
@@ -189,27 +198,30 @@ def _stable_hash(text: str) -> int:
     return value
 
 
+HEADER = ("check", "quantity", "prediction", "measurement", "error", "tolerance", "status")
+
+
+def _cells(result: CheckResult) -> tuple[str, ...]:
+    """One result as the table's cells (``-`` where a crashed or skipped check has no numbers)."""
+    c = result.comparison
+    name = f"{result.model}/{result.check}"
+    if c is None:
+        return (name, "-", "-", "-", "-", "-", result.status)
+    return (
+        name,
+        c.quantity,
+        _num(c.prediction),
+        _num(c.measurement),
+        _num(c.error),
+        _num(c.tolerance),
+        result.status,
+    )
+
+
 def format_table(results: list[CheckResult]) -> str:
     """Plain-text table: check, quantity, prediction, measurement, error, tolerance, status."""
-    header = ("check", "quantity", "prediction", "measurement", "error", "tolerance", "status")
-    rows = [header]
-    for r in results:
-        c = r.comparison
-        if c is None:
-            rows.append((f"{r.model}/{r.check}", "-", "-", "-", "-", "-", r.status))
-            continue
-        rows.append(
-            (
-                f"{r.model}/{r.check}",
-                c.quantity,
-                _num(c.prediction),
-                _num(c.measurement),
-                _num(c.error),
-                _num(c.tolerance),
-                r.status,
-            )
-        )
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    rows = [HEADER] + [_cells(r) for r in results]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(HEADER))]
     lines = [
         "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
@@ -226,26 +238,8 @@ def summary_counts(results: list[CheckResult]) -> dict[str, int]:
 
 
 def format_markdown(results: list[CheckResult]) -> str:
-    lines = [
-        "| check | quantity | prediction | measurement | error | tolerance | status |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        c = r.comparison
-        cells = (
-            [
-                r.check,
-                c.quantity,
-                _num(c.prediction),
-                _num(c.measurement),
-                _num(c.error),
-                _num(c.tolerance),
-                r.status,
-            ]
-            if c
-            else [r.check, "-", "-", "-", "-", "-", r.status]
-        )
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in results]
     counts = summary_counts(results)
     lines += ["", ", ".join(f"{v} {k}" for k, v in counts.items() if v)]
     errors = [r for r in results if r.status == "error"]
