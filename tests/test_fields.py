@@ -315,5 +315,10 @@ def test_bad_points_and_covariance():
 def test_quick_checks_pass():
     from diffphase.validate.registry import run_checks
 
+    import importlib.util
+
     results = run_checks("fields", "quick", seed=3)
-    assert results and all(r.status == "pass" for r in results), [r.as_row() for r in results]
+    # checks that need torch are reported as skipped (not failed) where torch is absent
+    allowed = {"pass"} if importlib.util.find_spec("torch") else {"pass", "skipped"}
+    assert results and all(r.status in allowed for r in results), [r.as_row() for r in results]
+    assert any(r.status == "pass" for r in results)
