@@ -21,6 +21,8 @@ import functools
 
 import sympy as sp
 
+from ..errors import ParameterError
+
 b, p, eps = sp.symbols("b p eps", real=True)
 v, m, n, f = sp.symbols("v m n f", positive=True)
 s = sp.Symbol("s", positive=True)
@@ -89,14 +91,17 @@ def unstable_fixed_point(branching: int, large_v: bool = False) -> sp.Expr:
     var = p if large_v else b
     roots = sp.solve(poly.as_expr(), var)
     if not roots:
-        raise NotImplementedError(f"no closed form for s = {branching}")
+        raise ParameterError("branching", branching,
+                             "a branching for which sympy finds a closed form (s = 2; s = 2, 3 "
+                             "at large v); the numeric solvers cover every s")
     if len(roots) == 1:
         return sp.simplify(roots[0])
     # the physical branch: positive at a small test value of f (resp. large v, small m)
     test = {f: sp.Rational(1, 10)} if large_v else {v: 64, m: 4}
     good = [r for r in roots if sp.N(r.subs(test)).is_real and 0 < sp.N(r.subs(test)) < 1]
     if len(good) != 1:
-        raise NotImplementedError(f"no unique physical branch for s = {branching}")
+        raise ParameterError("branching", branching,
+                             "a branching whose closed-form roots have one physical branch")
     return sp.simplify(good[0])
 
 
