@@ -123,6 +123,22 @@ def _namespace(array):
     return cupy
 
 
+def _scatter_rows(xp, m: int, row_sets: list, parts: list) -> tuple:
+    """Reassemble per-query results computed on disjoint row subsets: ``parts[i]`` is a tuple of
+    arrays (or ``None``) for the rows ``row_sets[i]``; the result has ``m`` rows."""
+    merged = []
+    for index in range(len(parts[0])):
+        pieces = [part[index] for part in parts]
+        if pieces[0] is None:
+            merged.append(None)
+            continue
+        full = xp.empty((m,) + pieces[0].shape[1:])
+        for rows, piece in zip(row_sets, pieces, strict=True):
+            full[rows] = piece
+        merged.append(full)
+    return tuple(merged)
+
+
 def check_training_data(data) -> np.ndarray:
     """A finite ``(N, d)`` float array with ``N >= 1`` and ``d >= 1`` (host copy)."""
     try:
@@ -300,46 +316,22 @@ class EmpiricalScore:
                     rows_t = xp.nonzero(feasible)[0]
                     rows_d = xp.nonzero(~feasible)[0]
                     part_t = self._moments_from_weights(
-                        xq[rows_t],
-                        a[rows_t],
-                        D[rows_t],
-                        weights[rows_t],
-                        kept_t[rows_t],
-                        want,
+                        xq[rows_t], a[rows_t], D[rows_t], weights[rows_t], kept_t[rows_t], want,
                         truncated=True,
                     )
                     part_d = self._moments_from_weights(
-                        xq[rows_d],
-                        a[rows_d],
-                        D[rows_d],
-                        weights[rows_d],
-                        None,
-                        want,
+                        xq[rows_d], a[rows_d], D[rows_d], weights[rows_d], None, want,
                         truncated=False,
                     )
-                    merged = []
-                    for pt, pd in zip(part_t, part_d, strict=True):
-                        if pt is None:
-                            merged.append(None)
-                            continue
-                        full = xp.empty((m,) + pt.shape[1:])
-                        full[rows_t], full[rows_d] = pt, pd
-                        merged.append(full)
-                    mean, cov, cov_eigs = merged
+                    method = "mixed"
                     neglected = xp.where(feasible, neglected_t, 0.0)
                     kept = xp.where(feasible, kept_t, self.n_points)
-                    out.update(
-                        mean=mean,
-                        covariance=cov,
-                        covariance_eigenvalues=cov_eigs,
-                        neglected_mass=neglected,
-                        kept=kept,
-                        method="mixed",
-                    )
-                    return out
-        mean, cov, cov_eigs = self._moments_from_weights(
-            xq, a, D, weights, kept, want, truncated=method == "truncated"
-        )
+                    moments = _scatter_rows(xp, m, [rows_t, rows_d], [part_t, part_d])
+        if method != "mixed":
+            moments = self._moments_from_weights(
+                xq, a, D, weights, kept, want, truncated=method == "truncated"
+            )
+        mean, cov, cov_eigs = moments
         out.update(
             mean=mean,
             covariance=cov,
@@ -408,17 +400,7 @@ class EmpiricalScore:
                     xq[rows], a[rows], D[rows], weights[rows], kept[rows], want
                 )
             )
-        merged = []
-        for index in range(3):
-            pieces = [part[index] for part in parts]
-            if pieces[0] is None:
-                merged.append(None)
-                continue
-            full = xp.empty((xq.shape[0],) + pieces[0].shape[1:])
-            for rows, piece in zip(rows_of, pieces, strict=True):
-                full[rows] = piece
-            merged.append(full)
-        return tuple(merged)
+        return _scatter_rows(xp, xq.shape[0], rows_of, parts)
 
     def _truncated_moments_padded(self, xq, a, D, weights, kept, want):
         """:meth:`_truncated_moments` for rows padded to the largest kept count among them."""
