@@ -155,29 +155,20 @@ def run_checks(
         start = time.perf_counter()
         try:
             comparisons = check.func(tier, rng)
-        except CheckSkipped as exc:
-            results.append(
-                CheckResult(
-                    check.model,
-                    check.name,
-                    check.kind,
-                    None,
-                    "skipped",
-                    time.perf_counter() - start,
-                    str(exc),
-                )
+        except Exception as exc:  # a skip is reported; a crash is a toolkit failure, not raised
+            skipped = isinstance(exc, CheckSkipped)
+            message = (
+                str(exc) if skipped else (f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
             )
-            continue
-        except Exception as exc:  # a crash is a toolkit failure, reported, not raised
             results.append(
                 CheckResult(
                     check.model,
                     check.name,
                     check.kind,
                     None,
-                    "error",
+                    "skipped" if skipped else "error",
                     time.perf_counter() - start,
-                    f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+                    message,
                 )
             )
             continue
