@@ -150,6 +150,14 @@ def _template(func) -> str:
 _FORMULAS = {  # name -> (symbolic expression builder, argument symbols)
     "manifold_gap": (theory.manifold_gap_width, (theory.lower, theory.tau)),
     "gap": (theory.intermediate_gap_width, (theory.lower, theory.upper, theory.tau)),
+    "gap_dl": (
+        lambda: theory.intermediate_gap_edge_derivatives()[0],
+        (theory.lower, theory.upper, theory.tau),
+    ),
+    "gap_du": (
+        lambda: theory.intermediate_gap_edge_derivatives()[1],
+        (theory.lower, theory.upper, theory.tau),
+    ),
     "gap_tau_max": (theory.intermediate_gap_tau_max, (theory.lower, theory.upper)),
     "gap_max": (theory.intermediate_gap_max_width, (theory.lower, theory.upper)),
     "gap_window": (
@@ -207,8 +215,14 @@ def bulk_edges(law, variances=None, n_samples: int = 512) -> Edges:
     out = np.empty(2 * law.K + 2)
     count = mod.critical_points(law.fractions, law.variances, n_samples, out)
     crit = np.sort(out[:count])
-    values = np.array([mod.inverse_map_value(gc, law.fractions, law.variances)[0] for gc in crit])
-    values = np.sort(values)
+    return _edges_at(crit, law)
+
+
+def _edges_at(crit: np.ndarray, law: VarianceLaw) -> Edges:
+    """Edges ``z(g*)`` at the critical points, ascending and paired; with ``alpha = 1`` an odd
+    count means a hard edge at ``lambda = 0``."""
+    mod = kernels()
+    values = np.sort([mod.inverse_map_value(gc, law.fractions, law.variances)[0] for gc in crit])
     if values.size % 2 == 1:
         values = np.concatenate([[0.0], values])
     return Edges(values.reshape(-1, 2), crit)
@@ -235,10 +249,7 @@ def bulk_edges_polynomial(law, variances=None) -> Edges:
                 break
         polished.append(gc)
     crit = np.sort(np.array(polished))
-    values = np.sort([mod.inverse_map_value(gc, law.fractions, law.variances)[0] for gc in crit])
-    if len(values) % 2 == 1:
-        values = np.concatenate([[0.0], values])
-    return Edges(np.asarray(values).reshape(-1, 2), crit)
+    return _edges_at(crit, law)
 
 
 @functools.cache

@@ -145,6 +145,14 @@ def intermediate_gap_width() -> sp.Expr:
 
 
 @functools.cache
+def intermediate_gap_edge_derivatives() -> tuple[sp.Expr, sp.Expr]:
+    """``(dW/dl, dW/du)``: how the intermediate gap width moves with each bulk edge (used to
+    propagate finite-``d`` edge fluctuations into a tolerance)."""
+    width = intermediate_gap_width()
+    return sp.simplify(sp.diff(width, lower)), sp.simplify(sp.diff(width, upper))
+
+
+@functools.cache
 def intermediate_gap_tau_max() -> sp.Expr:
     """``tau*`` maximizing :func:`intermediate_gap_width` (the positive stationary point)."""
     roots = sp.solve(sp.diff(intermediate_gap_width(), tau), tau)

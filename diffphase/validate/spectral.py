@@ -156,10 +156,10 @@ def check_gaps(tier: str, rng: np.random.Generator) -> list[Comparison]:
             jn = np.linalg.eigvalsh(normalized_jacobian(manifold, tau))
             measured = float(np.diff(np.sort(jn)[-m:]).max())  # the gap is the widest spacing
             predicted = float(solver.formula("gap", lo_edge, up_edge, tau))
-            # each edge e moves by ~ 4 e m^(-2/3) (see check_edges); dW/dl = tau/(tau + l)^2,
-            # dW/du = -tau/(tau + u)^2
-            sensitivity = (
-                lo_edge * tau / (tau + lo_edge) ** 2 + up_edge * tau / (tau + up_edge) ** 2
+            # each edge e moves by ~ 4 e m^(-2/3) (see check_edges); propagated through the
+            # symbolic derivatives dW/dl and dW/du
+            sensitivity = lo_edge * abs(solver.formula("gap_dl", lo_edge, up_edge, tau)) + (
+                up_edge * abs(solver.formula("gap_du", lo_edge, up_edge, tau))
             )
             tol = 4 * m ** (-2 / 3) * sensitivity
             out.append(
