@@ -102,6 +102,76 @@ def test_truncation_is_exact_to_its_tolerance_and_reports_mass():
         assert np.max(np.abs(trunc.eigenvalues - dense.eigenvalues)) <= tol + 1e-10
 
 
+def _minimal_kept(weights_row, eps):
+    """Fewest largest weights whose complement weighs at most eps, by a full sort."""
+    tail = np.concatenate([np.cumsum(np.sort(weights_row))[::-1][1:], [0.0]])  # tail[k-1]
+    return int(np.argmax(tail <= eps)) + 1
+
+
+@pytest.mark.parametrize("mode", ["tol", "mass"])
+def test_truncation_bound_is_rigorous_and_the_kept_sets_minimal(mode):
+    rng = np.random.default_rng(11)
+    data = rng.normal(size=(3000, 10)) * np.linspace(0.2, 2.0, 10)
+    engine = EmpiricalScore(data)
+    # queries around the first points, so that low indices sit inside many kept sets
+    x = data[np.arange(40) % 5] + 0.4 * rng.normal(size=(40, 10))
+    for tau in (0.05, 0.3):
+        option = {"tol": 1e-7} if mode == "tol" else {"max_neglected_mass": 1e-5}
+        dense = engine.jacobian_spectrum(x, 1.0, tau)
+        trunc = engine.jacobian_spectrum(x, 1.0, tau, **option)
+        kept = np.asarray(trunc.kept)
+        assert np.any(kept < 3000)
+        error = np.max(np.abs(trunc.eigenvalues - dense.eigenvalues), axis=1)
+        assert np.all(error <= trunc.error_bound + 1e-12)
+        if mode == "tol":
+            assert np.all(trunc.error_bound <= 1e-7 * (1 + 1e-9))
+            eps = 1e-7 * tau / (4 * engine.radius**2)
+        else:
+            assert np.all(trunc.neglected_mass <= 1e-5)
+            eps = 1e-5
+        weights = engine.weights(x, 1.0, tau)
+        for row in np.nonzero(kept < 3000)[0]:
+            assert kept[row] == _minimal_kept(weights[row], eps)
+            dropped = np.sort(weights[row])[: 3000 - kept[row]].sum()
+            np.testing.assert_allclose(trunc.neglected_mass[row], dropped, rtol=1e-9, atol=1e-18)
+        moments = engine.moments(x, 1.0, tau, covariance=True, **option)
+        exact = engine.moments(x, 1.0, tau, covariance=True)
+        gap = np.linalg.norm(moments.covariance - exact.covariance, ord=2, axis=(1, 2))
+        assert np.all(gap <= moments.covariance_error_bound + 1e-12)
+
+
+def test_selection_kernel_matches_a_full_sort():
+    from diffphase.validate.empirical_kernels import smallest_sufficient_sets
+
+    rng = np.random.default_rng(12)
+    logw = 6.0 * rng.normal(size=(30, 500))  # heavy-tailed, as in the condensed phase
+    weights = np.exp(logw - logw.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    eps = 10.0 ** rng.uniform(-12, -2, size=30)
+    cap = 200
+    candidates = np.zeros((30, cap), dtype=np.int64)
+    kept, neglected = np.empty(30, dtype=np.int64), np.empty(30)
+    smallest_sufficient_sets(weights, eps, cap, candidates, kept, neglected)
+    for row in range(30):
+        assert kept[row] == _minimal_kept(weights[row], eps[row])
+        order = np.argsort(-weights[row], kind="stable")
+        shown = min(kept[row], cap)
+        np.testing.assert_array_equal(
+            weights[row, candidates[row, :shown]], weights[row, order[:shown]]
+        )
+        assert neglected[row] <= eps[row]
+
+
+def test_bad_truncation_options():
+    engine = EmpiricalScore(np.random.default_rng(0).normal(size=(50, 3)))
+    x = np.zeros((2, 3))
+    for bad in (0.0, 0.5, -1e-3, float("nan")):
+        with pytest.raises(ParameterError, match="max_neglected_mass"):
+            engine.jacobian_spectrum(x, 1.0, 0.1, max_neglected_mass=bad)
+    with pytest.raises(ParameterError, match="tol"):
+        engine.jacobian_spectrum(x, 1.0, 0.1, tol=0.0)
+
+
 def test_chunking_does_not_change_results():
     rng = np.random.default_rng(2)
     data = rng.normal(size=(3000, 12))

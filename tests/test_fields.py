@@ -313,9 +313,9 @@ def test_bad_points_and_covariance():
 
 
 def test_quick_checks_pass():
-    from diffphase.validate.registry import run_checks
-
     import importlib.util
+
+    from diffphase.validate.registry import run_checks
 
     results = run_checks("fields", "quick", seed=3)
     # checks that need torch are reported as skipped (not failed) where torch is absent

@@ -26,13 +26,19 @@ Numerics
   ``O(chunk_bytes + 16 N)`` bytes, and the cached features when they fit
   ``feature_cache_bytes`` (``N = 10^6``, ``d = 64``: 1.3 GB peak resident for the whole process,
   caller's data included, measured in ``benchmarks/bench_memorization.py``).
-* Optional truncation (``tol``): for each query only the fewest largest weights whose complement
-  has mass at most ``eps`` are kept (found by a partial sort), with
-  ``eps = tol * tau / (5 R^2)`` (``R`` the largest distance of a training point from the data mean);
-  the neglected mass is at most ``eps`` and is reported. Writing ``w = (1 - eps) u + eps v``,
-  ``Cov_w - Cov_u = eps (Cov_v - Cov_u) + eps (1 - eps) (mu_u - mu_v)(mu_u - mu_v)^T`` has spectral
-  norm ``<= 5 eps R^2``, so every eigenvalue of ``Jn`` moves by at most ``tol`` (Weyl). The kept
-  log-weights are recomputed from exact differences ``x - a y_mu``.
+* Optional truncation, stated either as an eigenvalue tolerance ``tol`` or as a neglected mass
+  ``max_neglected_mass``: for each query only the fewest largest weights whose complement has mass
+  at most ``eps`` are kept (found by a partial sort), with ``eps = max_neglected_mass`` or
+  ``eps = tol * tau / (4 R^2)`` (``R`` the largest distance of a training point from the data
+  mean), whichever is smaller. The kept log-weights are recomputed from exact differences
+  ``x - a y_mu``. Writing ``w = (1 - eps) u + eps v`` (``u`` the renormalized kept weights, ``v``
+  the neglected ones), ``Cov_w - Cov_u = eps (S_v - eps b b^T - Cov_u)`` with
+  ``S_v = E_v[(y - mu_u)(y - mu_u)^T]`` and ``b = mu_v - mu_u``, so
+  ``-eps Cov_u <= Cov_w - Cov_u <= eps S_v`` and every eigenvalue of ``Cov`` moves by at most
+  ``max(eps lambda_max(Cov_u), sum_{neglected} w_mu |y_mu - mu_u|^2)`` (Weyl). That bound is
+  computed exactly after the fact and reported (``error_bound``, in units of ``Jn``); it is
+  ``<= 4 eps R^2``, hence ``<= tol * tau`` in the tolerance mode. Rows whose kept set would exceed
+  ``TRUNCATION_MAX_FRACTION * N`` points take the dense route (cheaper there).
 * The same code runs on numpy and cupy (``device="cpu" | "gpu" | "auto"``, see
   :mod:`diffphase.backend`); results stay on the chosen device (bring them back with
   :func:`diffphase.backend.to_numpy`).
@@ -47,14 +53,23 @@ import numpy as np
 
 from ..backend import get_array_module, to_numpy
 from ..errors import ParameterError, require_positive
+from .empirical_kernels import (
+    centred_kept_points,
+    normalize_log_weights,
+    smallest_sufficient_sets,
+)
 
 DEFAULT_CHUNK_BYTES = 128 * 2**20
 #: the outer-product features of the data are kept between calls when they fit in this many bytes
 DEFAULT_FEATURE_CACHE_BYTES = 2 * 2**30
-#: truncation is used when the largest kept count is below this fraction of N
-TRUNCATION_MAX_FRACTION = 0.03
-#: weight-bound slack: |Delta Cov| <= TRUNCATION_BOUND_FACTOR * eps * R^2
-TRUNCATION_BOUND_FACTOR = 5.0
+#: a query is truncated when its kept count is at most this fraction of N (above it the dense
+#: product, about half the FLOPs of a per-point loop at full BLAS speed, is cheaper)
+TRUNCATION_MAX_FRACTION = 0.25
+#: size of one gathered (rows, kept, d) array of the truncated route: elementwise passes over
+#: arrays much larger than the last-level cache run several times slower per element
+GATHER_BLOCK_BYTES = 16 * 2**20
+#: a-priori bound used to turn an eigenvalue tolerance into a mass: |Delta Cov| <= 4 eps R^2
+TRUNCATION_BOUND_FACTOR = 4.0
 
 
 @dataclass
@@ -73,6 +88,8 @@ class PosteriorMoments:
     neglected_mass : (M,) total weight dropped by truncation (0 without truncation).
     kept : (M,) number of training points kept per query.
     tau : (M,) ``D / a^2``.
+    covariance_error_bound : (M,) bound on the spectral norm of the covariance's truncation error
+        (0 when exact) or None when the covariance was not asked for.
     """
 
     mean: object
@@ -85,6 +102,7 @@ class PosteriorMoments:
     kept: object
     covariance: object | None = None
     covariance_eigenvalues: object | None = None
+    covariance_error_bound: object | None = None
     notes: dict = field(default_factory=dict)
 
 
@@ -273,23 +291,15 @@ class EmpiricalScore:
             packed += weights[:, start:stop] @ self._outer_features(self.data[start:stop])
         return self._unpack_symmetric(packed)
 
-    def _block(self, xq, a, D, *, tol, want: str):
+    def _block(self, xq, a, D, *, eps, want: str):
         """Posterior statistics for one block of queries.
 
         ``want``: ``"mean"`` (first moments only), ``"covariance"`` (d x d matrices) or
-        ``"spectrum"`` (eigenvalues of the covariance, by the cheapest exact route).
+        ``"spectrum"`` (eigenvalues of the covariance, by the cheapest exact route). ``eps``: the
+        neglected mass allowed per query (None: no truncation).
         """
         xp = self.xp
-        logw = self._log_weights(xq, a, D)
-        top = xp.max(logw, axis=1)
-        weights = xp.exp(logw - top[:, None])
-        total = xp.sum(weights, axis=1)
-        weights /= total[:, None]
-        log_norm = top + xp.log(total)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            plogp = xp.where(weights > 0, weights * (logw - log_norm[:, None]), 0.0)
-        entropy = -xp.sum(plogp, axis=1)
-        n_eff = 1.0 / xp.sum(weights**2, axis=1)
+        weights, log_norm, entropy, n_eff = self._normalized_weights(self._log_weights(xq, a, D))
         sqx = xp.sum(xq**2, axis=1)
         log_density = (
             log_norm
@@ -303,147 +313,231 @@ class EmpiricalScore:
         neglected = xp.zeros(m)
         kept = xp.full(m, self.n_points, dtype=xp.int64)
         method = "dense"
-        if tol is not None and want != "mean":
-            eps = xp.minimum(
-                tol * tau / (TRUNCATION_BOUND_FACTOR * max(self.radius, 1e-300) ** 2), 0.5
-            )
+        if eps is not None and want != "mean":
             selected = self._smallest_sufficient_sets(weights, eps)
             if selected is not None and bool(xp.any(selected[2])):
-                kept_t, neglected_t, feasible = selected
+                kept_t, neglected_t, feasible, candidates = selected
                 if bool(xp.all(feasible)):
                     method, kept, neglected = "truncated", kept_t, neglected_t
                 else:  # split the block: truncated rows and dense rows
                     rows_t = xp.nonzero(feasible)[0]
                     rows_d = xp.nonzero(~feasible)[0]
-                    part_t = self._moments_from_weights(
-                        xq[rows_t], a[rows_t], D[rows_t], weights[rows_t], kept_t[rows_t], want,
-                        truncated=True,
+                    part_t = self._truncated_moments(
+                        xq[rows_t],
+                        a[rows_t],
+                        D[rows_t],
+                        weights[rows_t],
+                        kept_t[rows_t],
+                        candidates[rows_t],
+                        want,
                     )
-                    part_d = self._moments_from_weights(
-                        xq[rows_d], a[rows_d], D[rows_d], weights[rows_d], None, want,
-                        truncated=False,
-                    )
+                    part_d = self._dense_moments(weights[rows_d], want)
                     method = "mixed"
                     neglected = xp.where(feasible, neglected_t, 0.0)
                     kept = xp.where(feasible, kept_t, self.n_points)
                     moments = _scatter_rows(xp, m, [rows_t, rows_d], [part_t, part_d])
-        if method != "mixed":
-            moments = self._moments_from_weights(
-                xq, a, D, weights, kept, want, truncated=method == "truncated"
-            )
-        mean, cov, cov_eigs = moments
+        if method == "truncated":
+            moments = self._truncated_moments(xq, a, D, weights, kept, candidates, want)
+        elif method == "dense":
+            moments = self._dense_moments(weights, want)
+        mean, cov, cov_eigs, cov_bound = moments
         out.update(
             mean=mean,
             covariance=cov,
             covariance_eigenvalues=cov_eigs,
+            covariance_error_bound=cov_bound,
             neglected_mass=neglected,
             kept=kept,
             method=method,
         )
         return out
 
-    def _moments_from_weights(self, xq, a, D, weights, kept, want, *, truncated: bool):
-        """``(mean, covariance or None, covariance eigenvalues or None)`` for rows of weights."""
+    def _normalized_weights(self, logw):
+        """``(weights, log_norm, entropy, n_eff)`` per row of unnormalized log-weights."""
         xp = self.xp
-        if truncated:
-            return self._truncated_moments(xq, a, D, weights, kept, want)
+        if xp is np:
+            m, n = logw.shape
+            weights = np.empty((m, n))
+            log_norm, entropy, n_eff = np.empty(m), np.empty(m), np.empty(m)
+            normalize_log_weights(logw, weights, log_norm, entropy, n_eff)
+            return weights, log_norm, entropy, n_eff
+        top = xp.max(logw, axis=1)
+        weights = xp.exp(logw - top[:, None])
+        total = xp.sum(weights, axis=1)
+        weights /= total[:, None]
+        log_norm = top + xp.log(total)
+        plogp = xp.where(weights > 0, weights * (logw - log_norm[:, None]), 0.0)
+        return weights, log_norm, -xp.sum(plogp, axis=1), 1.0 / xp.sum(weights**2, axis=1)
+
+    def _dense_moments(self, weights, want):
+        """``(mean, covariance or None, covariance eigenvalues or None, error bound = 0)`` from all
+        the weights of each row."""
+        xp = self.xp
         mean = weights @ self.data
+        exact = xp.zeros(weights.shape[0])
         if want == "mean":
-            return mean, None, None
+            return mean, None, None, exact
         cov = self._second_moments_dense(weights) - mean[:, :, None] * mean[:, None, :]
         if want == "spectrum":
-            return mean, None, xp.linalg.eigvalsh(cov)
-        return mean, cov, None
+            return mean, None, xp.linalg.eigvalsh(cov), exact
+        return mean, cov, None, exact
 
     def _smallest_sufficient_sets(self, weights, eps):
         """Per row, the fewest largest weights whose complement has mass ``<= eps``: returns
-        ``(kept counts, neglected masses, feasible)``; rows needing more than
-        ``TRUNCATION_MAX_FRACTION * N`` points are not feasible (the dense route is cheaper)."""
+        ``(kept counts, neglected masses, feasible, candidates)`` with ``candidates`` the indices
+        of the ``TRUNCATION_MAX_FRACTION * N`` largest weights in decreasing order; rows needing
+        more points than that are not feasible (the dense route is cheaper)."""
         xp = self.xp
         cap = int(TRUNCATION_MAX_FRACTION * self.n_points)
         if cap < 1:
             return None
+        if xp is np:
+            m = weights.shape[0]
+            candidates = np.zeros((m, cap), dtype=np.int64)
+            kept = np.empty(m, dtype=np.int64)
+            neglected = np.empty(m)
+            smallest_sufficient_sets(
+                np.ascontiguousarray(weights),
+                np.ascontiguousarray(eps, dtype=float),
+                cap,
+                candidates,
+                kept,
+                neglected,
+            )
+            feasible = kept <= cap
+            return np.minimum(kept, cap), neglected, feasible, candidates
         part = (
             xp.argpartition(-weights, cap - 1, axis=1)[:, :cap]
             if cap < self.n_points
             else xp.broadcast_to(xp.arange(self.n_points)[None, :], weights.shape)
         )
-        top = -xp.sort(-xp.take_along_axis(weights, part, axis=1), axis=1)  # descending
+        order = xp.argsort(-xp.take_along_axis(weights, part, axis=1), axis=1)
+        part = xp.take_along_axis(part, order, axis=1)
+        top = xp.take_along_axis(weights, part, axis=1)  # descending
         rest = xp.sum(weights, axis=1) - xp.sum(top, axis=1)
         rest = xp.maximum(rest, 0.0)
-        # tail[k] = mass outside the k largest = rest + sum_{j >= k} top[j]
-        tail = rest[:, None] + xp.cumsum(top[:, ::-1], axis=1)[:, ::-1]
-        enough = xp.concatenate([tail[:, 1:], rest[:, None]], axis=1) <= eps[:, None]
+        # outside[k - 1] = mass outside the k largest = rest + sum_{j >= k} top[j]
+        outside = rest[:, None] + xp.cumsum(top[:, ::-1], axis=1)[:, ::-1]
+        outside = xp.concatenate([outside[:, 1:], rest[:, None]], axis=1)
+        enough = outside <= eps[:, None]
         feasible = enough[:, -1]
         kept = xp.where(feasible, xp.argmax(enough, axis=1) + 1, cap)
-        neglected = xp.take_along_axis(
-            xp.concatenate([tail[:, 1:], rest[:, None]], axis=1), (kept - 1)[:, None], axis=1
-        )[:, 0]
-        return kept, neglected, feasible
+        neglected = xp.take_along_axis(outside, (kept - 1)[:, None], axis=1)[:, 0]
+        return kept, neglected, feasible, part
 
-    def _truncated_moments(self, xq, a, D, weights, kept, want):
+    def _truncated_moments(self, xq, a, D, weights, kept, candidates, want):
         """Moments from the ``kept`` largest weights of each query, renormalized, with exact
-        log-weights recomputed from the differences ``x - a y_mu``. Rows are grouped by kept count
-        (powers of two) so that no row is padded to more than twice its own count."""
+        log-weights recomputed from the differences ``x - a y_mu``, and the bound on
+        ``|eig(Cov_w) - eig(Cov_u)|`` of the module docstring. Rows are grouped by kept count
+        (powers of two) so that no row is padded to more than twice its own count, and each group
+        is cut into row slices whose gathered points fit in ``GATHER_BLOCK_BYTES``."""
         xp = self.xp
+        m = xq.shape[0]
         buckets = xp.ceil(xp.log2(xp.maximum(kept, 1))).astype(xp.int64)
-        values = [int(v) for v in to_numpy(xp.unique(buckets))]
-        if len(values) == 1:
-            return self._truncated_moments_padded(xq, a, D, weights, kept, want)
+        neglected = weights.copy()  # becomes the weights of the dropped points only
         parts = []
         rows_of = []
-        for value in values:
+        for value in [int(v) for v in to_numpy(xp.unique(buckets))]:
             rows = xp.nonzero(buckets == value)[0]
-            rows_of.append(rows)
-            parts.append(
-                self._truncated_moments_padded(
-                    xq[rows], a[rows], D[rows], weights[rows], kept[rows], want
-                )
-            )
-        return _scatter_rows(xp, xq.shape[0], rows_of, parts)
+            k_max = int(xp.max(kept[rows]))
+            budget = min(self.chunk_bytes, GATHER_BLOCK_BYTES)
+            step = max(1, budget // (8 * k_max * self.dim))  # bytes of one (rows, k, d) array
+            for start in range(0, int(rows.shape[0]), step):
+                sub = rows[start : start + step]
+                idx = candidates[sub, :k_max]
+                mask = xp.arange(k_max)[None, :] < kept[sub][:, None]
+                rows_of.append(sub)
+                parts.append(self._kept_moments(xq[sub], a[sub], D[sub], idx, kept[sub], want))
+                # padding slots may repeat a kept index: clear only the kept (row, point) pairs
+                neglected[xp.broadcast_to(sub[:, None], idx.shape)[mask], idx[mask]] = 0.0
+        mean, cov, eigs = parts[0] if len(parts) == 1 else _scatter_rows(xp, m, rows_of, parts)
+        # sum_neglected w |y - mu_u|^2 = s2 - 2 s1.mu_u + eps |mu_u|^2, from the dropped weights
+        # themselves (no cancellation against the kept mass)
+        eps = xp.sum(neglected, axis=1)
+        s1 = neglected @ self.data
+        s2 = neglected @ self.squared_norms
+        tail = s2 - 2.0 * xp.sum(s1 * mean, axis=1) + eps * xp.sum(mean * mean, axis=1)
+        top = eigs[:, -1] if eigs is not None else xp.einsum("mii->m", cov)  # >= lambda_max
+        return mean, cov, eigs, xp.maximum(eps * top, xp.maximum(tail, 0.0))
 
-    def _truncated_moments_padded(self, xq, a, D, weights, kept, want):
-        """:meth:`_truncated_moments` for rows padded to the largest kept count among them."""
+    def _kept_moments(self, xq, a, D, idx, kept, want):
+        """``(mean, covariance or None, covariance eigenvalues or None)`` of the renormalized
+        weights of the first ``kept`` points ``idx`` of each row."""
         xp = self.xp
-        k_max = int(xp.max(kept))
-        if k_max < self.n_points:
-            idx = xp.argpartition(-weights, k_max - 1, axis=1)[:, :k_max]
-        else:
-            idx = xp.broadcast_to(xp.arange(self.n_points)[None, :], weights.shape)
-        # keep exactly the `kept` largest per row: rank the candidates and mask the surplus
-        cand_w = xp.take_along_axis(weights, idx, axis=1)
-        order = xp.argsort(-cand_w, axis=1)
-        idx = xp.take_along_axis(idx, order, axis=1)
-        mask = xp.arange(k_max)[None, :] < kept[:, None]
-        points = self.data[idx]  # (m, k, d)
-        diff = xq[:, None, :] - a[:, None, None] * points
-        logw = -xp.sum(diff**2, axis=2) / (2 * D[:, None])
-        logw = xp.where(mask, logw, -xp.inf)
-        logw = logw - xp.max(logw, axis=1, keepdims=True)
-        wk = xp.exp(logw)
-        wk /= xp.sum(wk, axis=1, keepdims=True)
-        mean = xp.einsum("mk,mkd->md", wk, points)
-        scaled = xp.sqrt(wk)[:, :, None] * (points - mean[:, None, :])
+        m, k_max = idx.shape
+        scaled = self._centred_kept_points(xq, a, D, idx, kept)
+        mean = scaled[1]
+        scaled = scaled[0]
         if want == "spectrum" and k_max < self.dim:
             gram = scaled @ xp.swapaxes(scaled, 1, 2)  # (m, k, k): same nonzero spectrum
             small = xp.linalg.eigvalsh(gram)
-            pad = xp.zeros((small.shape[0], self.dim - k_max))
+            pad = xp.zeros((m, self.dim - k_max))
             return mean, None, xp.sort(xp.concatenate([pad, small], axis=1), axis=1)
         cov = xp.swapaxes(scaled, 1, 2) @ scaled
         if want == "spectrum":
             return mean, None, xp.linalg.eigvalsh(cov)
         return mean, cov, None
 
-    def _run(self, x, a, D, *, tol=None, want="mean"):
+    def _centred_kept_points(self, xq, a, D, idx, kept):
+        """``(scaled, mean)``: rows ``sqrt(u_j) (y_j - mu_u)`` (zero past ``kept``), shape
+        (m, k_max, d), and ``mu_u``, with the kept weights ``u`` recomputed from exact
+        differences ``x - a y_j``; compiled on the CPU, array code on the GPU."""
+        xp = self.xp
+        m, k_max = idx.shape
+        if xp is np:
+            scaled = np.empty((m, k_max, self.dim))
+            mean = np.empty((m, self.dim))
+            centred_kept_points(
+                self.data,
+                np.ascontiguousarray(xq),
+                np.ascontiguousarray(a),
+                np.ascontiguousarray(D),
+                np.ascontiguousarray(idx, dtype=np.int64),
+                np.ascontiguousarray(kept, dtype=np.int64),
+                scaled,
+                mean,
+                np.empty((m, k_max)),
+            )
+            return scaled, mean
+        mask = xp.arange(k_max)[None, :] < kept[:, None]
+        points = self.data[idx]  # (m, k, d)
+        diff = xq[:, None, :] - a[:, None, None] * points
+        logw = -xp.einsum("mkd,mkd->mk", diff, diff) / (2 * D[:, None])
+        del diff
+        logw = xp.where(mask, logw, -xp.inf)
+        logw = logw - xp.max(logw, axis=1, keepdims=True)
+        wk = xp.exp(logw)
+        wk /= xp.sum(wk, axis=1, keepdims=True)
+        mean = xp.einsum("mk,mkd->md", wk, points)
+        return xp.sqrt(wk)[:, :, None] * (points - mean[:, None, :]), mean
+
+    def _truncation_eps(self, tau, tol, max_neglected_mass):
+        """The neglected mass allowed per query (None: no truncation)."""
+        if tol is None and max_neglected_mass is None:
+            return None
+        xp = self.xp
+        eps = xp.full(tau.shape[0], 0.5)
         if tol is not None:
             tol = require_positive("tol", tol)
+            bound = TRUNCATION_BOUND_FACTOR * max(self.radius, 1e-300) ** 2
+            eps = xp.minimum(eps, tol * tau / bound)
+        if max_neglected_mass is not None:
+            mass = float(max_neglected_mass)
+            if not (0.0 < mass < 0.5):
+                raise ParameterError("max_neglected_mass", max_neglected_mass, "in (0, 0.5)")
+            eps = xp.minimum(eps, mass)
+        return eps
+
+    def _run(self, x, a, D, *, tol=None, max_neglected_mass=None, want="mean"):
         xq, a_arr, d_arr, single = self._prepare(x, a, D)
+        eps = self._truncation_eps(d_arr / (a_arr * a_arr), tol, max_neglected_mass)
         xp = self.xp
         blocks = []
         size = self._block_size()
         for start in range(0, xq.shape[0], size):
             sl = slice(start, start + size)
-            blocks.append(self._block(xq[sl], a_arr[sl], d_arr[sl], tol=tol, want=want))
+            block_eps = None if eps is None else eps[sl]
+            blocks.append(self._block(xq[sl], a_arr[sl], d_arr[sl], eps=block_eps, want=want))
         merged = {}
         for key in blocks[0]:
             if key == "method":
@@ -474,10 +568,25 @@ class EmpiricalScore:
         return logw[0] if single else logw
 
     def moments(
-        self, x, a, D, *, covariance: bool = False, tol: float | None = None
+        self,
+        x,
+        a,
+        D,
+        *,
+        covariance: bool = False,
+        tol: float | None = None,
+        max_neglected_mass: float | None = None,
     ) -> PosteriorMoments:
-        """All posterior statistics at once (see :class:`PosteriorMoments`)."""
-        res, single = self._run(x, a, D, tol=tol, want="covariance" if covariance else "mean")
+        """All posterior statistics at once (see :class:`PosteriorMoments`). Truncation (``tol``
+        or ``max_neglected_mass``, see the module docstring) applies to the covariance only."""
+        res, single = self._run(
+            x,
+            a,
+            D,
+            tol=tol,
+            max_neglected_mass=max_neglected_mass,
+            want="covariance" if covariance else "mean",
+        )
         mean_c = res["mean"]
         score = (res["a"][:, None] * mean_c - res["xq"]) / res["D"][:, None]
 
@@ -494,6 +603,7 @@ class EmpiricalScore:
             neglected_mass=pick(res["neglected_mass"]),
             kept=pick(res["kept"]),
             covariance=pick(res["covariance"]),
+            covariance_error_bound=pick(res["covariance_error_bound"]) if covariance else None,
             notes={"methods": res["methods"]},
         )
 
@@ -521,26 +631,50 @@ class EmpiricalScore:
         """``ln p_t^N(x)`` of the empirical mixture ``(1/N) sum_mu N(a y_mu, D I)``."""
         return self.moments(x, a, D).log_density
 
-    def jacobian(self, x, a, D, *, normalized: bool = False, tol: float | None = None):
+    def jacobian(
+        self,
+        x,
+        a,
+        D,
+        *,
+        normalized: bool = False,
+        tol: float | None = None,
+        max_neglected_mass: float | None = None,
+    ):
         """Closed-form Jacobian ``J = -I/D + (a^2/D^2) Cov_w(y)`` (or ``Jn = D J`` when
-        ``normalized``), shape (M, d, d) (or (d, d) for one query); symmetric."""
-        res, single = self._run(x, a, D, tol=tol, want="covariance")
+        ``normalized``), shape (M, d, d) (or (d, d) for one query); symmetric. With truncation the
+        spectral-norm error of ``Jn`` is at most ``tol`` (bounds per query: :meth:`moments`)."""
+        res, single = self._run(
+            x, a, D, tol=tol, max_neglected_mass=max_neglected_mass, want="covariance"
+        )
         xp = self.xp
         eye = xp.eye(self.dim)[None, :, :]
         jn = res["covariance"] / res["tau"][:, None, None] - eye
         jac = jn if normalized else jn / res["D"][:, None, None]
         return jac[0] if single else jac
 
-    def jacobian_spectrum(self, x, a, D, *, tol: float | None = None) -> JacobianSpectrum:
+    def jacobian_spectrum(
+        self,
+        x,
+        a,
+        D,
+        *,
+        tol: float | None = None,
+        max_neglected_mass: float | None = None,
+    ) -> JacobianSpectrum:
         """Eigenvalues of ``Jn = -I + Cov_w(y)/tau`` at each query (ascending, ``>= -1``).
 
         With ``tol`` the weights are truncated so that each eigenvalue is exact to ``tol``
-        (absolute); the neglected mass and the bound are reported per query. Eigenvalues of the
-        unnormalized ``J`` are ``eigenvalues / D``.
+        (absolute); with ``max_neglected_mass`` at most that posterior mass is dropped per query.
+        Either way the neglected mass and a rigorous bound on each eigenvalue's error
+        (``error_bound``, computed from the dropped points) are reported per query. Eigenvalues of
+        the unnormalized ``J`` are ``eigenvalues / D``.
         """
-        res, single = self._run(x, a, D, tol=tol, want="spectrum")
+        res, single = self._run(
+            x, a, D, tol=tol, max_neglected_mass=max_neglected_mass, want="spectrum"
+        )
         eig = res["covariance_eigenvalues"] / res["tau"][:, None] - 1.0
-        bound = TRUNCATION_BOUND_FACTOR * res["neglected_mass"] * self.radius**2 / res["tau"]
+        bound = res["covariance_error_bound"] / res["tau"]
 
         def pick(value):
             return _first_if(single, value)
@@ -555,10 +689,20 @@ class EmpiricalScore:
             methods=res["methods"],
         )
 
-    def singular_values(self, x, a, D, *, tol: float | None = None):
+    def singular_values(
+        self,
+        x,
+        a,
+        D,
+        *,
+        tol: float | None = None,
+        max_neglected_mass: float | None = None,
+    ):
         """Singular values of ``Jn`` per query, descending (``|eigenvalues|``: ``Jn`` is
         symmetric)."""
-        return self.jacobian_spectrum(x, a, D, tol=tol).singular_values()
+        return self.jacobian_spectrum(
+            x, a, D, tol=tol, max_neglected_mass=max_neglected_mass
+        ).singular_values()
 
 
 def empirical_score(x, data, a, D, device: str = "cpu"):
