@@ -38,7 +38,8 @@ Numerics
   ``max(eps lambda_max(Cov_u), sum_{neglected} w_mu |y_mu - mu_u|^2)`` (Weyl). That bound is
   computed exactly after the fact and reported (``error_bound``, in units of ``Jn``); it is
   ``<= 4 eps R^2``, hence ``<= tol * tau`` in the tolerance mode. Rows whose kept set would exceed
-  ``TRUNCATION_MAX_FRACTION * N`` points take the dense route (cheaper there).
+  ``TRUNCATION_MAX_FRACTION * N`` points take the dense route (cheaper there), and a block stays
+  all dense when a FLOP-and-bandwidth cost model says truncating it would save less than 20%.
 * The same code runs on numpy and cupy (``device="cpu" | "gpu" | "auto"``, see
   :mod:`diffphase.backend`); results stay on the chosen device (bring them back with
   :func:`diffphase.backend.to_numpy`).
@@ -65,6 +66,11 @@ DEFAULT_FEATURE_CACHE_BYTES = 2 * 2**30
 #: a query is truncated when its kept count is at most this fraction of N (above it the dense
 #: product, about half the FLOPs of a per-point loop at full BLAS speed, is cheaper)
 TRUNCATION_MAX_FRACTION = 0.25
+#: cost model of the route choice (see EmpiricalScore._truncation_pays): streaming the cached
+#: features once costs about as much as this many rows of the dense product (memory bandwidth
+#: against BLAS speed), and truncation must save at least 1 - TRUNCATION_MIN_SAVING of the cost
+DENSE_PASS_FIXED_ROWS = 40.0
+TRUNCATION_MIN_SAVING = 0.8
 #: size of one gathered (rows, kept, d) array of the truncated route: elementwise passes over
 #: arrays much larger than the last-level cache run several times slower per element
 GATHER_BLOCK_BYTES = 16 * 2**20
@@ -315,7 +321,7 @@ class EmpiricalScore:
         method = "dense"
         if eps is not None and want != "mean":
             selected = self._smallest_sufficient_sets(weights, eps)
-            if selected is not None and bool(xp.any(selected[2])):
+            if selected is not None and self._truncation_pays(*selected[:3]):
                 kept_t, neglected_t, feasible, candidates = selected
                 if bool(xp.all(feasible)):
                     method, kept, neglected = "truncated", kept_t, neglected_t
@@ -368,6 +374,22 @@ class EmpiricalScore:
         log_norm = top + xp.log(total)
         plogp = xp.where(weights > 0, weights * (logw - log_norm[:, None]), 0.0)
         return weights, log_norm, -xp.sum(plogp, axis=1), 1.0 / xp.sum(weights**2, axis=1)
+
+    def _truncation_pays(self, kept, neglected, feasible) -> bool:
+        """Whether truncating the feasible rows (the others dense) is estimated to cost at most
+        ``TRUNCATION_MIN_SAVING`` of all rows dense. Cost model in units of one row's dense
+        product ``N d (d+1)/2``: a dense pass costs ``DENSE_PASS_FIXED_ROWS`` rows (streaming the
+        outer-product features) plus its rows; a truncated row ``2 k d^2``. A block with a few
+        heavy truncated rows and many dense ones is cheaper all dense."""
+        xp = self.xp
+        if not bool(xp.any(feasible)):
+            return False
+        row = self.n_points * self.dim * (self.dim + 1) / 2
+        m = int(feasible.shape[0])
+        n_dense = m - int(xp.sum(feasible))
+        truncated = 2.0 * float(xp.sum(xp.where(feasible, kept, 0))) * self.dim**2 / row
+        mixed = truncated + (DENSE_PASS_FIXED_ROWS + n_dense if n_dense else 0.0)
+        return mixed <= TRUNCATION_MIN_SAVING * (DENSE_PASS_FIXED_ROWS + m)
 
     def _dense_moments(self, weights, want):
         """``(mean, covariance or None, covariance eigenvalues or None, error bound = 0)`` from all
