@@ -452,11 +452,12 @@ class EmpiricalScore:
         log-weights recomputed from the differences ``x - a y_mu``, and the bound on
         ``|eig(Cov_w) - eig(Cov_u)|`` of the module docstring. Rows are grouped by kept count
         (powers of two) so that no row is padded to more than twice its own count, and each group
-        is cut into row slices whose gathered points fit in ``GATHER_BLOCK_BYTES``."""
+        is cut into row slices whose gathered points fit in ``GATHER_BLOCK_BYTES``. ``weights``
+        is consumed: its kept entries are zeroed in place (the callers own it and are done)."""
         xp = self.xp
         m = xq.shape[0]
         buckets = xp.ceil(xp.log2(xp.maximum(kept, 1))).astype(xp.int64)
-        neglected = weights.copy()  # becomes the weights of the dropped points only
+        neglected = weights  # becomes the weights of the dropped points only
         parts = []
         rows_of = []
         for value in [int(v) for v in to_numpy(xp.unique(buckets))]:
@@ -487,9 +488,7 @@ class EmpiricalScore:
         weights of the first ``kept`` points ``idx`` of each row."""
         xp = self.xp
         m, k_max = idx.shape
-        scaled = self._centred_kept_points(xq, a, D, idx, kept)
-        mean = scaled[1]
-        scaled = scaled[0]
+        scaled, mean = self._centred_kept_points(xq, a, D, idx, kept)
         if want == "spectrum" and k_max < self.dim:
             gram = scaled @ xp.swapaxes(scaled, 1, 2)  # (m, k, k): same nonzero spectrum
             small = xp.linalg.eigvalsh(gram)
