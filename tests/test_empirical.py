@@ -11,8 +11,14 @@ from hypothesis import strategies as st
 
 from diffphase.backend import gpu_available
 from diffphase.errors import DeviceUnavailableError, ParameterError
+from diffphase.validate import empirical
 from diffphase.validate.data import LinearGaussian
-from diffphase.validate.empirical import TRUNCATION_MAX_FRACTION, EmpiricalScore, empirical_score
+from diffphase.validate.empirical import (
+    TRUNCATION_MAX_FRACTION,
+    EmpiricalScore,
+    empirical_score,
+    exact_subspace,
+)
 
 
 def brute_force(x, data, a, D):
@@ -84,6 +90,25 @@ def test_large_n_limit_is_the_exact_gaussian_score():
         sampler.jacobian(None, a, D), (5, 3, 3)), atol=0.05)
 
 
+@pytest.fixture
+def truncation_always_tried(monkeypatch):
+    """Small test problems have few features per point, where the engine skips truncation (dense
+    is cheaper); these tests exercise the truncated route itself."""
+    monkeypatch.setattr(empirical, "DENSE_ONLY_MAX_FEATURES", 0)
+
+
+def test_truncation_not_tried_where_dense_is_cheaper():
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(2000, 6))
+    engine = EmpiricalScore(data)
+    x = data[:10] + 0.1 * rng.normal(size=(10, 6))
+    spec = engine.jacobian_spectrum(x, 1.0, 0.01, max_neglected_mass=1e-3)
+    assert spec.methods == ["dense"]
+    assert np.all(np.asarray(spec.kept) == 2000) and np.all(spec.neglected_mass == 0)
+    assert np.all(spec.error_bound == 0)
+
+
+@pytest.mark.usefixtures("truncation_always_tried")
 def test_truncation_is_exact_to_its_tolerance_and_reports_mass():
     rng = np.random.default_rng(1)
     data = rng.normal(size=(4000, 16))
@@ -108,6 +133,7 @@ def _minimal_kept(weights_row, eps):
     return int(np.argmax(tail <= eps)) + 1
 
 
+@pytest.mark.usefixtures("truncation_always_tried")
 @pytest.mark.parametrize("mode", ["tol", "mass"])
 def test_truncation_bound_is_rigorous_and_the_kept_sets_minimal(mode):
     rng = np.random.default_rng(11)
@@ -180,6 +206,79 @@ def test_chunking_does_not_change_results():
     small = EmpiricalScore(data, chunk_bytes=2**16)  # forces 1-query blocks and tiny N-chunks
     np.testing.assert_allclose(small.jacobian(x, 0.9, 0.5), big.jacobian(x, 0.9, 0.5), atol=1e-12)
     np.testing.assert_allclose(small.score(x, 0.9, 0.5), big.score(x, 0.9, 0.5), atol=1e-12)
+
+
+def _manifold_points(n, dim, rank, rng, offset=3.0):
+    basis = np.linalg.qr(rng.normal(size=(dim, rank)))[0]
+    return rng.normal(size=(n, rank)) * np.linspace(2.0, 0.5, rank) @ basis.T + offset, basis
+
+
+def test_subspace_found_with_its_rank_and_residual():
+    rng = np.random.default_rng(21)
+    data, basis = _manifold_points(500, 12, 3, rng)
+    centred = data - data.mean(axis=0)
+    found, residual = exact_subspace(centred)
+    assert found.shape == (12, 3)
+    # the same span: projecting the true basis onto the found one loses nothing
+    np.testing.assert_allclose(np.linalg.norm(found.T @ basis, axis=0), 1.0, atol=1e-12)
+    radius = np.max(np.linalg.norm(centred, axis=1))
+    assert residual <= 1e-12 * radius
+    # a point off the span by more than the tolerance keeps the full dimension
+    noisy = centred + 1e-9 * rng.normal(size=centred.shape)
+    assert exact_subspace(noisy) == (None, 0.0)
+    # N <= d: the centred points span at most N - 1 dimensions
+    few = rng.normal(size=(5, 9))
+    assert exact_subspace(few - few.mean(axis=0))[0].shape == (9, 4)
+
+
+def test_subspace_reduction_matches_brute_force():
+    rng = np.random.default_rng(22)
+    data, _ = _manifold_points(80, 10, 3, rng)
+    x = data[:6] + rng.normal(size=(6, 10))  # off the manifold
+    a = rng.uniform(0.3, 1.0, size=6)
+    D = rng.uniform(0.01, 2.0, size=6)
+    engine = EmpiricalScore(data)
+    assert engine.rank == 3 and engine.basis.shape == (10, 3)
+    w, s, j = brute_force(x, data, a, D)
+    np.testing.assert_allclose(engine.weights(x, a, D), w, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(engine.score(x, a, D), s, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(engine.jacobian(x, a, D), j, rtol=1e-8, atol=1e-8)
+    spec = engine.jacobian_spectrum(x, a, D)
+    np.testing.assert_allclose(spec.eigenvalues, np.linalg.eigvalsh(D[:, None, None] * j),
+                               atol=1e-8)
+    # Cov_w vanishes off the 3-dimensional span: 7 eigenvalues of Jn are exactly -1
+    np.testing.assert_array_equal(spec.eigenvalues[:, :7], -1.0)
+    full = EmpiricalScore(data, reduce_subspace=False)
+    assert full.rank == 10 and full.basis is None
+    for name in ("log_density", "entropy", "n_eff"):
+        np.testing.assert_allclose(getattr(engine, name)(x, a, D), getattr(full, name)(x, a, D),
+                                   rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.usefixtures("truncation_always_tried")
+def test_subspace_residual_enters_the_error_bound(monkeypatch):
+    """Points off their span by 1e-6 R, accepted by a loosened tolerance: the reduced results
+    differ from the unreduced ones by at most the reported bound, which stays informative."""
+    monkeypatch.setattr(empirical, "SUBSPACE_RESIDUAL_RTOL", 1e-5)
+    rng = np.random.default_rng(23)
+    data, _ = _manifold_points(3000, 8, 2, rng)
+    data = data + 1e-6 * rng.normal(size=data.shape)
+    reduced = EmpiricalScore(data)
+    full = EmpiricalScore(data, reduce_subspace=False)
+    assert reduced.rank == 2 and reduced.subspace_residual > 1e-7
+    x = data[:20] + 0.5 * rng.normal(size=(20, 8))
+    for tau, option in ((1e-4, {}), (1e-3, {}), (0.01, {"max_neglected_mass": 1e-6})):
+        got = reduced.jacobian_spectrum(x, 1.0, tau, **option)
+        ref = full.jacobian_spectrum(x, 1.0, tau)
+        error = np.max(np.abs(got.eigenvalues - ref.eigenvalues), axis=1)
+        assert np.all(error <= got.error_bound)
+        assert np.max(error) > 1e-9  # the perturbation is visible, so the check can fail
+        visible = error > 1e-9  # elsewhere the bound's delta^2 term dominates a zero error
+        assert np.all(got.error_bound[visible] <= 1e3 * error[visible])
+        moments = reduced.moments(x, 1.0, tau, covariance=True, **option)
+        exact = full.moments(x, 1.0, tau, covariance=True)
+        gap = np.linalg.norm(moments.covariance - exact.covariance, ord=2, axis=(1, 2))
+        assert np.all(gap <= moments.covariance_error_bound)
 
 
 def test_stable_at_tiny_tau():
