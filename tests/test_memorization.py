@@ -170,6 +170,35 @@ def test_cli_critical_times(tmp_path):
     assert (tmp_path / "critical_times.json").exists()
 
 
+@pytest.mark.parametrize("fractions, variances", [([1.0], [1.0]), ([0.3, 0.2], [4.0, 0.5])])
+def test_random_subspace_group_rem_times_match_a_sampled_covariance(fractions, variances):
+    """Per-group REM times on a random subspace (closed form at the latent direction's variance,
+    d -> infinity) against the general REM root solver on one sampled covariance C = F S F^T
+    in its eigenbasis, probing along the sampled latent directions themselves."""
+    from diffphase.commands.memorization import critical_times_summary
+
+    dim, n_train = 1024, 20000
+    summary = critical_times_summary(fractions, variances, dim, n_train, "ou", "random")
+    sampled = LinearGaussian.manifold(fractions, variances, dim, "random",
+                                      rng=np.random.default_rng(7))
+    cov = (sampled.F * sampled.latent_variances) @ sampled.F.T
+    eigenvalues, vectors = np.linalg.eigh(cov)
+    stds = np.sqrt(np.clip(eigenvalues, 0.0, None))
+    counts = np.rint(np.asarray(fractions) * dim).astype(int)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for group, row in enumerate(summary["per_group"]):
+        columns = sampled.F[:, starts[group] : starts[group] + 8]
+        directions = (vectors.T @ (columns / np.linalg.norm(columns, axis=0))).T
+        measured = sol.rem_critical_tau(stds, n_train, directions).root
+        np.testing.assert_allclose(np.median(measured), row["tau_c_rem_raw"], rtol=0.05)
+        # sphere-normalized data: variances divided by E|y|^2 = tr C, and g = 0
+        on_sphere = sol.rem_critical_tau(stds / np.sqrt(np.trace(cov)), n_train, directions,
+                                         normalized=True).root
+        np.testing.assert_allclose(np.median(on_sphere), row["tau_c_rem_sphere"], rtol=0.05)
+        along = np.einsum("ij,jk,ik->i", directions, np.diag(eigenvalues), directions)
+        np.testing.assert_allclose(np.median(along), row["direction_variance"], rtol=0.05)
+
+
 def test_cli_bad_input_exits_2():
     from diffphase.cli import main
 

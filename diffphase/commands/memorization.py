@@ -48,11 +48,16 @@ def critical_times_summary(fractions, variances, dim: int, n_train: int, process
     tau_s, exists = sol.speciation_tau(spectrum.largest)
     norm2 = dim * spectrum.trace_per_dim  # E|y|^2, rescales variances for sphere data
     groups = []
-    for frac, var in zip(np.atleast_1d(fractions), np.atleast_1d(variances), strict=True):
-        raw = float(sol.rem_critical_tau_displaced(var, spectrum.fourth_sum, n_train, False))
-        sphere = float(sol.rem_critical_tau_displaced(var / norm2, spectrum.fourth_sum / norm2**2,
+    along = sol.latent_direction_variance(variances, spectrum)
+    for frac, var, direction_var in zip(np.atleast_1d(fractions), np.atleast_1d(variances), along,
+                                        strict=True):
+        raw = float(sol.rem_critical_tau_displaced(direction_var, spectrum.fourth_sum, n_train,
+                                                   False))
+        sphere = float(sol.rem_critical_tau_displaced(direction_var / norm2,
+                                                      spectrum.fourth_sum / norm2**2,
                                                       n_train, True))
         groups.append({"fraction": float(frac), "variance": float(var),
+                       "direction_variance": float(direction_var),
                        "tau_c_rem_raw": raw, f"t_c_rem_raw_{process}":
                        float(sol.process_time(raw, process)),
                        "tau_c_rem_sphere": sphere, f"t_c_rem_sphere_{process}":
@@ -66,9 +71,10 @@ def critical_times_summary(fractions, variances, dim: int, n_train: int, process
             "conventions": {"tau": "D/a^2", "t": f"{process} process time",
                             "rem_raw": "g = 1 (unnormalized data)",
                             "rem_sphere": "g = 0, variances divided by E|y|^2",
-                            "rem_direction_variance": "the group variance: exact for "
-                            "orthonormal subspaces; for random ones the variance along a latent "
-                            "direction is larger by O(tr C / d)"}}
+                            "rem_direction_variance": "data variance along a latent "
+                            "direction of the group in R^d: the group variance for orthonormal "
+                            "subspaces, group variance + tr C / d for random ones (d -> "
+                            "infinity)"}}
 
 
 @click.command("critical-times")
@@ -124,11 +130,12 @@ def memorization_diagram(outputs: OutputSet, formats, fractions=(0.1, 0.1), vari
     tau_s, exists = sol.speciation_tau(spectrum.largest)
     lines = {"collapse": collapse.tau, "speciation": np.full(points, float(tau_s))}
     norm2 = dim * spectrum.trace_per_dim  # E|y|^2: sphere data have variances / E|y|^2
-    for var in np.atleast_1d(variances):
+    along = sol.latent_direction_variance(variances, spectrum)
+    for var, direction_var in zip(np.atleast_1d(variances), along, strict=True):
         lines[f"rem_raw_variance_{var:g}"] = sol.rem_critical_tau_displaced(
-            var, spectrum.fourth_sum, n_train, False)
+            direction_var, spectrum.fourth_sum, n_train, False)
         lines[f"rem_sphere_variance_{var:g}"] = sol.rem_critical_tau_displaced(
-            var / norm2, spectrum.fourth_sum / norm2**2, n_train, True)
+            direction_var / norm2, spectrum.fourth_sum / norm2**2, n_train, True)
     cols = {"log_n_per_d": [], "n_train": [], "line": [], "tau": [], f"t_{process}": []}
     for name, taus in lines.items():
         cols["log_n_per_d"] += list(rates)

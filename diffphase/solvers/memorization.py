@@ -313,6 +313,17 @@ def rem_critical_tau_displaced(direction_variance, fourth_sum, n_train, normaliz
     return _closed_form("rem_displaced")(s2, float(fourth_sum), g, n)
 
 
+def latent_direction_variance(variances, spectrum: CovarianceSpectrum) -> np.ndarray:
+    """Data variance along one latent direction of each group, mapped into ``R^d`` (the probe
+    direction of a group's REM critical time): the latent variance ``sigma_k^2`` on orthonormal
+    subspaces; ``sigma_k^2 + tr C / d`` on random ones (``d -> infinity``: with
+    ``u = F e_j / |F e_j|``, ``|F e_j|^2 -> 1`` and ``u . F e_l ~ N(0, 1/d)`` for ``l != j``, so
+    ``u^T C u -> sigma_j^2 + sum_l sigma_l^2 / d``). The other groups' directions leak into a
+    random one at order one, not ``1/d``."""
+    var = as_float_array("variances", variances)
+    return var + (spectrum.trace_per_dim if spectrum.label == "random" else 0.0)
+
+
 def rem_critical_tau(stds, n_train: float, direction, probe=None, normalized: bool = False
                      ) -> RootResult:
     """General REM ``tau_c`` at ``x(tau) = probe + sqrt(tau) direction`` for axis-aligned data of
