@@ -360,3 +360,45 @@ def test_rem_critical_tau_at_a_displaced_probe_against_direct_variance():
         np.testing.assert_allclose(got.root, expected, rtol=1e-8)
     with pytest.raises(ParameterError, match="direction"):
         sol.rem_critical_tau(s, 500, -v, probe=x0)
+
+
+def test_entropy_route_extrapolation_recovers_a_power_law():
+    from diffphase.validate.memorization import _extrapolated_cross_entropy
+
+    h, c, m = 1.3, 0.4, 8000.0
+    for p in (0.5, 0.8, 1.0):
+        parts = [np.full(5, h + c * size**-p) for size in (m, m / 2, m / 4)]
+        value, correction = _extrapolated_cross_entropy(*parts)
+        np.testing.assert_allclose(value, h, rtol=1e-12)
+        np.testing.assert_allclose(correction, c * m**-p, rtol=1e-9)  # differences of O(1)
+    flat = [np.full(5, h)] * 3  # no decay resolved: the largest reference is kept
+    assert _extrapolated_cross_entropy(*flat) == (h, 0.0)
+
+
+def test_entropy_route_matches_the_gaussian_closed_form():
+    from diffphase.validate.memorization import entropy_collapse_tau
+
+    dim, n_train = 8, 100
+    exact = float(sol.collapse_tau(sol.CovarianceSpectrum.from_groups([1.0], [1.0], dim,
+                                                                      "orthonormal"),
+                                   n_train).tau[0])
+    res = entropy_collapse_tau(LinearGaussian.isotropic(dim), n_train,
+                               np.random.default_rng(3), n_reference=4000, n_probes=400)
+    assert res["reliable"]
+    # an upper estimate before extrapolation (Jensen), up to the probes' sampling error
+    assert res["tau_C_reference"] >= res["tau_C"] * (1 - 1e-6)
+    err = abs(np.log(res["tau_C"] / exact))
+    assert err <= 3 * res["sampling_error_ln_tau"] + res["extrapolation_ln_tau"]
+    assert 0 < res["sampling_error_ln_tau"] < 0.1
+
+
+def test_entropy_route_bad_input():
+    from diffphase.validate.memorization import entropy_collapse_tau
+
+    sampler, rng = LinearGaussian.isotropic(4), np.random.default_rng(0)
+    with pytest.raises(ParameterError, match="n_train"):
+        entropy_collapse_tau(sampler, 1, rng)
+    with pytest.raises(ParameterError, match="n_reference"):
+        entropy_collapse_tau(sampler, 100, rng, n_reference=300)
+    with pytest.raises(ParameterError, match="n_probes"):
+        entropy_collapse_tau(sampler, 100, rng, n_reference=1000, n_probes=5)

@@ -16,7 +16,12 @@ Checks (``diffphase validate --model memorization``):
    below which the direction's ``Jn_ii`` falls within ``delta`` of ``-1``, at probes
    ``sqrt(tau) e`` along the block; per-subspace Jacobian spectra and the dimension read-out
    versus ``tau`` (at those probes and at held-out noised data) in the details.
-4. ``convergence`` (toolkit): the empirical ``Jn`` spectrum tends to THEORY A's exact spectrum as
+4. ``entropy-route`` (toolkit): the collapse time by [DR]'s entropy criterion with the entropy
+   estimated by Monte Carlo (:func:`entropy_collapse_tau`) against the closed form on Gaussian
+   data.
+5. ``collapse-non-gaussian`` (paper, [DR]): the same route on sphere-normalized data (no closed
+   form) against the measured own-weight crossover of check 1.
+6. ``convergence`` (toolkit): the empirical ``Jn`` spectrum tends to THEORY A's exact spectrum as
    ``N`` grows at fixed ``tau`` above the collapse time.
 
 Tolerances are stated in each comparison's details (sampling error and finite-size rule).
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ParameterError
 from ..solvers import memorization as solvers
 from .data import LinearGaussian, SphereNormalized, TwoGaussianMixture
 from .empirical import EmpiricalScore
@@ -35,6 +41,12 @@ from .registry import Comparison, register_check
 LD_STDS = np.array([1.0] * 2 + [0.3] * 5 + [0.01] * 23)
 LD_BLOCKS = {"std 1": np.arange(0, 2), "std 0.3": np.arange(2, 7)}
 LD_SUBSPACES = {**LD_BLOCKS, "std 0.01": np.arange(7, 30)}
+#: entropy route of the collapse time: largest decay ratio 2^-p of the cross-entropy excess per
+#: halving of the reference (p >= 1/2: measured p = 0.50-0.55 near collapse for Gaussian data in
+#: d = 32, M = 5000-80000; a slower cap let noise in the nested differences overshoot), and the
+#: extrapolation in ln tau beyond which the reference is deemed too small
+ENTROPY_MAX_DECAY_RATIO = 2.0**-0.5
+ENTROPY_MAX_EXTRAPOLATION = 0.2
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -86,6 +98,103 @@ def collapse_experiment(dim: int, log_n_per_d: float, rng: np.random.Generator,
     t_hi, t_lo = crossing(taus, own, 0.2), crossing(taus, own, 0.8)
     return {"dim": dim, "n_train": n_train, "tau_C": tau_c, "crossover": t_half,
             "width_ln_tau": float(np.log(t_hi / t_lo)), "curves": curves}
+
+
+def _extrapolated_cross_entropy(h_full, h_half, h_quarter):
+    """Per-probe cross-entropies at nested reference sizes ``M, M/2, M/4`` -> the mean
+    extrapolated to ``M -> infinity`` (see :func:`entropy_collapse_tau`) and its correction."""
+    mean = float(np.mean(h_full))
+    step1 = float(np.mean(h_half)) - mean
+    step2 = float(np.mean(h_quarter)) - float(np.mean(h_half))
+    if step1 <= 0.0 or step2 <= step1:  # no resolved decay: keep the largest reference
+        return mean, 0.0
+    ratio = min(step1 / step2, ENTROPY_MAX_DECAY_RATIO)  # 2^-p, p >= 1/2
+    correction = step1 * ratio / (1.0 - ratio)
+    return mean - correction, correction
+
+
+def entropy_collapse_tau(sampler, n_train: int, rng: np.random.Generator,
+                         n_reference: int = 20000, n_probes: int = 1000,
+                         device: str = "cpu") -> dict:
+    """Collapse ``tau_C`` of any data law by the entropy criterion of [DR] (THEORY B), with the
+    entropy of the noised law estimated by Monte Carlo from the empirical log-density.
+
+    ``f(tau) = ln N / d + (1/2) ln(2 pi e tau) - h(tau) / d`` with ``h(tau)`` the entropy of
+    ``y + sqrt(tau) z`` (the same in every process at equal ``tau``); collapse where ``f = 0``
+    (for Gaussian data this is ``ln N = (1/2) sum_i ln(1 + lambda_i/tau)``).
+
+    ``h`` is estimated by the cross-entropy ``-mean ln p^M(x_i)`` at fresh probes
+    ``x_i = y_i + sqrt(tau) z_i``, with ``p^M`` the noised empirical law of ``M = n_reference``
+    independent points. By Jensen ``E ln p^M <= ln p``, so it overestimates ``h`` and the
+    resulting ``tau_C`` is an upper estimate; the excess decays with ``M`` more slowly than
+    ``1/M`` near collapse (about ``M^-0.5`` for Gaussian data in ``d = 32``). The estimate is
+    therefore made with the nested references ``M``, ``M/2``, ``M/4`` (same probes, so their
+    differences carry little noise) and extrapolated as a power law ``c M^-p`` with
+    ``p >= 1/2``; where no decay is resolved (noise-dominated differences: the excess is already
+    below the probes' resolution) the ``M`` value is kept. The same random numbers
+    serve every ``tau``, so ``f`` is smooth and the root is found by Brent's method.
+
+    Returns ``tau_C`` (extrapolated), ``tau_C_reference`` (at ``M``, not extrapolated: an upper
+    estimate), ``sampling_error_ln_tau`` (one standard error of ``ln tau_C`` from the probe
+    variance and the slope of ``f``), ``extrapolation_ln_tau`` (``ln(tau_C_reference/tau_C)``)
+    and ``reliable``: whether the extrapolation moved ``ln tau_C`` by less than
+    ``ENTROPY_MAX_EXTRAPOLATION`` (beyond it ``M`` is too small for the data and ``N``).
+    """
+    from scipy.optimize import brentq
+
+    from ..backend import to_numpy
+
+    n_train = int(n_train)
+    if n_train < 2:
+        raise ParameterError("n_train", n_train, ">= 2")
+    if int(n_reference) < 4 * n_train:
+        raise ParameterError("n_reference", n_reference, f">= 4 n_train = {4 * n_train}")
+    if int(n_probes) < 10:
+        raise ParameterError("n_probes", n_probes, ">= 10")
+    m = int(n_reference)
+    reference = sampler.sample(m, rng)
+    dim = reference.shape[1]
+    probes = sampler.sample(int(n_probes), rng)
+    noise = rng.standard_normal(probes.shape)
+    engines = [EmpiricalScore(reference[:size], device=device) for size in (m, m // 2, m // 4)]
+    log_n = float(np.log(n_train)) / dim
+    cache: dict[float, tuple] = {}
+
+    def cross_entropies(log_tau):
+        if log_tau not in cache:
+            tau = float(np.exp(log_tau))
+            x = probes + np.sqrt(tau) * noise
+            cache[log_tau] = tuple(-to_numpy(e.log_density(x, 1.0, tau)) / dim for e in engines)
+        return cache[log_tau]
+
+    def residual(log_tau, extrapolate=True):
+        parts = cross_entropies(log_tau)
+        h = _extrapolated_cross_entropy(*parts)[0] if extrapolate else float(np.mean(parts[0]))
+        return log_n + 0.5 * (np.log(2 * np.pi) + 1.0 + log_tau) - h
+
+    def root(lo, hi, extrapolate):
+        if not (residual(lo, extrapolate) < 0 < residual(hi, extrapolate)):
+            return float("nan")
+        return float(np.exp(brentq(residual, lo, hi, args=(extrapolate,), xtol=1e-7)))
+
+    tau_m = root(-12.0, 12.0, False)
+    # the extrapolation only lowers h, so its root lies below tau_m; searched within a factor
+    # e^2 (further down the reference is far too small and the result is not reported)
+    tau_c = (root(np.log(tau_m) - 2.0, np.log(tau_m) + 1e-9, True) if np.isfinite(tau_m)
+             else float("nan"))
+    out = {"tau_C": tau_c, "tau_C_reference": tau_m, "n_train": n_train, "n_reference": m,
+           "n_probes": int(n_probes), "dim": dim}
+    if np.isfinite(tau_c) and np.isfinite(tau_m):
+        step = 0.05
+        slope = (residual(np.log(tau_c) + step) - residual(np.log(tau_c) - step)) / (2 * step)
+        spread = float(np.std(cross_entropies(np.log(tau_c))[0]))
+        out["sampling_error_ln_tau"] = spread / np.sqrt(probes.shape[0]) / abs(slope)
+        out["extrapolation_ln_tau"] = float(np.log(tau_m / tau_c))
+        out["reliable"] = bool(abs(out["extrapolation_ln_tau"]) < ENTROPY_MAX_EXTRAPOLATION)
+    else:
+        out.update(sampling_error_ln_tau=float("nan"), extrapolation_ln_tau=float("nan"),
+                   reliable=False)
+    return out
 
 
 def return_fraction(dim: int, n_train: int, rng: np.random.Generator, n_times: int = 10,
@@ -281,6 +390,65 @@ def check_collapse(tier: str, rng: np.random.Generator) -> list[Comparison]:
                          "on_training_point": res["on_training_point"],
                          "tolerance_rule": "half the 0.2-0.8 width in ln tau (ln 2 if "
                                            "unresolved)"}))
+    return out
+
+
+@register_check("memorization", "entropy-route", tiers=("quick", "full"),
+                description="Monte Carlo entropy route of tau_C vs the Gaussian closed form")
+def check_entropy_route(tier: str, rng: np.random.Generator) -> list[Comparison]:
+    cases = ((16, 300, 8000, 500),) if tier == "quick" else ((16, 300, 8000, 500),
+                                                             (32, 1000, 20000, 1000))
+    out = []
+    for dim, n_train, n_reference, n_probes in cases:
+        spectrum = solvers.CovarianceSpectrum.from_groups([1.0], [1.0], dim, "orthonormal")
+        exact = float(solvers.collapse_tau(spectrum, n_train).tau[0])
+        res = entropy_collapse_tau(LinearGaussian.isotropic(dim), n_train, rng, n_reference,
+                                   n_probes)
+        err = abs(np.log(res["tau_C"] / exact))
+        out.append(Comparison(
+            f"ln(tau_C entropy route / closed form), Gaussian d={dim}, N={n_train}", 0.0, err,
+            tolerance=3 * res["sampling_error_ln_tau"] + abs(res["extrapolation_ln_tau"]),
+            error=err, passed=bool(err <= 3 * res["sampling_error_ln_tau"]
+                                   + abs(res["extrapolation_ln_tau"]) and res["reliable"]),
+            details={**res, "tau_C_closed_form": exact,
+                     "tolerance_rule": "3 standard errors (probes) + the size of the "
+                                       "finite-reference extrapolation"}))
+    return out
+
+
+@register_check("memorization", "collapse-non-gaussian", tiers=("quick", "full"), kind="paper",
+                description="[DR] entropy criterion (Monte Carlo) vs measured collapse, sphere")
+def check_collapse_non_gaussian(tier: str, rng: np.random.Generator) -> list[Comparison]:
+    """Isotropic Gaussian points normalized to the unit sphere (not Gaussian): the entropy route's
+    ``tau_C`` against the own-weight crossover of check 1, with the Gaussian approximation
+    (covariance ``I/d``) in the details."""
+    cases = ((16, 300, 8000, 500),) if tier == "quick" else ((16, 300, 8000, 500),
+                                                             (32, 1000, 20000, 1000))
+    out = []
+    for dim, n_train, n_reference, n_probes in cases:
+        sampler = SphereNormalized(LinearGaussian.isotropic(dim))
+        res = entropy_collapse_tau(sampler, n_train, rng, n_reference, n_probes)
+        spectrum = solvers.CovarianceSpectrum.from_groups([1.0], [1.0 / dim], dim, "orthonormal")
+        gaussian = float(solvers.collapse_tau(spectrum, n_train).tau[0])
+        taus = res["tau_C"] * np.geomspace(0.2, 5.0, 33)
+        curves = own_weight_curves(sampler.sample(n_train, rng), taus,
+                                   64 if tier == "quick" else 128, rng)
+        own = curves["own_weight"]
+        measured = crossing(taus, own, 0.5)
+        width = float(np.log(crossing(taus, own, 0.2) / crossing(taus, own, 0.8)))
+        err = abs(np.log(measured / res["tau_C"])) if np.isfinite(measured) else float("inf")
+        tol = (max(0.5 * width, 0.05) if np.isfinite(width) else np.log(2.0)) + 3 * res[
+            "sampling_error_ln_tau"]
+        out.append(Comparison(
+            f"ln(crossover/tau_C entropy route), sphere d={dim}, N={n_train}", 0.0, err,
+            tolerance=tol, error=err,
+            details={**res, "crossover": measured, "width_ln_tau": width,
+                     "tau_C_gaussian_approximation": gaussian,
+                     "ln_crossover_over_gaussian_approximation": float(
+                         np.log(measured / gaussian)) if np.isfinite(measured) else None,
+                     **curves,
+                     "tolerance_rule": "half the 0.2-0.8 crossover width in ln tau (as check "
+                                       "collapse) + 3 standard errors of the route"}))
     return out
 
 
