@@ -255,7 +255,9 @@ class EmpiricalScore:
         component off the span, log-weights move by at most
         ``eta = (a |x_perp| delta + a^2 delta^2 / 2) / D``, which changes the weights by factors
         within ``exp(+-2 eta)`` and the covariance eigenvalues by at most
-        ``(exp(2 eta) - 1) lambda_max + 2 delta sqrt(exp(2 eta) lambda_max) + delta^2``.
+        ``(exp(2 eta) - 1) lambda_max + 2 delta sqrt(exp(2 eta) lambda_max) + delta^2``
+        (so in the tolerance mode the reported bound is ``tol`` plus this term, about
+        ``1e-14 R^2 / tau`` for points generated in a subspace in double precision).
 
     Attributes ``rank`` (the working dimension ``r``, ``d`` without reduction), ``basis``
     ((d, r) or None) and ``subspace_residual`` describe the reduction.
