@@ -47,6 +47,9 @@ LD_SUBSPACES = {**LD_BLOCKS, "std 0.01": np.arange(7, 30)}
 #: extrapolation in ln tau beyond which the reference is deemed too small
 ENTROPY_MAX_DECAY_RATIO = 2.0**-0.5
 ENTROPY_MAX_EXTRAPOLATION = 0.2
+#: (d, N, reference size M, probes) of the entropy-route checks per tier
+ENTROPY_ROUTE_CASES = {"quick": ((16, 300, 8000, 500),),
+                       "full": ((16, 300, 8000, 500), (32, 1000, 20000, 1000))}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -63,6 +66,13 @@ def crossing(taus: np.ndarray, values: np.ndarray, level: float) -> float:
     x0, x1 = np.log(taus[k - 1]), np.log(taus[k])
     y0, y1 = values[k - 1], values[k]
     return float(np.exp(x0 + (level - y0) * (x1 - x0) / (y1 - y0)))
+
+
+def crossover_and_width(taus: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """``(tau at level 1/2, width ln(tau_0.2 / tau_0.8))`` of a curve falling from 1 to 0 as
+    ``tau`` grows (the collapse crossovers); NaN where the grid does not resolve them."""
+    width = float(np.log(crossing(taus, values, 0.2) / crossing(taus, values, 0.8)))
+    return crossing(taus, values, 0.5), width
 
 
 def own_weight_curves(data: np.ndarray, taus: np.ndarray, n_probes: int,
@@ -93,11 +103,9 @@ def collapse_experiment(dim: int, log_n_per_d: float, rng: np.random.Generator,
     taus = tau_c * np.geomspace(0.1, 10.0, n_taus)
     data = LinearGaussian.isotropic(dim).sample(n_train, rng)
     curves = own_weight_curves(data, taus, n_probes, rng, device=device)
-    own = curves["own_weight"]
-    t_half = crossing(taus, own, 0.5)
-    t_hi, t_lo = crossing(taus, own, 0.2), crossing(taus, own, 0.8)
+    t_half, width = crossover_and_width(taus, curves["own_weight"])
     return {"dim": dim, "n_train": n_train, "tau_C": tau_c, "crossover": t_half,
-            "width_ln_tau": float(np.log(t_hi / t_lo)), "curves": curves}
+            "width_ln_tau": width, "curves": curves}
 
 
 def _extrapolated_cross_entropy(h_full, h_half, h_quarter):
@@ -376,9 +384,7 @@ def check_collapse(tier: str, rng: np.random.Generator) -> list[Comparison]:
         for dim in dims:
             res = return_fraction(dim, int(round(np.exp(dim * 0.08))), rng)
             frac = res["return_fraction"]
-            t_half = crossing(res["tau"], frac, 0.5)
-            width = float(np.log(crossing(res["tau"], frac, 0.2)
-                                 / crossing(res["tau"], frac, 0.8)))
+            t_half, width = crossover_and_width(res["tau"], frac)
             err = abs(np.log(t_half / res["tau_C"])) if np.isfinite(t_half) else float("inf")
             tol = max(0.5 * width, 0.05) if np.isfinite(width) else np.log(2.0)
             out.append(Comparison(
@@ -396,20 +402,17 @@ def check_collapse(tier: str, rng: np.random.Generator) -> list[Comparison]:
 @register_check("memorization", "entropy-route", tiers=("quick", "full"),
                 description="Monte Carlo entropy route of tau_C vs the Gaussian closed form")
 def check_entropy_route(tier: str, rng: np.random.Generator) -> list[Comparison]:
-    cases = ((16, 300, 8000, 500),) if tier == "quick" else ((16, 300, 8000, 500),
-                                                             (32, 1000, 20000, 1000))
     out = []
-    for dim, n_train, n_reference, n_probes in cases:
+    for dim, n_train, n_reference, n_probes in ENTROPY_ROUTE_CASES[tier]:
         spectrum = solvers.CovarianceSpectrum.from_groups([1.0], [1.0], dim, "orthonormal")
         exact = float(solvers.collapse_tau(spectrum, n_train).tau[0])
         res = entropy_collapse_tau(LinearGaussian.isotropic(dim), n_train, rng, n_reference,
                                    n_probes)
         err = abs(np.log(res["tau_C"] / exact))
+        tol = 3 * res["sampling_error_ln_tau"] + abs(res["extrapolation_ln_tau"])
         out.append(Comparison(
             f"ln(tau_C entropy route / closed form), Gaussian d={dim}, N={n_train}", 0.0, err,
-            tolerance=3 * res["sampling_error_ln_tau"] + abs(res["extrapolation_ln_tau"]),
-            error=err, passed=bool(err <= 3 * res["sampling_error_ln_tau"]
-                                   + abs(res["extrapolation_ln_tau"]) and res["reliable"]),
+            tolerance=tol, error=err, passed=bool(err <= tol and res["reliable"]),
             details={**res, "tau_C_closed_form": exact,
                      "tolerance_rule": "3 standard errors (probes) + the size of the "
                                        "finite-reference extrapolation"}))
@@ -422,10 +425,8 @@ def check_collapse_non_gaussian(tier: str, rng: np.random.Generator) -> list[Com
     """Isotropic Gaussian points normalized to the unit sphere (not Gaussian): the entropy route's
     ``tau_C`` against the own-weight crossover of check 1, with the Gaussian approximation
     (covariance ``I/d``) in the details."""
-    cases = ((16, 300, 8000, 500),) if tier == "quick" else ((16, 300, 8000, 500),
-                                                             (32, 1000, 20000, 1000))
     out = []
-    for dim, n_train, n_reference, n_probes in cases:
+    for dim, n_train, n_reference, n_probes in ENTROPY_ROUTE_CASES[tier]:
         sampler = SphereNormalized(LinearGaussian.isotropic(dim))
         res = entropy_collapse_tau(sampler, n_train, rng, n_reference, n_probes)
         spectrum = solvers.CovarianceSpectrum.from_groups([1.0], [1.0 / dim], dim, "orthonormal")
@@ -433,9 +434,7 @@ def check_collapse_non_gaussian(tier: str, rng: np.random.Generator) -> list[Com
         taus = res["tau_C"] * np.geomspace(0.2, 5.0, 33)
         curves = own_weight_curves(sampler.sample(n_train, rng), taus,
                                    64 if tier == "quick" else 128, rng)
-        own = curves["own_weight"]
-        measured = crossing(taus, own, 0.5)
-        width = float(np.log(crossing(taus, own, 0.2) / crossing(taus, own, 0.8)))
+        measured, width = crossover_and_width(taus, curves["own_weight"])
         err = abs(np.log(measured / res["tau_C"])) if np.isfinite(measured) else float("inf")
         tol = (max(0.5 * width, 0.05) if np.isfinite(width) else np.log(2.0)) + 3 * res[
             "sampling_error_ln_tau"]
