@@ -59,6 +59,15 @@ def test_entropy_form_agrees_with_collapse_criterion():
     combined = sp.expand_log(residual * theory.d_dim + theory.collapse_residual_isotropic(),
                              force=True)
     assert sp.simplify(combined) == 0
+    # the same form in tau for any law, at the entropy per dimension of y + sqrt(tau) z for
+    # m eigenvalues sigma^2 (and d - m zero ones)
+    gaussian_entropy = (theory.m_dim * sp.log(2 * sp.pi * sp.E * (theory.sigma2 + theory.tau))
+                        + (theory.d_dim - theory.m_dim) * sp.log(2 * sp.pi * sp.E * theory.tau)
+                        ) / (2 * theory.d_dim)
+    general = theory.entropy_form_residual().subs(theory.h_dim, gaussian_entropy)
+    combined = sp.expand_log(general * theory.d_dim + theory.collapse_residual_isotropic(),
+                             force=True)
+    assert sp.simplify(combined) == 0
 
 
 def test_random_subspace_collapse_tends_to_finite_d_spectrum():

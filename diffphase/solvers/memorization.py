@@ -88,10 +88,20 @@ def _closed_form(name: str):
     if name == "rem_residual":
         return sp.lambdify((theory.tau, theory.rem_A, theory.rem_B, theory.rem_C, theory.rem_S4,
                             theory.g_norm, theory.n_train), theory.rem_residual(), "numpy")
+    if name == "entropy_residual":
+        return sp.lambdify((theory.h_dim, theory.tau, theory.n_train, theory.d_dim),
+                           theory.entropy_form_residual(), "numpy")
     if name == "kappa":
         return sp.lambdify((theory.tau, theory.m_norm2, theory.sigma2), theory.mixture_kappa(),
                            "numpy")
     raise KeyError(name)
+
+
+def entropy_residual(entropy_per_dim, tau, n_train, dim) -> np.ndarray:
+    """[DR]'s collapse residual ``ln N / d + (1/2) ln(2 pi e tau) - h`` from the entropy per
+    dimension ``h`` of the noised law at ``tau`` (any data law; negative below ``tau_C``)."""
+    return _closed_form("entropy_residual")(np.asarray(entropy_per_dim, float),
+                                            np.asarray(tau, float), float(n_train), float(dim))
 
 
 def collapse_tau_isotropic(variance, n_train, n_nonzero):

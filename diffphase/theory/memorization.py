@@ -6,7 +6,8 @@ Derives, with sympy and without numbers baked in:
 * the collapse criterion [DR] ``ln N = (1/2) sum_i ln(1 + lambda_i / tau_C)`` as a per-eigenvalue
   term (the solvers sum it over any spectrum) and its ``tau``-derivative; the isotropic closed form
   ``tau_C = sigma^2 / (N^(2/m) - 1)`` for ``m`` equal nonzero eigenvalues; the equivalence with the
-  entropy form ``f(t) = ln N / d + (1/2) ln(2 pi e D_t) - s(t)`` for Gaussian data;
+  entropy form ``f(t) = ln N / d + (1/2) ln(2 pi e D_t) - s(t)`` for Gaussian data, and that form
+  in ``tau`` for any data law (its entropy estimated by Monte Carlo in the validation layer);
 * the speciation time ``t_S = (1/2) ln Lambda`` (``ou``), i.e. ``tau_S = Lambda - 1``;
 * the two-Gaussian-mixture score ``s(x) = -x/G + (a m/G) tanh(a m.x/G)``, ``G = D + sigma^2 a^2``,
   its signal-to-noise ratio ``kappa = a^2 |m|^2 / G = |m|^2 / (tau + sigma^2)`` and the cloning
@@ -48,6 +49,7 @@ rem_A, rem_C, rem_S4 = sp.symbols("A C S4", nonnegative=True)
 rem_B = sp.Symbol("B", real=True)
 g_norm = sp.Symbol("g", nonnegative=True)
 tau_c = sp.Symbol("tau_c", positive=True)
+h_dim = sp.Symbol("h", real=True)  # entropy per dimension of the noised law
 
 
 # ------------------------------------------------------------------ collapse
@@ -73,6 +75,13 @@ def collapse_tau_isotropic() -> sp.Expr:
     if len(solutions) != 1:
         raise RuntimeError(f"expected one positive solution, got {solutions}")
     return sp.simplify(solutions[0])
+
+
+def entropy_form_residual() -> sp.Expr:
+    """[DR]'s collapse residual in ``tau`` for any data law: ``f = ln N / d + (1/2) ln(2 pi e tau)
+    - h``, ``h`` the entropy per dimension of ``y + sqrt(tau) z`` (in ``ou`` at time ``t`` both
+    ``(1/2) ln(2 pi e D_t)`` and ``s(t)`` exceed these by ``ln a_t``, so ``f`` is the same)."""
+    return sp.log(n_train) / d_dim + sp.log(2 * sp.pi * sp.E * tau) / 2 - h_dim
 
 
 def entropy_form_residual_gaussian_isotropic() -> sp.Expr:

@@ -165,20 +165,22 @@ def entropy_collapse_tau(sampler, n_train: int, rng: np.random.Generator,
     probes = sampler.sample(int(n_probes), rng)
     noise = rng.standard_normal(probes.shape)
     engines = [EmpiricalScore(reference[:size], device=device) for size in (m, m // 2, m // 4)]
-    log_n = float(np.log(n_train)) / dim
-    cache: dict[float, tuple] = {}
+    cache: dict[tuple[float, int], np.ndarray] = {}
 
-    def cross_entropies(log_tau):
-        if log_tau not in cache:
+    def cross_entropy(log_tau, which):
+        """Per-probe ``-ln p^M(x_i) / d`` for reference ``which`` (0: M, 1: M/2, 2: M/4)."""
+        if (log_tau, which) not in cache:
             tau = float(np.exp(log_tau))
-            x = probes + np.sqrt(tau) * noise
-            cache[log_tau] = tuple(-to_numpy(e.log_density(x, 1.0, tau)) / dim for e in engines)
-        return cache[log_tau]
+            density = engines[which].log_density(probes + np.sqrt(tau) * noise, 1.0, tau)
+            cache[log_tau, which] = -to_numpy(density) / dim
+        return cache[log_tau, which]
 
     def residual(log_tau, extrapolate=True):
-        parts = cross_entropies(log_tau)
-        h = _extrapolated_cross_entropy(*parts)[0] if extrapolate else float(np.mean(parts[0]))
-        return log_n + 0.5 * (np.log(2 * np.pi) + 1.0 + log_tau) - h
+        if extrapolate:
+            h = _extrapolated_cross_entropy(*(cross_entropy(log_tau, k) for k in range(3)))[0]
+        else:
+            h = float(np.mean(cross_entropy(log_tau, 0)))
+        return float(solvers.entropy_residual(h, np.exp(log_tau), n_train, dim))
 
     def root(lo, hi, extrapolate):
         if not (residual(lo, extrapolate) < 0 < residual(hi, extrapolate)):
@@ -195,7 +197,7 @@ def entropy_collapse_tau(sampler, n_train: int, rng: np.random.Generator,
     if np.isfinite(tau_c) and np.isfinite(tau_m):
         step = 0.05
         slope = (residual(np.log(tau_c) + step) - residual(np.log(tau_c) - step)) / (2 * step)
-        spread = float(np.std(cross_entropies(np.log(tau_c))[0]))
+        spread = float(np.std(cross_entropy(np.log(tau_c), 0)))
         out["sampling_error_ln_tau"] = spread / np.sqrt(probes.shape[0]) / abs(slope)
         out["extrapolation_ln_tau"] = float(np.log(tau_m / tau_c))
         out["reliable"] = bool(abs(out["extrapolation_ln_tau"]) < ENTROPY_MAX_EXTRAPOLATION)
