@@ -37,9 +37,9 @@ Numerics
   ``-eps Cov_u <= Cov_w - Cov_u <= eps S_v`` and every eigenvalue of ``Cov`` moves by at most
   ``max(eps lambda_max(Cov_u), sum_{neglected} w_mu |y_mu - mu_u|^2)`` (Weyl). That bound is
   computed exactly after the fact and reported (``error_bound``, in units of ``Jn``); it is
-  ``<= 4 eps R^2``, hence ``<= tol * tau`` in the tolerance mode. Rows whose kept set would exceed
-  ``TRUNCATION_MAX_FRACTION * N`` points take the dense route (cheaper there), and a block stays
-  all dense when a FLOP-and-bandwidth cost model says truncating it would save less than 20%;
+  ``<= 4 eps R^2``, hence ``<= tol * tau`` in the tolerance mode. A FLOP-and-bandwidth cost
+  model sends the rows with the largest kept sets to the dense route when there are enough of them
+  to pay for a dense pass, and keeps a block all dense when truncating would save less than 20%;
   with at most ``DENSE_ONLY_MAX_FEATURES`` features per point truncation is not attempted (the
   dense result is exact and cheaper than the selection).
 * Data in a subspace: when the centred points span only ``r < d`` dimensions (up to
@@ -70,10 +70,7 @@ from .empirical_kernels import (
 DEFAULT_CHUNK_BYTES = 128 * 2**20
 #: the outer-product features of the data are kept between calls when they fit in this many bytes
 DEFAULT_FEATURE_CACHE_BYTES = 2 * 2**30
-#: a query is truncated when its kept count is at most this fraction of N (above it the dense
-#: product, about half the FLOPs of a per-point loop at full BLAS speed, is cheaper)
-TRUNCATION_MAX_FRACTION = 0.25
-#: cost model of the route choice (see EmpiricalScore._truncation_pays): streaming the cached
+#: cost model of the route choice (see EmpiricalScore._rows_to_truncate): streaming the cached
 #: features once costs about as much as this many rows of the dense product (memory bandwidth
 #: against BLAS speed), and truncation must save at least 1 - TRUNCATION_MIN_SAVING of the cost
 DENSE_PASS_FIXED_ROWS = 40.0
@@ -337,8 +334,11 @@ class EmpiricalScore:
             raise ParameterError(name, host, "> 0 and finite (tau = D/a^2 must be > 0)")
         return self.xp.asarray(host)
 
-    def _block_size(self) -> int:
-        return max(1, min(4096, self.chunk_bytes // (16 * self.n_points)))
+    def _block_size(self, truncating: bool) -> int:
+        """Queries per block: their (block, N) weights and log-weights, and with truncation the
+        (block, N) candidate indices, fit in ``chunk_bytes``."""
+        per_row = (24 if truncating else 16) * self.n_points
+        return max(1, min(4096, self.chunk_bytes // per_row))
 
     # ------------------------------------------------------------------ kernels
     def _working(self, xq):
@@ -430,14 +430,15 @@ class EmpiricalScore:
         kept = xp.full(m, self.n_points, dtype=xp.int64)
         method = "dense"
         if eps is not None and want != "mean" and self._truncation_can_pay():
-            selected = self._smallest_sufficient_sets(weights, eps)
-            if selected is not None and self._truncation_pays(*selected[:3]):
-                kept_t, neglected_t, feasible, candidates = selected
-                if bool(xp.all(feasible)):
+            kept_t, neglected_t, candidates = self._smallest_sufficient_sets(weights, eps)
+            truncate = self._rows_to_truncate(kept_t)
+            if truncate is not None:
+                chosen = xp.asarray(truncate)
+                if bool(truncate.all()):
                     method, kept, neglected = "truncated", kept_t, neglected_t
                 else:  # split the block: truncated rows and dense rows
-                    rows_t = xp.nonzero(feasible)[0]
-                    rows_d = xp.nonzero(~feasible)[0]
+                    rows_t = xp.nonzero(chosen)[0]
+                    rows_d = xp.nonzero(~chosen)[0]
                     part_t = self._truncated_moments(
                         xq[rows_t],
                         a[rows_t],
@@ -449,8 +450,8 @@ class EmpiricalScore:
                     )
                     part_d = self._dense_moments(weights[rows_d], want)
                     method = "mixed"
-                    neglected = xp.where(feasible, neglected_t, 0.0)
-                    kept = xp.where(feasible, kept_t, self.n_points)
+                    neglected = xp.where(chosen, neglected_t, 0.0)
+                    kept = xp.where(chosen, kept_t, self.n_points)
                     moments = _scatter_rows(xp, m, [rows_t, rows_d], [part_t, part_d])
         if method == "truncated":
             moments = self._truncated_moments(xq, a, D, weights, kept, candidates, want)
@@ -489,21 +490,29 @@ class EmpiricalScore:
         """Whether a row's dense product costs enough for truncation to be worth selecting."""
         return self.rank * (self.rank + 1) // 2 > DENSE_ONLY_MAX_FEATURES
 
-    def _truncation_pays(self, kept, neglected, feasible) -> bool:
-        """Whether truncating the feasible rows (the others dense) is estimated to cost at most
-        ``TRUNCATION_MIN_SAVING`` of all rows dense. Cost model in units of one row's dense
-        product ``N d (d+1)/2``: a dense pass costs ``DENSE_PASS_FIXED_ROWS`` rows (streaming the
-        outer-product features) plus its rows; a truncated row ``2 k d^2``. A block with a few
-        heavy truncated rows and many dense ones is cheaper all dense."""
-        xp = self.xp
-        if not bool(xp.any(feasible)):
-            return False
+    def _rows_to_truncate(self, kept):
+        """Rows to truncate (a host boolean mask; the others take the dense route), or None when
+        all dense is estimated cheaper. Cost model in units of one row's dense product
+        ``N r (r+1)/2``: a dense pass costs ``DENSE_PASS_FIXED_ROWS`` rows (streaming the
+        outer-product features) plus its rows; a truncated row ``2 k r^2`` (gather and product).
+        The heaviest rows are the ones worth sending dense, so the split is the best prefix of the
+        rows sorted by kept count; it is taken when it costs at most ``TRUNCATION_MIN_SAVING``
+        of all rows dense."""
         row = self.n_points * self.rank * (self.rank + 1) / 2
-        m = int(feasible.shape[0])
-        n_dense = m - int(xp.sum(feasible))
-        truncated = 2.0 * float(xp.sum(xp.where(feasible, kept, 0))) * self.rank**2 / row
-        mixed = truncated + (DENSE_PASS_FIXED_ROWS + n_dense if n_dense else 0.0)
-        return mixed <= TRUNCATION_MIN_SAVING * (DENSE_PASS_FIXED_ROWS + m)
+        cost = 2.0 * to_numpy(kept) * self.rank**2 / row
+        order = np.argsort(-cost, kind="stable")
+        m = cost.size
+        # total[s]: the s heaviest rows dense, the rest truncated
+        tail = np.concatenate([np.cumsum(cost[order][::-1])[::-1], [0.0]])
+        dense = DENSE_PASS_FIXED_ROWS + np.arange(m + 1.0)
+        dense[0] = 0.0
+        total = tail + dense
+        best = int(np.argmin(total))
+        if best == m or total[best] > TRUNCATION_MIN_SAVING * (DENSE_PASS_FIXED_ROWS + m):
+            return None
+        truncate = np.ones(m, dtype=bool)
+        truncate[order[:best]] = False
+        return truncate
 
     def _dense_moments(self, weights, want):
         """``(mean, covariance or None, covariance eigenvalues or None, error bound = 0)`` from all
@@ -520,57 +529,43 @@ class EmpiricalScore:
 
     def _smallest_sufficient_sets(self, weights, eps):
         """Per row, the fewest largest weights whose complement has mass ``<= eps``: returns
-        ``(kept counts, neglected masses, feasible, candidates)`` with ``candidates`` the indices
-        of the ``TRUNCATION_MAX_FRACTION * N`` largest weights in decreasing order; rows needing
-        more points than that are not feasible (the dense route is cheaper)."""
+        ``(kept counts, neglected masses, candidates)`` with the first ``kept`` entries of each
+        row of ``candidates`` (m, N) the kept indices (in any order)."""
         xp = self.xp
-        cap = int(TRUNCATION_MAX_FRACTION * self.n_points)
-        if cap < 1:
-            return None
+        m, n = weights.shape
         if xp is np:
-            m = weights.shape[0]
-            candidates = np.zeros((m, cap), dtype=np.int64)
+            candidates = np.zeros((m, n), dtype=np.int64)
             kept = np.empty(m, dtype=np.int64)
             neglected = np.empty(m)
             smallest_sufficient_sets(
                 np.ascontiguousarray(weights),
                 np.ascontiguousarray(eps, dtype=float),
-                cap,
+                n,
                 candidates,
                 kept,
                 neglected,
             )
-            feasible = kept <= cap
-            return np.minimum(kept, cap), neglected, feasible, candidates
-        part = (
-            xp.argpartition(-weights, cap - 1, axis=1)[:, :cap]
-            if cap < self.n_points
-            else xp.broadcast_to(xp.arange(self.n_points)[None, :], weights.shape)
-        )
-        order = xp.argsort(-xp.take_along_axis(weights, part, axis=1), axis=1)
-        part = xp.take_along_axis(part, order, axis=1)
-        top = xp.take_along_axis(weights, part, axis=1)  # descending
-        rest = xp.sum(weights, axis=1) - xp.sum(top, axis=1)
-        rest = xp.maximum(rest, 0.0)
-        # outside[k - 1] = mass outside the k largest = rest + sum_{j >= k} top[j]
-        outside = rest[:, None] + xp.cumsum(top[:, ::-1], axis=1)[:, ::-1]
-        outside = xp.concatenate([outside[:, 1:], rest[:, None]], axis=1)
-        enough = outside <= eps[:, None]
-        feasible = enough[:, -1]
-        kept = xp.where(feasible, xp.argmax(enough, axis=1) + 1, cap)
+            return kept, neglected, candidates
+        order = xp.argsort(-weights, axis=1)
+        top = xp.take_along_axis(weights, order, axis=1)  # descending
+        # outside[k - 1] = mass outside the k largest = sum_{j >= k} top[j]
+        outside = xp.cumsum(top[:, ::-1], axis=1)[:, ::-1]
+        outside = xp.concatenate([outside[:, 1:], xp.zeros((m, 1))], axis=1)
+        kept = xp.argmax(outside <= eps[:, None], axis=1) + 1
         neglected = xp.take_along_axis(outside, (kept - 1)[:, None], axis=1)[:, 0]
-        return kept, neglected, feasible, part
+        return kept, neglected, order
 
     def _truncated_moments(self, xq, a, D, weights, kept, candidates, want):
         """Moments from the ``kept`` largest weights of each query, renormalized, with exact
         log-weights recomputed from the differences ``x - a y_mu``, and the bound on
         ``|eig(Cov_w) - eig(Cov_u)|`` of the module docstring. Rows are grouped by kept count
-        (powers of two) so that no row is padded to more than twice its own count, and each group
-        is cut into row slices whose gathered points fit in ``GATHER_BLOCK_BYTES``. ``weights``
-        is consumed: its kept entries are zeroed in place (the callers own it and are done)."""
+        (half octaves) so that no row is padded to more than sqrt(2) times its own count, and
+        each group is cut into row slices whose gathered points fit in ``GATHER_BLOCK_BYTES``.
+        ``weights`` is consumed: its kept entries are zeroed in place (the callers own it and
+        are done)."""
         xp = self.xp
         m = xq.shape[0]
-        buckets = xp.ceil(xp.log2(xp.maximum(kept, 1))).astype(xp.int64)
+        buckets = xp.ceil(2 * xp.log2(xp.maximum(kept, 1))).astype(xp.int64)
         neglected = weights  # becomes the weights of the dropped points only
         parts = []
         rows_of = []
@@ -668,7 +663,7 @@ class EmpiricalScore:
         eps = self._truncation_eps(d_arr / (a_arr * a_arr), tol, max_neglected_mass)
         xp = self.xp
         blocks = []
-        size = self._block_size()
+        size = self._block_size(truncating=eps is not None and want != "mean")
         for start in range(0, xq.shape[0], size):
             sl = slice(start, start + size)
             block_eps = None if eps is None else eps[sl]

@@ -68,45 +68,83 @@ def centred_kept_points(data, xq, a, D, idx, kept, scaled, mean, weights):
                 scaled[r, j, c] = 0.0
 
 
+#: the selection buckets weights by the top bits of their IEEE-754 pattern (for positive doubles
+#: the bit pattern is monotone in the value): exponent and 6 mantissa bits, i.e. 64 buckets per
+#: factor of 2 in weight
+_BUCKET_SHIFT = 46
+
+
+@njit(cache=True)
+def _bucket_of(value):
+    """Bucket key of one positive double (its bit pattern's top bits)."""
+    cell = np.empty(1)
+    cell[0] = value
+    return cell.view(np.int64)[0] >> _BUCKET_SHIFT
+
+
 @njit(cache=True)
 def smallest_sufficient_sets(weights, eps, cap, candidates, kept, neglected):
     """Per row of ``weights`` (m, N), the fewest largest weights whose complement has mass at most
     ``eps[r]``; fills ``kept`` (m,), ``neglected`` (m,) (the complement's mass) and the first
-    ``min(kept, cap)`` entries of ``candidates`` (m, cap) with their indices in decreasing weight.
+    ``min(kept, cap)`` entries of ``candidates`` (m, cap) with their indices (in no particular
+    order; the set is the one a full sort gives, up to ties).
 
-    Points with ``w < eps / N`` are never needed: together they weigh less than ``eps``, so the
-    fewest-largest set lies among the others, which are the only ones sorted. A row with
-    ``kept[r] > cap`` has its first ``cap`` candidates filled and is meant for the dense route.
+    Points with ``w < eps / N`` are never needed: together they weigh less than ``eps``. The
+    others are bucketed by their bit patterns (``_BUCKET_SHIFT``): one pass gives each bucket's
+    mass, walking the buckets from the lightest finds the one where the neglected mass would
+    exceed ``eps``, and only that bucket's points are sorted. Linear in ``N`` per row.
     """
     m, n = weights.shape
+    bits = weights.view(np.int64)
     for r in range(m):
         floor = eps[r] / n
-        count = 0
+        top = 0.0
+        for j in range(n):
+            top = max(top, weights[r, j])
+        low_key = _bucket_of(floor)
+        mass = np.zeros(_bucket_of(top) - low_key + 1)
         rest = 0.0
         for j in range(n):
             if weights[r, j] >= floor:
-                count += 1
+                mass[(bits[r, j] >> _BUCKET_SHIFT) - low_key] += weights[r, j]
             else:
                 rest += weights[r, j]
-        pool = np.empty(count, dtype=np.int64)
-        values = np.empty(count)
-        count = 0
+        # the lightest buckets are dropped whole while the dropped mass stays within eps
+        dropped = rest
+        boundary = 0
+        while boundary < mass.size - 1 and dropped + mass[boundary] <= eps[r]:
+            dropped += mass[boundary]
+            boundary += 1
+        boundary += low_key
+        # in the boundary bucket, its lightest points while the mass stays within eps
+        size = 0
         for j in range(n):
-            if weights[r, j] >= floor:
-                pool[count] = j
-                values[count] = -weights[r, j]
+            if weights[r, j] >= floor and (bits[r, j] >> _BUCKET_SHIFT) == boundary:
+                size += 1
+        pool = np.empty(size, dtype=np.int64)
+        size = 0
+        for j in range(n):
+            if weights[r, j] >= floor and (bits[r, j] >> _BUCKET_SHIFT) == boundary:
+                pool[size] = j
+                size += 1
+        pool = pool[np.argsort(weights[r][pool])]  # increasing weight
+        first = 0
+        while first < size - 1 and dropped + weights[r, pool[first]] <= eps[r]:
+            dropped += weights[r, pool[first]]
+            first += 1
+        # kept: the rest of the boundary bucket and every point of a heavier bucket
+        count = 0
+        for t in range(first, size):
+            if count < cap:
+                candidates[r, count] = pool[t]
+            count += 1
+        for j in range(n):
+            if weights[r, j] >= floor and (bits[r, j] >> _BUCKET_SHIFT) > boundary:
+                if count < cap:
+                    candidates[r, count] = j
                 count += 1
-        order = np.argsort(values)  # decreasing weight
-        # walk up from the smallest candidate while the neglected mass stays within eps
-        k = count
-        mass = rest
-        while k > 1 and mass - values[order[k - 1]] <= eps[r]:
-            mass -= values[order[k - 1]]
-            k -= 1
-        kept[r] = k
-        neglected[r] = mass
-        for j in range(min(k, cap)):
-            candidates[r, j] = pool[order[j]]
+        kept[r] = count
+        neglected[r] = dropped
 
 
 @njit(cache=True)
