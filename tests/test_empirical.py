@@ -281,6 +281,29 @@ def test_subspace_residual_enters_the_error_bound(monkeypatch):
         assert np.all(gap <= moments.covariance_error_bound)
 
 
+@pytest.mark.usefixtures("truncation_always_tried")
+def test_truncated_route_recomputes_weights_where_the_product_form_loses_digits(monkeypatch):
+    """Both ways of getting the kept weights (reused from the block, recomputed from exact
+    differences) against brute force. At tau = 1e-7, with pairs of points sqrt(tau) apart so
+    that the weights stay split, reusing the product-form weights errs by about 3e-9; the engine
+    must recompute there."""
+    rng = np.random.default_rng(31)
+    base = rng.normal(size=(150, 12)) * 3.0
+    default = empirical.PRODUCT_FORM_LOGW_TOL
+    for tau, tolerance in ((0.05, default), (0.05, 0.0), (1e-7, default)):
+        monkeypatch.setattr(empirical, "PRODUCT_FORM_LOGW_TOL", tolerance)  # 0: always recompute
+        data = np.concatenate([base, base + np.sqrt(tau / 12) * rng.normal(size=base.shape)])
+        engine = EmpiricalScore(data)
+        x = base[:6] + 0.5 * np.sqrt(tau) * rng.normal(size=(6, 12))
+        _, _, j = brute_force(x, data, 1.0, tau)
+        exact = np.linalg.eigvalsh(tau * j)
+        spec = engine.jacobian_spectrum(x, 1.0, tau, max_neglected_mass=1e-9)
+        assert spec.methods != ["dense"]
+        assert np.max(exact[:, -1]) > -0.95  # the weights are split: Cov is not zero
+        error = np.max(np.abs(spec.eigenvalues - exact), axis=1)
+        assert np.all(error <= spec.error_bound + 1e-11)
+
+
 def test_stable_at_tiny_tau():
     rng = np.random.default_rng(4)
     data = rng.normal(size=(500, 64))

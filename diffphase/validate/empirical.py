@@ -83,6 +83,10 @@ GATHER_BLOCK_BYTES = 16 * 2**20
 #: 10 ns per weight), so truncation is not attempted: measured on 2 cores, N = 20000, M = 256,
 #: data of rank 8 to 48 in d = 128, all-dense was 1.1-3.3x faster than truncation at N_eff ~ 1-10
 DENSE_ONLY_MAX_FEATURES = 1200
+#: the truncated route reuses the product-form weights of a row when its log-weights' rounding
+#: error, about ``eps_machine * r * (a |x| R + a^2 R^2 / 2) / D``, is below this; otherwise (tiny
+#: ``tau``) it recomputes them from exact differences ``x - a y``
+PRODUCT_FORM_LOGW_TOL = 1e-10
 #: a-priori bound used to turn an eigenvalue tolerance into a mass: |Delta Cov| <= 4 eps R^2
 TRUNCATION_BOUND_FACTOR = 4.0
 #: the data are reduced to the span of their r leading principal directions when every centred
@@ -566,6 +570,15 @@ class EmpiricalScore:
         xp = self.xp
         m = xq.shape[0]
         buckets = xp.ceil(2 * xp.log2(xp.maximum(kept, 1))).astype(xp.int64)
+        # rows where the product-form log-weights (already in `weights`) are accurate reuse them;
+        # the others recompute theirs from exact differences
+        product_error = (
+            np.finfo(float).eps
+            * self.rank
+            * (a * xp.sqrt(xp.sum(xq * xq, axis=1)) * self.radius + 0.5 * (a * self.radius) ** 2)
+            / D
+        )
+        recompute = product_error > PRODUCT_FORM_LOGW_TOL
         neglected = weights  # becomes the weights of the dropped points only
         parts = []
         rows_of = []
@@ -579,7 +592,11 @@ class EmpiricalScore:
                 idx = candidates[sub, :k_max]
                 mask = xp.arange(k_max)[None, :] < kept[sub][:, None]
                 rows_of.append(sub)
-                parts.append(self._kept_moments(xq[sub], a[sub], D[sub], idx, kept[sub], want))
+                parts.append(
+                    self._kept_moments(
+                        xq[sub], a[sub], D[sub], idx, kept[sub], want, weights, sub, recompute[sub]
+                    )
+                )
                 # padding slots may repeat a kept index: clear only the kept (row, point) pairs
                 neglected[xp.broadcast_to(sub[:, None], idx.shape)[mask], idx[mask]] = 0.0
         mean, cov, eigs = parts[0] if len(parts) == 1 else _scatter_rows(xp, m, rows_of, parts)
@@ -592,12 +609,13 @@ class EmpiricalScore:
         top = eigs[:, -1] if eigs is not None else xp.einsum("mii->m", cov)  # >= lambda_max
         return mean, cov, eigs, xp.maximum(eps * top, xp.maximum(tail, 0.0))
 
-    def _kept_moments(self, xq, a, D, idx, kept, want):
+    def _kept_moments(self, xq, a, D, idx, kept, want, weights, rows, recompute):
         """``(mean, covariance or None, covariance eigenvalues or None)`` of the renormalized
-        weights of the first ``kept`` points ``idx`` of each row."""
+        weights of the first ``kept`` points ``idx`` of each row (see
+        :meth:`_centred_kept_points` for ``weights``, ``rows`` and ``recompute``)."""
         xp = self.xp
         m, k_max = idx.shape
-        scaled, mean = self._centred_kept_points(xq, a, D, idx, kept)
+        scaled, mean = self._centred_kept_points(xq, a, D, idx, kept, weights, rows, recompute)
         if want == "spectrum" and k_max < self.rank:
             gram = scaled @ xp.swapaxes(scaled, 1, 2)  # (m, k, k): same nonzero spectrum
             small = xp.linalg.eigvalsh(gram)
@@ -608,10 +626,12 @@ class EmpiricalScore:
             return mean, None, xp.linalg.eigvalsh(cov)
         return mean, cov, None
 
-    def _centred_kept_points(self, xq, a, D, idx, kept):
+    def _centred_kept_points(self, xq, a, D, idx, kept, weights, rows, recompute):
         """``(scaled, mean)``: rows ``sqrt(u_j) (y_j - mu_u)`` (zero past ``kept``), shape
-        (m, k_max, d), and ``mu_u``, with the kept weights ``u`` recomputed from exact
-        differences ``x - a y_j``; compiled on the CPU, array code on the GPU."""
+        (m, k_max, d), and ``mu_u``. The kept weights ``u`` are the rows ``rows`` of the block's
+        ``weights`` renormalized, or, where ``recompute`` (tiny ``tau``: the product-form
+        log-weights have lost digits), recomputed from exact differences ``x - a y_j``.
+        Compiled on the CPU; array code on the GPU (always recomputing)."""
         xp = self.xp
         m, k_max = idx.shape
         if xp is np:
@@ -624,6 +644,9 @@ class EmpiricalScore:
                 np.ascontiguousarray(D),
                 np.ascontiguousarray(idx, dtype=np.int64),
                 np.ascontiguousarray(kept, dtype=np.int64),
+                weights,
+                np.ascontiguousarray(rows, dtype=np.int64),
+                np.ascontiguousarray(recompute, dtype=np.bool_),
                 scaled,
                 mean,
                 np.empty((m, k_max)),

@@ -1,18 +1,24 @@
-"""Compiled CPU kernel of the empirical engine's truncated route (THEORY B, "Empirical score").
+"""Compiled CPU kernels of the empirical engine (THEORY B, "Empirical score").
 
 Contract
 --------
-:func:`centred_kept_points` turns, for each query, its kept training points (indices sorted by
-decreasing weight) into the rows ``sqrt(u_j) (y_j - mu_u)`` whose Gram product
-``scaled^T scaled`` is the covariance ``Cov_u`` of the renormalized kept weights ``u``. The weights
-are recomputed from exact differences ``x - a y_j`` (log-sum-exp), so they stay accurate where the
-matrix-product form ``a x.y - a^2 |y|^2 / 2`` loses digits (tiny ``tau``). One pass over each kept
-point's coordinates per stage, with the point's row still in cache: the numpy equivalent needs about
-a dozen passes over a ``(rows, kept, d)`` array, which is memory-bound. The kernels are serial on
-purpose: they run between BLAS calls, and a parallel numba pool competing with BLAS threads that
-still spin after a call measured several times slower (7.4 ms against 1.0 ms for one score of
-N = 20000 points in d = 128 on 2 cores). Padding slots (``j >= kept[r]``) are written as zeros.
-The cupy route is the array code in :mod:`diffphase.validate.empirical`.
+* :func:`normalize_log_weights`: posterior weights, ``ln`` normalizer, entropy and ``N_eff`` from
+  log-weights, row by row.
+* :func:`smallest_sufficient_sets`: per query, the fewest largest weights whose complement has
+  mass at most ``eps`` (the kept set of exact truncation), in time linear in ``N``.
+* :func:`centred_kept_points`: per query, its kept training points turned into the rows
+  ``sqrt(u_j) (y_j - mu_u)`` whose Gram product ``scaled^T scaled`` is the covariance ``Cov_u`` of
+  the renormalized kept weights ``u``. Where the matrix-product form ``a x.y - a^2 |y|^2 / 2`` of
+  the log-weights loses digits (tiny ``tau``) the weights are recomputed from exact differences
+  ``x - a y_j`` (log-sum-exp); elsewhere the block's weights are reused. Padding slots
+  (``j >= kept[r]``) are written as zeros.
+
+Each makes one pass per stage over the data it touches, with the current row in cache: the numpy
+equivalents need about a dozen passes over ``(rows, N)`` or ``(rows, kept, d)`` arrays, which are
+memory-bound. The kernels are serial on purpose: they run between BLAS calls, and a parallel numba
+pool competing with BLAS threads that still spin after a call measured several times slower
+(7.4 ms against 1.0 ms for one score of N = 20000 points in d = 128 on 2 cores). The cupy route is
+the array code in :mod:`diffphase.validate.empirical`.
 """
 
 from __future__ import annotations
@@ -22,48 +28,53 @@ from numba import njit
 
 
 @njit(cache=True)
-def centred_kept_points(data, xq, a, D, idx, kept, scaled, mean, weights):
-    """Fill ``scaled`` (m, k_max, d), ``mean`` (m, d) and ``weights`` (m, k_max) in place.
+def centred_kept_points(data, xq, a, D, idx, kept, weights, rows, recompute, scaled, mean, work):
+    """Fill ``scaled`` (m, k_max, d) and ``mean`` (m, d) in place (``work`` (m, k_max) scratch).
 
     ``data`` (N, d) training points; ``xq`` (m, d) queries; ``a``, ``D`` (m,) process
     coefficients; ``idx`` (m, k_max) kept indices per row (int64); ``kept`` (m,) how many of them
-    are used in each row (``1 <= kept[r] <= k_max``).
+    are used in each row (``1 <= kept[r] <= k_max``). Row ``r``'s kept weights are
+    ``weights[rows[r], idx[r, :kept[r]]]`` renormalized, or, where ``recompute[r]``, recomputed
+    from exact differences (log-sum-exp).
     """
     m, k_max = idx.shape
     d = data.shape[1]
     for r in range(m):
         k = kept[r]
-        top = -np.inf
-        for j in range(k):
-            row = idx[r, j]
-            total = 0.0
-            for c in range(d):
-                diff = xq[r, c] - a[r] * data[row, c]
-                total += diff * diff
-            logw = -total / (2.0 * D[r])
-            weights[r, j] = logw
-            if logw > top:
-                top = logw
+        if recompute[r]:
+            top = -np.inf
+            for j in range(k):
+                row = idx[r, j]
+                total = 0.0
+                for c in range(d):
+                    diff = xq[r, c] - a[r] * data[row, c]
+                    total += diff * diff
+                logw = -total / (2.0 * D[r])
+                work[r, j] = logw
+                if logw > top:
+                    top = logw
+            for j in range(k):
+                work[r, j] = np.exp(work[r, j] - top)
+        else:
+            for j in range(k):
+                work[r, j] = weights[rows[r], idx[r, j]]
         norm = 0.0
         for j in range(k):
-            w = np.exp(weights[r, j] - top)
-            weights[r, j] = w
-            norm += w
+            norm += work[r, j]
         for c in range(d):
             mean[r, c] = 0.0
         for j in range(k):
-            w = weights[r, j] / norm
-            weights[r, j] = w
+            w = work[r, j] / norm
+            work[r, j] = w
             row = idx[r, j]
             for c in range(d):
                 mean[r, c] += w * data[row, c]
         for j in range(k):
-            root = np.sqrt(weights[r, j])
+            root = np.sqrt(work[r, j])
             row = idx[r, j]
             for c in range(d):
                 scaled[r, j, c] = root * (data[row, c] - mean[r, c])
         for j in range(k, k_max):
-            weights[r, j] = 0.0
             for c in range(d):
                 scaled[r, j, c] = 0.0
 
