@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 import warnings
 
 import numpy as np
@@ -357,6 +358,41 @@ def test_bad_queries_and_times():
         engine.score(np.ones((2, 2)), np.ones(3), 1.0)
     with pytest.raises(ParameterError, match="x"):
         engine.score(np.array([[np.inf, 0.0]]), 1.0, 1.0)
+
+
+class _NumpyAsArrayModule(types.ModuleType):
+    """numpy under another name: the engine then takes its array (cupy) branches."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+@pytest.mark.usefixtures("truncation_always_tried")
+def test_array_route_of_the_gpu_matches_the_compiled_route():
+    """The GPU code path is array code; run with numpy it must agree with the compiled kernels
+    (weights, selection, gather, reduction), so its logic is checked without a GPU."""
+    rng = np.random.default_rng(41)
+    full_rank = rng.normal(size=(3000, 16))
+    low_rank = rng.normal(size=(2000, 8)) @ rng.normal(size=(8, 20))
+    for data in (full_rank, low_rank):
+        compiled, array = EmpiricalScore(data), EmpiricalScore(data)
+        array.xp = _NumpyAsArrayModule("numpy_as_array_module")
+        for tau, option in ((0.3, {"max_neglected_mass": 1e-6}), (0.2, {"tol": 1e-8}), (1.0, {})):
+            x = data[:40] + np.sqrt(tau) * rng.normal(size=(40, data.shape[1]))
+            want = compiled.jacobian_spectrum(x, 1.0, tau, **option)
+            got = array.jacobian_spectrum(x, 1.0, tau, **option)
+            assert got.methods == want.methods
+            if option:  # truncated sets of several points were compared
+                assert np.any((want.kept > 1) & (want.kept < data.shape[0]))
+            np.testing.assert_array_equal(got.kept, want.kept)
+            np.testing.assert_allclose(got.eigenvalues, want.eigenvalues, atol=1e-11)
+            np.testing.assert_allclose(got.error_bound, want.error_bound, rtol=1e-6,
+                                       atol=1e-15)
+            got_m = array.moments(x, 1.0, tau, covariance=True, **option)
+            want_m = compiled.moments(x, 1.0, tau, covariance=True, **option)
+            for name in ("covariance", "score", "entropy", "n_eff", "neglected_mass"):
+                np.testing.assert_allclose(getattr(got_m, name), getattr(want_m, name),
+                                           rtol=1e-10, atol=1e-11)
 
 
 @pytest.mark.skipif(gpu_available(), reason="a GPU answers here")
