@@ -28,9 +28,11 @@ Numerics
   caller's data included, measured in ``benchmarks/bench_memorization.py``).
 * Optional truncation, stated either as an eigenvalue tolerance ``tol`` or as a neglected mass
   ``max_neglected_mass``: for each query only the fewest largest weights whose complement has mass
-  at most ``eps`` are kept (found by a partial sort), with ``eps = max_neglected_mass`` or
-  ``eps = tol * tau / (4 R^2)`` (``R`` the largest distance of a training point from the data
-  mean), whichever is smaller. The kept log-weights are recomputed from exact differences
+  at most ``eps`` are kept (found in linear time, see
+  :func:`~diffphase.validate.empirical_kernels.smallest_sufficient_sets`), with
+  ``eps = max_neglected_mass`` or ``eps = tol * tau / (4 R^2)`` (``R`` the largest distance of a
+  training point from the data mean), whichever is smaller. At tiny ``tau``, where the
+  matrix-product log-weights lose digits, the kept ones are recomputed from exact differences
   ``x - a y_mu``. Writing ``w = (1 - eps) u + eps v`` (``u`` the renormalized kept weights, ``v``
   the neglected ones), ``Cov_w - Cov_u = eps (S_v - eps b b^T - Cov_u)`` with
   ``S_v = E_v[(y - mu_u)(y - mu_u)^T]`` and ``b = mu_v - mu_u``, so
@@ -289,6 +291,8 @@ class EmpiricalScore:
         if basis is not None:
             centred = centred @ basis
         self.rank = centred.shape[1]
+        #: symmetric outer-product features per point of the dense second moments
+        self.n_features = self.rank * (self.rank + 1) // 2
         self.basis = None if basis is None else self.xp.asarray(basis)
         self.subspace_residual = residual
         squared_norms = np.einsum("ij,ij->i", centred, centred)  # no (N, d) temporary
@@ -380,7 +384,7 @@ class EmpiricalScore:
 
     def _outer_features(self, rows):
         """``Z[mu, p] = y_mu[i_p] y_mu[j_p]`` for ``i_p <= j_p`` (upper triangle, row-major)."""
-        out = self.xp.empty((rows.shape[0], self.rank * (self.rank + 1) // 2))
+        out = self.xp.empty((rows.shape[0], self.n_features))
         offset = 0
         for i in range(self.rank):
             width = self.rank - i
@@ -398,7 +402,7 @@ class EmpiricalScore:
     def _second_moments_dense(self, weights):
         """``sum_mu w_mu y_mu y_mu^T`` for every row of ``weights``, as one chunked product."""
         xp = self.xp
-        n_features = self.rank * (self.rank + 1) // 2
+        n_features = self.n_features
         if self._features is None and 8 * self.n_points * n_features <= self.feature_cache_bytes:
             self._features = self._outer_features(self.data)
         if self._features is not None:
@@ -492,7 +496,7 @@ class EmpiricalScore:
 
     def _truncation_can_pay(self) -> bool:
         """Whether a row's dense product costs enough for truncation to be worth selecting."""
-        return self.rank * (self.rank + 1) // 2 > DENSE_ONLY_MAX_FEATURES
+        return self.n_features > DENSE_ONLY_MAX_FEATURES
 
     def _rows_to_truncate(self, kept):
         """Rows to truncate (a host boolean mask; the others take the dense route), or None when
@@ -502,7 +506,7 @@ class EmpiricalScore:
         The heaviest rows are the ones worth sending dense, so the split is the best prefix of the
         rows sorted by kept count; it is taken when it costs at most ``TRUNCATION_MIN_SAVING``
         of all rows dense."""
-        row = self.n_points * self.rank * (self.rank + 1) / 2
+        row = self.n_points * self.n_features
         cost = 2.0 * to_numpy(kept) * self.rank**2 / row
         order = np.argsort(-cost, kind="stable")
         m = cost.size
@@ -560,8 +564,8 @@ class EmpiricalScore:
         return kept, neglected, order
 
     def _truncated_moments(self, xq, a, D, weights, kept, candidates, want):
-        """Moments from the ``kept`` largest weights of each query, renormalized, with exact
-        log-weights recomputed from the differences ``x - a y_mu``, and the bound on
+        """Moments from the ``kept`` largest weights of each query, renormalized (recomputed from
+        exact differences ``x - a y_mu`` where ``PRODUCT_FORM_LOGW_TOL`` asks), and the bound on
         ``|eig(Cov_w) - eig(Cov_u)|`` of the module docstring. Rows are grouped by kept count
         (half octaves) so that no row is padded to more than sqrt(2) times its own count, and
         each group is cut into row slices whose gathered points fit in ``GATHER_BLOCK_BYTES``.

@@ -30,7 +30,9 @@ Tolerances are stated in each comparison's details (sampling error and finite-si
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import brentq
 
+from ..backend import to_numpy
 from ..errors import ParameterError
 from ..solvers import memorization as solvers
 from .data import LinearGaussian, SphereNormalized, TwoGaussianMixture
@@ -148,10 +150,6 @@ def entropy_collapse_tau(sampler, n_train: int, rng: np.random.Generator,
     and ``reliable``: whether the extrapolation moved ``ln tau_C`` by less than
     ``ENTROPY_MAX_EXTRAPOLATION`` (beyond it ``M`` is too small for the data and ``N``).
     """
-    from scipy.optimize import brentq
-
-    from ..backend import to_numpy
-
     n_train = int(n_train)
     if n_train < 2:
         raise ParameterError("n_train", n_train, ">= 2")
