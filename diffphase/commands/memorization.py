@@ -46,16 +46,12 @@ def critical_times_summary(fractions, variances, dim: int, n_train: int, process
     collapse = sol.collapse_tau(spectrum, n_train)
     tau_c = float(collapse.tau[0])
     tau_s, exists = sol.speciation_tau(spectrum.largest)
-    norm2 = dim * spectrum.trace_per_dim  # E|y|^2, rescales variances for sphere data
     groups = []
-    along = sol.latent_direction_variance(variances, spectrum)
-    for frac, var, direction_var in zip(np.atleast_1d(fractions), np.atleast_1d(variances), along,
-                                        strict=True):
-        raw = float(sol.rem_critical_tau_displaced(direction_var, spectrum.fourth_sum, n_train,
-                                                   False))
-        sphere = float(sol.rem_critical_tau_displaced(direction_var / norm2,
-                                                      spectrum.fourth_sum / norm2**2,
-                                                      n_train, True))
+    along, raws, spheres = sol.rem_group_taus(variances, spectrum, n_train)
+    for frac, var, direction_var, raw, sphere in zip(
+            np.atleast_1d(fractions), np.atleast_1d(variances), along, raws[:, 0], spheres[:, 0],
+            strict=True):
+        raw, sphere = float(raw), float(sphere)
         groups.append({"fraction": float(frac), "variance": float(var),
                        "direction_variance": float(direction_var),
                        "tau_c_rem_raw": raw, f"t_c_rem_raw_{process}":
@@ -129,13 +125,10 @@ def memorization_diagram(outputs: OutputSet, formats, fractions=(0.1, 0.1), vari
     collapse = sol.collapse_tau(spectrum, n_train)
     tau_s, exists = sol.speciation_tau(spectrum.largest)
     lines = {"collapse": collapse.tau, "speciation": np.full(points, float(tau_s))}
-    norm2 = dim * spectrum.trace_per_dim  # E|y|^2: sphere data have variances / E|y|^2
-    along = sol.latent_direction_variance(variances, spectrum)
-    for var, direction_var in zip(np.atleast_1d(variances), along, strict=True):
-        lines[f"rem_raw_variance_{var:g}"] = sol.rem_critical_tau_displaced(
-            direction_var, spectrum.fourth_sum, n_train, False)
-        lines[f"rem_sphere_variance_{var:g}"] = sol.rem_critical_tau_displaced(
-            direction_var / norm2, spectrum.fourth_sum / norm2**2, n_train, True)
+    _, raws, spheres = sol.rem_group_taus(variances, spectrum, n_train)
+    for var, raw, sphere in zip(np.atleast_1d(variances), raws, spheres, strict=True):
+        lines[f"rem_raw_variance_{var:g}"] = raw
+        lines[f"rem_sphere_variance_{var:g}"] = sphere
     cols = {"log_n_per_d": [], "n_train": [], "line": [], "tau": [], f"t_{process}": []}
     for name, taus in lines.items():
         cols["log_n_per_d"] += list(rates)

@@ -334,6 +334,20 @@ def latent_direction_variance(variances, spectrum: CovarianceSpectrum) -> np.nda
     return var + (spectrum.trace_per_dim if spectrum.label == "random" else 0.0)
 
 
+def rem_group_taus(variances, spectrum: CovarianceSpectrum, n_train
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group, ``(direction variance, REM tau_c raw, REM tau_c sphere)`` at a probe
+    ``sqrt(tau) v`` along a latent direction of the group (:func:`latent_direction_variance`);
+    sphere-normalized data have their variances divided by ``E|y|^2 = tr C``. Rows: groups;
+    columns (for an array ``n_train``): its values."""
+    along = latent_direction_variance(variances, spectrum)[:, None]
+    n = np.atleast_1d(np.asarray(n_train, dtype=float))[None, :]
+    norm2 = spectrum.dim * spectrum.trace_per_dim
+    raw = rem_critical_tau_displaced(along, spectrum.fourth_sum, n, False)
+    sphere = rem_critical_tau_displaced(along / norm2, spectrum.fourth_sum / norm2**2, n, True)
+    return along[:, 0], raw, sphere
+
+
 def rem_critical_tau(stds, n_train: float, direction, probe=None, normalized: bool = False
                      ) -> RootResult:
     """General REM ``tau_c`` at ``x(tau) = probe + sqrt(tau) direction`` for axis-aligned data of
