@@ -1,7 +1,7 @@
 """Score-field Jacobians (THEORY E): batched central differences against two loops.
 
 Ours: one batched score call with all ``2 n k`` shifted points
-(:func:`diffphase.validate.jacobians.central_difference_jacobian`). Baselines, both written the
+(:func:`diffphase.simulate.jacobians.central_difference_jacobian`). Baselines, both written the
 way such loops usually are: (a) two score calls per point and probe; (b) two score calls per probe,
 each batched over the ``n`` points. Two scores: a cheap user callable (the exact linear-manifold
 score through :class:`CallableScore`: per-call overhead dominates, which batching amortizes) and
@@ -17,8 +17,8 @@ import numpy as np
 from run import best_of
 
 from diffphase.process import get_process
-from diffphase.validate.fields import EmpiricalScoreField, gaussian_score_field, linear_manifold
-from diffphase.validate.jacobians import (
+from diffphase.simulate.fields import EmpiricalScoreField, gaussian_score_field, linear_manifold
+from diffphase.simulate.jacobians import (
     CallableScore,
     central_difference_jacobian,
     orthonormal_probes,
@@ -74,11 +74,11 @@ def bench_batched_central(quick: bool) -> list[dict]:
 
 
 def bench_autograd(quick: bool) -> list[dict]:
-    from diffphase.validate.torch_adapter import torch_available
+    from diffphase.simulate.torch_adapter import torch_available
 
     if not torch_available():
         return []
-    from diffphase.validate.networks import DenoiserMLP, network_score
+    from diffphase.simulate.networks import DenoiserMLP, network_score
 
     d, points = (12, 32) if quick else (16, 128)
     score = network_score(DenoiserMLP(d, width=128, depth=3), get_process("ve"))

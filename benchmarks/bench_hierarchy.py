@@ -12,8 +12,9 @@ import tracemalloc
 
 import numpy as np
 
-from diffphase.validate.bp import sample_posterior, upward_messages
-from diffphase.validate.rhm import RandomHierarchyModel, noisy_leaf_likelihood
+from diffphase.data.channels import noisy_leaf_likelihood
+from diffphase.data.rhm import RandomHierarchyModel
+from diffphase.solvers.bp import sample_posterior, upward_messages
 
 
 def _bp_and_sample(model, nu, engine):

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from diffphase.validate.empirical import EmpiricalScore
+from diffphase.simulate.empirical import EmpiricalScore
 
 MASS = 1e-6
 TOL = 1e-8
@@ -246,7 +246,7 @@ def _covariance_gflops(engine, data, m):
 _MEMORY_CHILD = """
 import resource, sys, time
 import numpy as np
-from diffphase.validate.empirical import EmpiricalScore
+from diffphase.simulate.empirical import EmpiricalScore
 n, d, m = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
 data = rng.normal(size=(n, d))

@@ -14,8 +14,7 @@ from types import ModuleType
 import numpy as np
 
 from .errors import DeviceUnavailableError, require_choice
-
-DEVICES = ("cpu", "gpu", "auto")
+from .models import DEVICES
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,15 +15,10 @@ import click
 from . import __version__
 from .commands.common import phase_diagram, simulate
 from .errors import DeviceUnavailableError, MissingDependencyError
+from .models import MODEL_NAMES, TIERS
 
 #: command modules, one per model; each exposes ``register(cli)``
-COMMAND_MODULES = (
-    "diffphase.commands.spectral",
-    "diffphase.commands.memorization",
-    "diffphase.commands.hierarchy",
-    "diffphase.commands.sampler",
-    "diffphase.commands.fields",
-)
+COMMAND_MODULES = tuple(f"diffphase.commands.{name}" for name in MODEL_NAMES)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,7 +33,7 @@ cli.add_command(simulate)
 
 @cli.command("validate")
 @click.option("--model", default=None, help="Model whose checks to run (default: all).")
-@click.option("--tier", type=click.Choice(["quick", "full"]), default="quick", show_default=True)
+@click.option("--tier", type=click.Choice(TIERS), default="quick", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out",

@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ParameterError, require_choice, require_int, require_positive
-
-PROCESSES = ("ou", "ve", "ddpm")
-SCHEDULES = ("linear", "li-yan", "cosine")
+from .models import PROCESSES, SCHEDULES
 
 
 # --------------------------------------------------------------------------- schedules

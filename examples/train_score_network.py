@@ -2,7 +2,7 @@
 
 Data: ``y = F z`` in ``d = 12`` dimensions (at most 16 keeps it a few minutes on 2 CPU cores),
 with two latent groups: 2 directions of variance 4 and 3 directions of variance 1/4; the other
-7 directions carry no variance. The network (``diffphase.validate.networks.DenoiserMLP``) learns
+7 directions carry no variance. The network (``diffphase.simulate.networks.DenoiserMLP``) learns
 the denoiser ``E[y | u]`` at every noise level ``tau``; its score is ``s = (den - u) / tau``
 (``ve`` process, ``t = tau``).
 
@@ -25,9 +25,9 @@ import argparse
 import numpy as np
 
 from diffphase.process import get_process
-from diffphase.validate.fields import diagnose_jacobians, group_bases, orthonormal_basis
-from diffphase.validate.jacobians import jacobian
-from diffphase.validate.networks import (
+from diffphase.simulate.fields import diagnose_jacobians, group_bases, orthonormal_basis
+from diffphase.simulate.jacobians import jacobian
+from diffphase.simulate.networks import (
     TrainingConfig,
     network_score,
     trained_linear_manifold_network,

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from diffphase.errors import ParameterError
 from diffphase.process import get_process
-from diffphase.validate import fields as diag
-from diffphase.validate.jacobians import (
+from diffphase.simulate import fields as diag
+from diffphase.simulate.jacobians import (
     CallableScore,
     central_difference_jacobian,
     checked_output,

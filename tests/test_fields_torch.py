@@ -10,12 +10,12 @@ import pytest
 
 from diffphase.errors import ParameterError
 from diffphase.process import get_process
-from diffphase.validate.jacobians import jacobian
+from diffphase.simulate.jacobians import jacobian
 
 
 def test_importing_diffphase_never_imports_torch():
-    code = ("import sys, diffphase, diffphase.cli, diffphase.validate.fields, "
-            "diffphase.validate.torch_adapter; print('torch' in sys.modules)")
+    code = ("import sys, diffphase, diffphase.cli, diffphase.simulate.fields, "
+            "diffphase.simulate.torch_adapter; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -24,7 +24,7 @@ torch = pytest.importorskip("torch")
 
 
 def test_autograd_jacobian_of_a_linear_torch_field_is_its_matrix():
-    from diffphase.validate.torch_adapter import TorchScore
+    from diffphase.simulate.torch_adapter import TorchScore
 
     rng = np.random.default_rng(0)
     matrix = rng.standard_normal((5, 5))
@@ -35,7 +35,7 @@ def test_autograd_jacobian_of_a_linear_torch_field_is_its_matrix():
 
 
 def test_autograd_matches_central_differences_on_a_nonlinear_network():
-    from diffphase.validate.networks import DenoiserMLP, network_score
+    from diffphase.simulate.networks import DenoiserMLP, network_score
 
     torch.manual_seed(1)
     rng = np.random.default_rng(1)
@@ -47,7 +47,7 @@ def test_autograd_matches_central_differences_on_a_nonlinear_network():
 
 
 def test_torch_score_output_is_checked():
-    from diffphase.validate.torch_adapter import TorchScore
+    from diffphase.simulate.torch_adapter import TorchScore
 
     field = TorchScore(lambda x, t: x[:, :2], 4, get_process("ve"), name="net")
     with pytest.raises(ParameterError, match="net output shape"):
@@ -55,8 +55,8 @@ def test_torch_score_output_is_checked():
 
 
 def test_short_training_reduces_the_loss_and_learns_the_normal_directions():
-    from diffphase.validate.fields import linear_manifold
-    from diffphase.validate.networks import TrainingConfig, network_score, train_denoiser
+    from diffphase.simulate.fields import linear_manifold
+    from diffphase.simulate.networks import TrainingConfig, network_score, train_denoiser
 
     data = linear_manifold((0.5,), (1.0,), 4, subspace="orthonormal",
                            rng=np.random.default_rng(2))

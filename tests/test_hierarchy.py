@@ -13,13 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
+from diffphase.data.channels import noisy_leaf_likelihood
+from diffphase.data.rhm import RandomHierarchyModel
 from diffphase.errors import ParameterError
+from diffphase.simulate.hierarchy import forward_backward
 from diffphase.solvers import hierarchy as mf
+from diffphase.solvers.bp import belief_propagation, sample_posterior, upward_messages
 from diffphase.solvers.population import class_preservation
 from diffphase.theory import hierarchy as th
-from diffphase.validate.bp import belief_propagation, sample_posterior, upward_messages
-from diffphase.validate.hierarchy import forward_backward
-from diffphase.validate.rhm import RandomHierarchyModel, noisy_leaf_likelihood
 
 
 # ----------------------------------------------------------------------------- generator
@@ -302,7 +303,7 @@ def test_posterior_samples_obey_the_rules(seed, engine, sizes):
 
 
 def test_serial_and_parallel_drivers_agree():
-    from diffphase.validate import bp
+    from diffphase.solvers import bp
 
     model = RandomHierarchyModel(8, 3, 2, 3, seed=3)
     rng = np.random.default_rng(0)
@@ -376,7 +377,7 @@ def test_tree_too_large_for_memory_fails_before_any_tree_is_drawn(monkeypatch):
 
 
 def test_forward_backward_chunks_within_the_memory_budget():
-    from diffphase.validate.bp import MAX_BP_BYTES, bp_batch_size, bp_bytes_per_tree
+    from diffphase.solvers.bp import MAX_BP_BYTES, bp_batch_size, bp_bytes_per_tree
 
     per_tree = bp_bytes_per_tree(32, 32, 2, 10)
     assert per_tree > 32 * 2**10 * 8 * 4  # at least the leaf likelihoods and three message sets

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq
 
 from diffphase.cli import cli
+from diffphase.data.laws import LinearGaussian, TwoGaussianMixture
 from diffphase.errors import ParameterError
+from diffphase.simulate.integrators import probability_flow, reverse_sde, time_grid
 from diffphase.solvers import memorization as sol
 from diffphase.theory import memorization as theory
-from diffphase.validate.data import LinearGaussian, TwoGaussianMixture
-from diffphase.validate.integrators import probability_flow, reverse_sde, time_grid
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -300,7 +300,7 @@ def test_cli_phase_diagram_lines_isotropic(tmp_path):
 
 
 def test_crossing_interpolates_in_log_tau():
-    from diffphase.validate.memorization import crossing
+    from diffphase.simulate.memorization import crossing
 
     taus = np.geomspace(1e-3, 1e3, 25)
     values = 1 / (1 + taus / 0.7)  # decreasing, 1/2 exactly at tau = 0.7
@@ -372,7 +372,7 @@ def test_rem_critical_tau_at_a_displaced_probe_against_direct_variance():
 
 
 def test_entropy_route_extrapolation_recovers_a_power_law():
-    from diffphase.validate.memorization import _extrapolated_cross_entropy
+    from diffphase.simulate.memorization import _extrapolated_cross_entropy
 
     h, c, m = 1.3, 0.4, 8000.0
     for p in (0.5, 0.8, 1.0):
@@ -385,7 +385,7 @@ def test_entropy_route_extrapolation_recovers_a_power_law():
 
 
 def test_entropy_route_matches_the_gaussian_closed_form():
-    from diffphase.validate.memorization import entropy_collapse_tau
+    from diffphase.simulate.memorization import entropy_collapse_tau
 
     dim, n_train = 8, 100
     exact = float(sol.collapse_tau(sol.CovarianceSpectrum.from_groups([1.0], [1.0], dim,
@@ -402,7 +402,7 @@ def test_entropy_route_matches_the_gaussian_closed_form():
 
 
 def test_entropy_route_bad_input():
-    from diffphase.validate.memorization import entropy_collapse_tau
+    from diffphase.simulate.memorization import entropy_collapse_tau
 
     sampler, rng = LinearGaussian.isotropic(4), np.random.default_rng(0)
     with pytest.raises(ParameterError, match="n_train"):

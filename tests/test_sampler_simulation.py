@@ -7,10 +7,11 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
+from diffphase.data import tangent
 from diffphase.errors import ParameterError
 from diffphase.process import make_betas
+from diffphase.simulate import sampler as ddpm
 from diffphase.solvers import sampler as sv
-from diffphase.validate import ddpm
 
 
 def _mixture_log_density(law, x, a, D):
@@ -19,7 +20,7 @@ def _mixture_log_density(law, x, a, D):
     return logsumexp(np.stack(parts), axis=0)
 
 
-@pytest.mark.parametrize("law", [ddpm.mixture_example(3), ddpm.points_tangent([[0.0, 1.0],
+@pytest.mark.parametrize("law", [tangent.mixture_example(3), tangent.points_tangent([[0.0, 1.0],
                                                                                 [2.0, -1.0],
                                                                                 [0.5, 0.5]])])
 def test_mixture_score_is_the_gradient_of_the_log_density(law):
@@ -36,17 +37,17 @@ def test_mixture_score_is_the_gradient_of_the_log_density(law):
 
 
 def test_points_score_matches_the_empirical_score():
-    empirical = pytest.importorskip("diffphase.validate.empirical")
+    empirical = pytest.importorskip("diffphase.simulate.empirical")
     rng = np.random.default_rng(1)
     points = rng.standard_normal((7, 3))
     x = rng.standard_normal((4, 3))
-    ours = ddpm.points_tangent(points).score(x, 0.7, 0.2)
+    ours = tangent.points_tangent(points).score(x, 0.7, 0.2)
     theirs = np.asarray(empirical.empirical_score(x, points, 0.7, 0.2))
     np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
 
 
 def test_tree_law_lists_every_string_once():
-    law = ddpm.tree_tangent(k=3, v=3, m=2, s=2, L=2, n_c=2)
+    law = tangent.tree_tangent(k=3, v=3, m=2, s=2, L=2, n_c=2)
     assert law.means.shape == (2 * 2**3, 3)  # n_c m^((s^L - 1)/(s - 1))
     assert np.unique(np.round(law.means, 12), axis=0).shape[0] == law.means.shape[0]
     np.testing.assert_allclose(law.weights, 1 / law.means.shape[0])
@@ -87,7 +88,7 @@ def test_gaussian_simulation_matches_exact_variances(design):
     _, qs = sv.schedule_arrays(betas)
     target = (1 - qs[0]) * np.r_[lam, 0.0] + qs[0]
     predicted = target * (1 + np.r_[exact.tangent_relative_errors, exact.normal_relative_error])
-    run = ddpm.simulate_sampler(ddpm.GaussianTangent(lam), dim, betas, design, n, rng)
+    run = ddpm.simulate_sampler(tangent.GaussianTangent(lam), dim, betas, design, n, rng)
     measured = np.r_[np.mean(run.tangent**2, axis=0), run.normal_second_moment]
     sd = predicted * np.sqrt(2.0 / np.r_[n, n, n * (dim - k)])
     assert np.all(np.abs(measured - predicted) < 4.5 * sd)
@@ -97,7 +98,7 @@ def test_normal_part_is_law_independent():
     """The normal chain decouples: a mixture gives the same normal variance as the recursion."""
     rng = np.random.default_rng(5)
     betas = make_betas("li-yan", 16)
-    run = ddpm.simulate_sampler(ddpm.mixture_example(2), 30, betas, "beta", 6000, rng)
+    run = ddpm.simulate_sampler(tangent.mixture_example(2), 30, betas, "beta", 6000, rng)
     e_normal, _ = sv.run_chains([betas], [sv.Chain(0, sv.DESIGNS.index("beta"), 0.0)])
     q1 = sv.schedule_arrays(betas)[1][0]
     predicted = q1 * (1 + e_normal[0])
@@ -108,11 +109,11 @@ def test_normal_part_is_law_independent():
 def test_simulation_rejects_bad_input():
     betas = make_betas("li-yan", 16)
     with pytest.raises(ParameterError, match="k"):
-        ddpm.simulate_sampler(ddpm.mixture_example(3), 2, betas)
+        ddpm.simulate_sampler(tangent.mixture_example(3), 2, betas)
     with pytest.raises(ParameterError, match="design"):
-        ddpm.simulate_sampler(ddpm.mixture_example(2), 4, betas, "custom")
+        ddpm.simulate_sampler(tangent.mixture_example(2), 4, betas, "custom")
     with pytest.raises(ParameterError, match="variances"):
-        ddpm.GaussianTangent(np.array([1.0, 0.0]))
+        tangent.GaussianTangent(np.array([1.0, 0.0]))
 
 
 @pytest.mark.gpu
@@ -120,7 +121,7 @@ def test_gpu_sampler_matches_recursion():
     rng = np.random.default_rng(6)
     betas = make_betas("li-yan", 20)
     lam = np.array([0.5, 2.0])
-    run = ddpm.simulate_sampler(ddpm.GaussianTangent(lam), 10, betas, "star", 50_000, rng,
+    run = ddpm.simulate_sampler(tangent.GaussianTangent(lam), 10, betas, "star", 50_000, rng,
                                 device="gpu")
     exact = sv.sampler_error(20, 10, 2, "star", betas=betas, variances=lam)
     target = (1 - sv.schedule_arrays(betas)[1][0]) * lam + sv.schedule_arrays(betas)[1][0]

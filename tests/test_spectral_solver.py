@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from diffphase.data.laws import LinearGaussian
 from diffphase.errors import ParameterError
+from diffphase.simulate.spectral import tangent_covariance_eigenvalues
 from diffphase.solvers import spectral as S
-from diffphase.validate.data import LinearGaussian
-from diffphase.validate.spectral import tangent_covariance_eigenvalues
 
 ONE = S.VarianceLaw.from_groups([0.25], [1.0])
 TWO = S.VarianceLaw.from_groups([0.2, 0.2], [1.0, 0.09])

@@ -1,6 +1,6 @@
 """``diffphase diagnose`` and ``diffphase phase-diagram fields`` (THEORY E).
 
-``diagnose`` points the score-field diagnostics of :mod:`diffphase.validate.fields` at a user
+``diagnose`` points the score-field diagnostics of :mod:`diffphase.simulate.fields` at a user
 score (``--score package.module:function --dim D``, called as ``function(x, t)`` with ``x`` of
 shape ``(n, D)`` and ``t`` in the ``--process`` convention) or a built-in score (``--model
 linear-manifold``: the exact score; ``--model empirical``: the empirical score of ``--samples``
@@ -18,19 +18,20 @@ import click
 import numpy as np
 
 from ..errors import ParameterError, require_int, require_positive
+from ..models import DEVICES, FIELD_SOURCES, JACOBIAN_ROUTES, PROCESSES, SCHEDULES, SUBSPACES
 from ..outputs import OutputSet, run_metadata
-from ..process import PROCESSES, SCHEDULES, get_process
+from ..process import get_process
 from .common import FLOATS, emit, output_options, phase_diagram, register_default_diagram
 
-MODELS = ("linear-manifold", "empirical")
+MODELS = FIELD_SOURCES
 STEM = "fields_diagnose"
 
 
 def _source(score_path, model, dim, process, fractions, variances, subspace, rotation, samples,
             reference, device, rng):
     """``(field, sampler, reference basis, description)`` for the chosen score."""
-    from ..validate import fields as diag
-    from ..validate.jacobians import CallableScore, load_callable
+    from ..simulate import fields as diag
+    from ..simulate.jacobians import CallableScore, load_callable
 
     if (score_path is None) == (model is None):
         raise ParameterError("--score/--model", f"{score_path}/{model}", "exactly one of the two")
@@ -63,7 +64,7 @@ def _source(score_path, model, dim, process, fractions, variances, subspace, rot
 
 
 def _load_reference(path: Path, dim: int) -> np.ndarray:
-    from ..validate.fields import orthonormal_basis
+    from ..simulate.fields import orthonormal_basis
 
     try:
         matrix = np.load(path)
@@ -85,8 +86,8 @@ def run_diagnose(outputs: OutputSet, formats, *, score_path=None, model=None, di
     """Validate, claim the files, run the diagnostics, write CSV/JSON/figure; return the summary."""
     from ..plotting import close
     from ..plotting.fields import diagnostics_figure
-    from ..validate.fields import diagnose_field
-    from ..validate.jacobians import ROUTES
+    from ..simulate.fields import diagnose_field
+    from ..simulate.jacobians import ROUTES
 
     proc = get_process(process, schedule=schedule, T=steps)
     times = np.sort(np.asarray(times, dtype=float))[::-1]
@@ -180,7 +181,7 @@ def _diagnose_options(func):
                      help="Linear manifold: group fractions alpha_k = m_k/d."),
         click.option("--variances", type=FLOATS, default="4,0.25", show_default=True,
                      help="Linear manifold: group latent variances sigma_k^2."),
-        click.option("--subspace", type=click.Choice(["random", "orthonormal"]),
+        click.option("--subspace", type=click.Choice(SUBSPACES),
                      default="random", show_default=True),
         click.option("--rotation", type=float, default=0.0, show_default=True,
                      help="Add a rotation of this rate (A = rate G / D_t) in a tangent plane."),
@@ -194,8 +195,7 @@ def _diagnose_options(func):
                      help="Start time of the trajectories (default: the largest time)."),
         click.option("--data-variance", type=float, default=1.0, show_default=True,
                      help="With --score: start from N(0, (a^2 v + D) I)."),
-        click.option("--route", type=click.Choice(["auto", "closed-form", "autograd",
-                                                   "central"]),
+        click.option("--route", type=click.Choice(JACOBIAN_ROUTES),
                      default="auto", show_default=True, help="Jacobian route."),
         click.option("--probes", type=int, default=None,
                      help="Central differences: number of random orthonormal probes (default D)."),
@@ -206,7 +206,7 @@ def _diagnose_options(func):
         click.option("--steps-per-efold", type=int, default=40, show_default=True,
                      help="Heun steps per unit of log tau along the trajectories."),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu",
+        click.option("--device", type=click.Choice(DEVICES), default="cpu",
                      show_default=True,
                      help="Device of --model empirical (the other scores run on the CPU)."),
     ]

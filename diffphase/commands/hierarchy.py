@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 from ..errors import ParameterError, require_in_range
+from ..models import BP_ENGINES, CHANNELS, DEVICES, NOISE_CONVENTION
 from ..outputs import OutputSet, dumps, run_metadata
 from .common import (
     FLOATS,
@@ -19,9 +20,7 @@ from .common import (
     simulate,
 )
 
-CHANNEL_CHOICE = click.Choice(["eps", "mask", "uniform", "gaussian"])
-NOISE_CONVENTION = {"eps": "eps", "mask": "mask_probability", "uniform": "replace_probability",
-                    "gaussian": "t_over_T_linear_ddpm"}
+CHANNEL_CHOICE = click.Choice(CHANNELS)
 
 
 def _model_options(func):
@@ -40,8 +39,8 @@ def thresholds_summary(v: int, m: int, s: int, n_c: int | None = None, channel: 
                        depth: int | None = None, population: int = 20000, repeats: int = 2,
                        seed: int = 0) -> dict:
     """Mean-field ``eps*``, slope, ``nu``, regime; with a channel and depth also ``eps_half``."""
+    from ..data.rhm import check_rhm_sizes
     from ..solvers import hierarchy as mf
-    from ..validate.rhm import check_rhm_sizes
 
     if channel is not None and depth is None:
         raise ParameterError("--depth", None, "an integer >= 1 when --channel is given")
@@ -57,8 +56,8 @@ def thresholds_summary(v: int, m: int, s: int, n_c: int | None = None, channel: 
                "eps_star_large_v": large["eps_star"], "slope_large_v": large["slope"],
                "nu_large_v": large["nu"], "level_convention": "level 0 = root, L = leaves"}
     if channel is not None:
+        from ..data.rhm import RandomHierarchyModel
         from ..solvers.population import half_point
-        from ..validate.rhm import RandomHierarchyModel
 
         model = RandomHierarchyModel(v, m, s, depth, n_c, seed=seed)
         half = half_point(model, channel, population=population, repeats=repeats, seed=seed)
@@ -188,9 +187,9 @@ def phase_diagram_hierarchy(v, m, s, n_c, eps, depths, f_values, s_values, outpu
 @click.option("--samples", type=int, default=1000, show_default=True)
 @click.option("--population", type=int, default=20000, show_default=True,
               help="Population size of the population-dynamics prediction (0: skip).")
-@click.option("--engine", type=click.Choice(["numba", "array"]), default="numba",
+@click.option("--engine", type=click.Choice(BP_ENGINES), default="numba",
               show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu",
+@click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @output_options("diffphase-out/hierarchy-simulation")
@@ -199,10 +198,10 @@ def simulate_hierarchy(v, m, s, n_c, depths, channel, noise, samples, population
     """Forward-backward experiments with exact BP at one or several depths; measured curves next
     to the predictions (one random rule set per depth, drawn from --seed)."""
     from ..backend import get_array_module
+    from ..data.rhm import RandomHierarchyModel
     from ..plotting import close
     from ..plotting.hierarchy import forward_backward_figure
-    from ..validate.bp import bp_batch_size
-    from ..validate.rhm import RandomHierarchyModel
+    from ..solvers.bp import bp_batch_size
 
     for x in noise:
         require_in_range("--noise", x, 0, 1)
@@ -267,9 +266,9 @@ def _extend(table: dict, rows: dict) -> None:
 def _forward_backward_at_depth(model, channel, noise, samples, population, engine, device, seed,
                                progress) -> dict:
     """Measured curves, predictions, tidy columns and convergence counts at one depth."""
+    from ..simulate.hierarchy import forward_backward_curves
     from ..solvers import hierarchy as mf
     from ..solvers.population import preservation_curve
-    from ..validate.hierarchy import forward_backward_curves
 
     depth = model.L
     rng = np.random.default_rng([seed, depth])

@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 from ..errors import ParameterError, require_in_range, require_int
+from ..models import DEVICES, MEMORIZATION_EXPERIMENTS, REVERSIBLE_PROCESSES, SUBSPACES
 from ..outputs import OutputSet, dumps, run_metadata
 from .common import (
     FLOATS,
@@ -21,11 +22,11 @@ from .common import (
 
 
 def _data_options(func):
-    func = click.option("--subspace", type=click.Choice(["random", "orthonormal"]),
+    func = click.option("--subspace", type=click.Choice(SUBSPACES),
                         default="random", show_default=True,
                         help="random: THEORY A spectrum; orthonormal: eigenvalues = "
                         "variances.")(func)
-    func = click.option("--process", type=click.Choice(["ou", "ve"]), default="ou",
+    func = click.option("--process", type=click.Choice(REVERSIBLE_PROCESSES), default="ou",
                         show_default=True, help="Time convention of the t_* outputs.")(func)
     func = click.option("--dim", type=int, default=256, show_default=True,
                         help="Ambient dimension d.")(func)
@@ -171,7 +172,7 @@ def phase_diagram_memorization(fractions, variances, dim, process, subspace, rat
 
 @simulate.command("memorization")
 @click.option("--experiment",
-              type=click.Choice(["collapse", "trajectories", "geometric", "speciation"]),
+              type=click.Choice(MEMORIZATION_EXPERIMENTS),
               default="collapse", show_default=True)
 @click.option("--dims", type=FLOATS, default="32,64", show_default=True,
               help="collapse, trajectories: ambient dimensions.")
@@ -181,7 +182,7 @@ def phase_diagram_memorization(fractions, variances, dim, process, subspace, rat
               help="geometric: number of training points.")
 @click.option("--probes", type=int, default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu",
+@click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True)
 @output_options("diffphase-out/simulate-memorization")
 def simulate_memorization(experiment, dims, rate, n_train, probes, seed, device,
@@ -191,7 +192,7 @@ def simulate_memorization(experiment, dims, rate, n_train, probes, seed, device,
 
     from ..backend import get_array_module
     from ..plotting.memorization import curves_figure
-    from ..validate import memorization as sim
+    from ..simulate import memorization as sim
 
     get_array_module(device)  # a GPU asked for but absent fails here
     probes = require_int("--probes", probes, minimum=1)

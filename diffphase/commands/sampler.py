@@ -11,11 +11,11 @@ import click
 import numpy as np
 
 from ..errors import ParameterError, require_finite, require_int, require_positive
+from ..models import ALL_DESIGNS, SCHEDULES
 from ..outputs import OutputSet, run_metadata
-from ..process import SCHEDULES
 from .common import FLOATS, emit, output_options, phase_diagram, register_default_diagram
 
-DESIGN_CHOICES = ("star", "beta", "ho-beta", "ddim", "custom")
+DESIGN_CHOICES = ALL_DESIGNS
 
 
 def _schedule_params(schedule: str, c0: float, c1: float) -> dict:

@@ -9,8 +9,9 @@ import click
 import numpy as np
 
 from ..errors import ParameterError, require_int
+from ..models import REVERSIBLE_PROCESSES, SUBSPACES
 from ..outputs import OutputSet, run_metadata
-from ..process import PROCESSES, get_process
+from ..process import get_process
 from .common import FLOATS, emit, output_options, phase_diagram, register_default_diagram
 
 LAWS = {
@@ -72,7 +73,7 @@ def resolve_tau(tau: float | None, t: float | None, process: str) -> tuple[float
 @click.option("--t", "t", type=float, default=None, help="Time in --process instead of --tau.")
 @click.option(
     "--process",
-    type=click.Choice([p for p in PROCESSES if p != "ddpm"]),
+    type=click.Choice(REVERSIBLE_PROCESSES),
     default="ve",
     show_default=True,
     help="Process of --t (ve: t = tau; ou: tau = e^{2t} - 1).",
@@ -80,7 +81,7 @@ def resolve_tau(tau: float | None, t: float | None, process: str) -> tuple[float
 @click.option("--delta", type=float, default=0.1, show_default=True, help="Resolution in (0, 1).")
 @click.option(
     "--subspace",
-    type=click.Choice(["random", "orthonormal"]),
+    type=click.Choice(SUBSPACES),
     default="random",
     show_default=True,
     help="F Gaussian (Marchenko–Pastur bulks) or axis-aligned (atoms).",

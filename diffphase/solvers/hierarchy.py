@@ -26,10 +26,11 @@ import numpy as np
 import sympy as sp
 
 from ..errors import ParameterError, as_float_array, require_in_range, require_int
+from ..models import REGIMES as MODEL_REGIMES
 from ..theory import hierarchy as th
 from . import codegen
 
-REGIMES = ("transition", "lost", "kept", "partial")
+REGIMES = MODEL_REGIMES
 
 
 #: numba template copied into the generated module, where ``mean_field_map`` is the compiled map

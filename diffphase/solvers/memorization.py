@@ -29,12 +29,11 @@ import numpy as np
 import sympy as sp
 
 from ..errors import ParameterError, as_float_array, require_choice, require_int
+from ..models import SUBSPACES
 from ..process import get_process
 from ..theory import memorization as theory
 from .codegen import ScalarKernel, numba_module
 from .roots import RootResult, bracketed_root
-
-SUBSPACES = ("random", "orthonormal")
 
 
 # ----------------------------------------------------------------------------- templates

@@ -5,11 +5,11 @@ of a node *given its true value* by a population of ``population`` pairs
 ``(true value, message)``, and recurses from the leaves to the root (the cavity method on a tree):
 
 1. leaves: true values balanced over the ``v`` symbols, messages drawn from the noise channel
-   (:func:`diffphase.validate.rhm.noisy_leaf_likelihood`);
+   (:func:`diffphase.data.channels.noisy_leaf_likelihood`);
 2. one level up, for each new member: a true value ``a`` (balanced), a rule ``j`` uniform, and
    for each child ``k`` a random member of the lower population whose true value is
    ``R[a, j, k]``; the member's message is the BP upward update of those ``s`` messages
-   (the compiled kernel of :mod:`diffphase.validate.bp`).
+   (the compiled kernel of :mod:`diffphase.solvers.bp`).
 
 Given its value, a node's subtree is independent of the rest of the tree, so with the rules of
 the actual instance (``rules="quenched"``, the default) this recursion is exact as the
@@ -30,11 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.channels import noisy_leaf_likelihood
+from ..data.rhm import RandomHierarchyModel
 from ..errors import ParameterError, require_choice, require_in_range, require_int
-from ..validate.bp import _upward_level_numba
-from ..validate.rhm import CHANNELS, RandomHierarchyModel, noisy_leaf_likelihood
+from ..models import CHANNELS, RULE_MODES
+from .bp import upward_level
 
-RULE_MODES = ("quenched", "annealed")
 #: guard: population * n_par * v floats per level
 MAX_POPULATION_FLOATS = 2**27
 
@@ -113,7 +114,7 @@ def _one_population(model: RandomHierarchyModel, rules: list[np.ndarray], law, c
         picks = offsets[chosen] + (rng.random(chosen.shape) * counts[chosen]).astype(np.int64)
         children = messages[order[picks]].reshape(population, s, v)
         out = np.empty((population, 1, n_par))
-        guarded += _upward_level_numba(np.ascontiguousarray(children), r, out)
+        guarded += upward_level(np.ascontiguousarray(children), r, out)
         values, messages = parents, out[:, 0, :]
         stats.insert(0, _level_mean(values, messages[np.arange(population), values], law[level]))
     stats = np.array(stats)

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from ..data.tangent import check_variances
 from ..errors import ParameterError, as_float_array, require_choice, require_finite, require_int
-from ..process import SCHEDULES, make_betas
+from ..models import ALL_DESIGNS, DESIGNS, SCHEDULES
+from ..process import make_betas
 
-DESIGNS = ("star", "beta", "ho-beta", "ddim")
-ALL_DESIGNS = DESIGNS + ("custom",)
 #: below this |e| the divergences use their degree-9 Taylor series (the closed forms lose
 #: ~1e-16/e^2 relatively; the series truncation is ~e^8 relatively)
 SERIES_SWITCH = 1e-2
@@ -51,16 +51,6 @@ def geometric_spectrum(k: int, low: float = DEFAULT_SPECTRUM[0],
     if k == 1:
         return np.array([np.sqrt(low * high)])
     return np.geomspace(low, high, k)
-
-
-def check_variances(variances, k: int | None = None) -> np.ndarray:
-    """Tangent variances: finite and > 0 (and ``k`` of them when ``k`` is given)."""
-    lam = as_float_array("variances", variances)
-    if np.any(lam <= 0):
-        raise ParameterError("variances", lam, "> 0 (tangent data variances)")
-    if k is not None and lam.size != k:
-        raise ParameterError("variances", lam, f"exactly k = {k} values")
-    return lam
 
 
 def schedule_arrays(betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,12 +26,10 @@ import numpy as np
 import sympy as sp
 
 from ..errors import ParameterError, as_float_array, require_choice, require_in_range, require_int
+from ..models import SUBSPACES
 from ..theory import spectral as theory
 from . import stieltjes as templates
 from .codegen import ScalarKernel, numba_module
-
-SUBSPACES = ("random", "orthonormal")
-PHASES = ("trivial", "coverage", "consolidation")
 
 
 # ----------------------------------------------------------------------------- the model

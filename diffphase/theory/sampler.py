@@ -31,6 +31,8 @@ import functools
 
 import sympy as sp
 
+from ..models import DESIGNS
+
 #: step variables: beta_t = 1 - alpha_t, q_t = 1 - abar_t
 beta, q = sp.symbols("beta q", positive=True)
 #: data variance along a direction (0 for normal directions), relative error, score bias, mean
@@ -42,7 +44,6 @@ eta, sigma2, variance = sp.symbols("eta sigma2 v", real=True)
 #: the textbook pair, used to state conditions and to cross-check the (beta, q) forms
 alpha, abar = sp.symbols("alpha abar", positive=True)
 
-DESIGNS = ("star", "beta", "ho-beta", "ddim")
 SERIES_ORDER = 10
 
 

@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ParameterError, require_choice
-
-TIERS = ("quick", "full")
-KINDS = ("toolkit", "paper")
+from ..models import CHECK_KINDS as KINDS
+from ..models import MODEL_NAMES, TIERS
 
 #: model name -> module that registers its checks (one per model, same names as every layer)
 MODEL_MODULES: dict[str, str] = {
     name: f"diffphase.validate.{name}"
-    for name in ("spectral", "memorization", "hierarchy", "sampler", "fields")
+    for name in MODEL_NAMES
 }
 
 

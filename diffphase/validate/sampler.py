@@ -1,6 +1,6 @@
 """Registered checks of DDPM coefficient design (THEORY D); ``diffphase validate --model sampler``.
 
-Each check runs the sampler of :mod:`diffphase.validate.ddpm` with exact scores and compares with
+Each check runs the sampler of :mod:`diffphase.simulate.sampler` with exact scores and compares with
 the exact recursions of :mod:`diffphase.solvers.sampler`:
 
 * ``variance-recursion``: Gaussian data; the variances of ``Y_1`` along every eigen-direction
@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data import tangent
 from ..process import make_betas
+from ..simulate import sampler as ddpm
 from ..solvers.sampler import (
     DESIGNS,
     fit_rate,
@@ -39,7 +41,6 @@ from ..solvers.sampler import (
     sampler_error,
     schedule_arrays,
 )
-from . import ddpm
 from .registry import Comparison, register_check
 
 MODEL = "sampler"
@@ -63,7 +64,7 @@ def check_variance_recursion(tier: str, rng: np.random.Generator) -> list[Compar
     for design in DESIGNS:
         exact = sampler_error(T, dim, k, design, betas=betas, variances=lam)
         predicted = target * (1 + np.r_[exact.tangent_relative_errors, exact.normal_relative_error])
-        run = ddpm.simulate_sampler(ddpm.GaussianTangent(lam), dim, betas, design, n, rng)
+        run = ddpm.simulate_sampler(tangent.GaussianTangent(lam), dim, betas, design, n, rng)
         measured = np.r_[np.mean(run.tangent**2, axis=0), run.normal_second_moment]
         counts = np.r_[np.full(k, n), n * (dim - k)]
         z = (measured - predicted) / (predicted * np.sqrt(2.0 / counts))
@@ -94,7 +95,7 @@ def check_score_error(tier: str, rng: np.random.Generator) -> list[Comparison]:
     for b in (0.2, 0.5):
         exact = sampler_error(T, dim, k, "star", betas=betas, variances=lam, score_bias=b)
         predicted_mean = exact.tangent_means[0] * np.sqrt(target[0])
-        run = ddpm.simulate_sampler(ddpm.GaussianTangent(lam), dim, betas, "star", n, rng,
+        run = ddpm.simulate_sampler(tangent.GaussianTangent(lam), dim, betas, "star", n, rng,
                                     score_bias=b)
         measured = float(np.mean(run.tangent[:, 0]))
         se = float(np.std(run.tangent[:, 0], ddof=1) / np.sqrt(n))
@@ -107,11 +108,11 @@ def check_score_error(tier: str, rng: np.random.Generator) -> list[Comparison]:
 
 
 def _tangent_laws(tier: str, k: int) -> dict:
-    laws = {"gaussian": ddpm.GaussianTangent(geometric_spectrum(k)),
-            "mixture": ddpm.mixture_example(k)}
+    laws = {"gaussian": tangent.GaussianTangent(geometric_spectrum(k)),
+            "mixture": tangent.mixture_example(k)}
     if tier == "full":
-        laws["points"] = ddpm.points_tangent(np.random.default_rng(11).standard_normal((8, k)))
-        laws["tree"] = ddpm.tree_tangent(k)
+        laws["points"] = tangent.points_tangent(np.random.default_rng(11).standard_normal((8, k)))
+        laws["tree"] = tangent.tree_tangent(k)
     return laws
 
 

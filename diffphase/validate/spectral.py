@@ -1,9 +1,10 @@
 """Checks of the spectral-phase model (THEORY A) against finite-``d`` exact Jacobians.
 
-:meth:`diffphase.validate.data.LinearGaussian.manifold` samples ``F`` (random Gaussian
+:meth:`diffphase.data.laws.LinearGaussian.manifold` samples ``F`` (random Gaussian
 ``N(0, 1/d)`` entries, or orthonormal axis-aligned columns) and the latent variances;
-:func:`normalized_jacobian` forms the exact ``Jn = D J = -D (a^2 C + D I)^{-1}`` as a matrix
-(independently of the eigenvalue map used by the theory) and diagonalizes it. The registered
+:func:`diffphase.simulate.spectral.normalized_jacobian` forms the exact
+``Jn = D J = -D (a^2 C + D I)^{-1}`` as a matrix (independently of the eigenvalue map used by the
+theory) and diagonalizes it. The registered
 checks compare, at ``d = 500`` (quick) and ``d = 500, 2000`` (full), over several seeds:
 
 * ``cdf``: Kolmogorov distance between the empirical tangent spectrum of ``C`` and the theory CDF;
@@ -20,29 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.laws import LinearGaussian
+from ..models import PHASES
+from ..simulate.spectral import normalized_jacobian, tangent_covariance_eigenvalues, theory_cdf
 from ..solvers import spectral as solver
-from .data import LinearGaussian
 from .registry import Comparison, register_check
 
-
-def normalized_jacobian(manifold: LinearGaussian, tau: float) -> np.ndarray:
-    """``Jn = D J`` with ``J = -(a^2 C + D I)^{-1}``; in ``tau`` units (``a = 1, D = tau``)."""
-    d = manifold.dim
-    return -tau * np.linalg.inv(manifold.covariance() + tau * np.eye(d))
-
-
-def tangent_covariance_eigenvalues(manifold: LinearGaussian) -> np.ndarray:
-    """The ``m`` nonzero eigenvalues of ``C`` (those of ``Sigma^{1/2} F^T F Sigma^{1/2}``)."""
-    root = np.sqrt(manifold.latent_variances)
-    return np.linalg.eigvalsh((manifold.F * root).T @ (manifold.F * root))
-
-
-def theory_cdf(law: solver.VarianceLaw, x: np.ndarray) -> np.ndarray:
-    """Normalized CDF of the nonzero spectrum of ``C`` (mass above, subtracted from alpha)."""
-    return 1.0 - solver.spectral_mass_above(x, law) / law.alpha
-
-
-# ----------------------------------------------------------------------------- the checks
 CASES = {  # name -> (fractions, variances)
     "one-group": ([0.25], [1.0]),
     "two-groups": ([0.2, 0.2], [1.0, 0.09]),
@@ -206,8 +190,8 @@ def check_phases(tier: str, rng: np.random.Generator) -> list[Comparison]:
                 out.append(
                     Comparison(
                         f"{case} d={d} seed={seed}: phase at tau={tau:.3g}",
-                        float(solver.PHASES.index(predicted)),
-                        float(solver.PHASES.index(measured)),
+                        float(PHASES.index(predicted)),
+                        float(PHASES.index(measured)),
                         0.0,
                         details={
                             "predicted": predicted,

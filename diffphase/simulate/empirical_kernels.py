@@ -18,7 +18,7 @@ equivalents need about a dozen passes over ``(rows, N)`` or ``(rows, kept, d)`` 
 memory-bound. The kernels are serial on purpose: they run between BLAS calls, and a parallel numba
 pool competing with BLAS threads that still spin after a call measured several times slower
 (7.4 ms against 1.0 ms for one score of N = 20000 points in d = 128 on 2 cores). The cupy route is
-the array code in :mod:`diffphase.validate.empirical`.
+the array code in :mod:`diffphase.simulate.empirical`.
 """
 
 from __future__ import annotations

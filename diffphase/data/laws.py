@@ -25,8 +25,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import ParameterError, as_float_array, require_choice, require_int, require_positive
-
-SUBSPACES = ("random", "orthonormal")
+from ..models import SUBSPACES
 
 
 def _check_x(x, dim: int) -> tuple[np.ndarray, bool]:

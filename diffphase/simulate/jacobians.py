@@ -31,8 +31,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import ParameterError, require_choice, require_int, require_positive
+from ..models import JACOBIAN_ROUTES
 
-ROUTES = ("auto", "closed-form", "autograd", "central")
+ROUTES = JACOBIAN_ROUTES
 
 
 @runtime_checkable

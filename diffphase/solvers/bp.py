@@ -1,6 +1,6 @@
 """Exact belief propagation on random-hierarchy trees (THEORY C, "Exact denoising").
 
-Contract: given the rules of a :class:`~diffphase.validate.rhm.RandomHierarchyModel` and leaf
+Contract: given the rules of a :class:`~diffphase.data.rhm.RandomHierarchyModel` and leaf
 likelihoods ``nu`` of shape ``(batch, s**L, v)``:
 
 * :func:`upward_messages` returns ``up[l]`` of shape ``(batch, s**l, n_par(l))`` for ``l = 0..L``
@@ -31,8 +31,9 @@ from numba import njit, prange
 
 from ..backend import get_array_module, to_numpy
 from ..errors import ParameterError, require_choice
+from ..models import BP_ENGINES
 
-ENGINES = ("numba", "array")
+ENGINES = BP_ENGINES
 #: largest number of floats one chunk of the array engine may allocate
 ARRAY_CHUNK_FLOATS = 2**23
 #: memory budget (bytes) of one batch of forward-backward work; larger batches are chunked
@@ -232,8 +233,9 @@ def _parallel(batch: int, nodes: int, rules: np.ndarray) -> bool:
     return batch > 1 and batch * nodes * rules.size >= PARALLEL_MIN_WORK
 
 
-def _upward_level_numba(child, rules, out) -> int:
-    """One upward level: ``out[b, i, a] ∝ sum_j prod_k child[b, s*i + k, R[a, j, k]]``."""
+def upward_level(child, rules, out) -> int:
+    """One upward level (compiled): ``out[b, i, a] ∝ sum_j prod_k child[b, s*i + k, R[a, j, k]]``;
+    returns the number of guarded (all-zero) messages. Population dynamics iterates it."""
     run = _upward_parallel if _parallel(out.shape[0], out.shape[1], rules) else _upward_serial
     return int(run(child, rules, out))
 
@@ -351,7 +353,7 @@ def upward_messages(rules: list[np.ndarray], nu: np.ndarray, engine: str = "numb
         for level in range(len(rules) - 1, -1, -1):
             r = rules[level]
             out = np.empty((nu.shape[0], up[0].shape[1] // r.shape[2], r.shape[0]))
-            guarded += _upward_level_numba(up[0], r, out)
+            guarded += upward_level(up[0], r, out)
             up.insert(0, out)
         return up, int(guarded)
     leaf, guarded = _normalize_array(xp, xp.asarray(nu))

@@ -11,7 +11,7 @@ The forward process ``x_t = a_t y + sqrt(D_t) z`` is the SDE ``dx = f_t x dt + g
 * :func:`probability_flow` (Heun on ``dx/dt = f_t x - (1/2) g_t^2 s(x, t)``, backwards).
 
 ``score(x, a, D)`` is any score callable (exact Gaussian / manifold / mixture scores of
-:mod:`diffphase.validate.data`, or :meth:`EmpiricalScore.score`). Both record the states at the
+:mod:`diffphase.data.laws`, or :meth:`EmpiricalScore.score`). Both record the states at the
 grid times closest to ``record_times`` and, when ``spectrum(x, a, D)`` is given, the Jacobian
 spectra there. Time grids are geometric by default, so the small times where memorization happens
 are resolved.
@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ParameterError, require_choice, require_int, require_positive
+from ..models import REVERSIBLE_PROCESSES as REVERSIBLE
 from ..process import get_process
-
-REVERSIBLE = ("ou", "ve")
 
 
 def drift_and_diffusion(process: str, t: float) -> tuple[float, float]:

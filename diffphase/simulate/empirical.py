@@ -29,7 +29,7 @@ Numerics
 * Optional truncation, stated either as an eigenvalue tolerance ``tol`` or as a neglected mass
   ``max_neglected_mass``: for each query only the fewest largest weights whose complement has mass
   at most ``eps`` are kept (found in linear time, see
-  :func:`~diffphase.validate.empirical_kernels.smallest_sufficient_sets`), with
+  :func:`~diffphase.simulate.empirical_kernels.smallest_sufficient_sets`), with
   ``eps = max_neglected_mass`` or ``eps = tol * tau / (4 R^2)`` (``R`` the largest distance of a
   training point from the data mean), whichever is smaller. At tiny ``tau``, where the
   matrix-product log-weights lose digits, the kept ones are recomputed from exact differences

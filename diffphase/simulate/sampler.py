@@ -2,13 +2,8 @@
 
 Contract.
 
-* Tangent laws in ``R^k`` with exact scores of the noised law ``a y + sqrt(D) z``:
-  :class:`GaussianTangent` (diagonal variances), :class:`MixtureTangent` (isotropic Gaussian
-  components; zero component variance gives a finite set of points), :func:`points_tangent`
-  (uniform weights on given points) and :func:`tree_tangent` (every string of a small random
-  hierarchy model, each with its probability ``1/n_data``, embedded in ``R^k`` by a fixed random
-  map ``x = sum_p G[p, token_p]`` with ``G[p, a] ~ N(0, I_k / s^L)``; the support is finite, so its
-  exact score is the mixture score with zero component variance).
+* The tangent laws in ``R^k`` (exact scores of the noised law ``a y + sqrt(D) z``) are those of
+  :mod:`diffphase.data.tangent`.
 * :func:`simulate_sampler` embeds the law in ``R^d`` by a random orthonormal frame ``U``, runs
   ``Y_{t-1} = (Y_t + eta_t s_t(Y_t) + sigma_t Z_t)/sqrt(alpha_t)`` from ``Y_T ~ N(0, I_d)`` down to
   step 1 with the exact score ``s_t(x) = U s_tan(U^T x) - (x - U U^T x)/(1 - abar_t)`` plus an
@@ -29,105 +24,7 @@ from scipy.spatial import cKDTree
 
 from ..backend import get_array_module, to_numpy
 from ..errors import ParameterError, as_float_array, require_int, require_nonnegative
-from ..solvers.sampler import check_variances, design_arrays, schedule_arrays
-
-
-# --------------------------------------------------------------------------- tangent laws
-@dataclass
-class GaussianTangent:
-    """``y ~ N(0, diag(variances))`` in ``R^k``."""
-
-    variances: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.variances = check_variances(self.variances)
-
-    @property
-    def k(self) -> int:
-        return self.variances.size
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return rng.standard_normal((n, self.k)) * np.sqrt(self.variances)
-
-    def score(self, x, a: float, D: float, xp=np):
-        """``-x / (a^2 lam + D)``."""
-        return -x / xp.asarray(a**2 * self.variances + D)
-
-
-@dataclass
-class MixtureTangent:
-    """``y ~ sum_j w_j N(mu_j, s_j^2 I_k)``; ``s_j = 0`` allowed (point masses)."""
-
-    means: np.ndarray
-    component_variances: np.ndarray
-    weights: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.means = np.atleast_2d(np.asarray(self.means, dtype=float))
-        m = self.means.shape[0]
-        self.component_variances = np.broadcast_to(
-            np.asarray(self.component_variances, dtype=float), (m,)).copy()
-        self.weights = np.broadcast_to(np.asarray(self.weights, dtype=float), (m,)).copy()
-        if np.any(self.component_variances < 0):
-            raise ParameterError("component_variances", self.component_variances, ">= 0")
-        if np.any(self.weights <= 0) or not np.all(np.isfinite(self.means)):
-            raise ParameterError("weights", self.weights, "> 0 (with finite means)")
-        self.weights = self.weights / self.weights.sum()
-
-    @property
-    def k(self) -> int:
-        return self.means.shape[1]
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        comp = rng.choice(self.weights.size, size=n, p=self.weights)
-        noise = rng.standard_normal((n, self.k)) * np.sqrt(self.component_variances[comp])[:, None]
-        return self.means[comp] + noise
-
-    def score(self, x, a: float, D: float, xp=np):
-        """``sum_j r_j(x) (a mu_j - x) / V_j``, ``V_j = a^2 s_j^2 + D``, ``r_j`` the posterior
-        weights ``∝ w_j N(x; a mu_j, V_j I)`` (log-sum-exp)."""
-        means = xp.asarray(a * self.means)
-        var = xp.asarray(a**2 * self.component_variances + D)
-        sq = (xp.sum(x**2, axis=1)[:, None] - 2 * x @ means.T + xp.sum(means**2, axis=1)[None, :])
-        logits = (xp.log(xp.asarray(self.weights))[None, :] - 0.5 * sq / var[None, :]
-                  - 0.5 * self.k * xp.log(var)[None, :])
-        logits -= xp.max(logits, axis=1, keepdims=True)
-        resp = xp.exp(logits)
-        resp /= xp.sum(resp, axis=1, keepdims=True)
-        weighted = resp / var[None, :]
-        return weighted @ means - xp.sum(weighted, axis=1, keepdims=True) * x
-
-
-def points_tangent(points) -> MixtureTangent:
-    """Uniform law on the rows of ``points`` (the empirical distribution of a finite data set)."""
-    points = np.atleast_2d(np.asarray(points, dtype=float))
-    return MixtureTangent(points, 0.0, np.ones(points.shape[0]))
-
-
-def tree_tangent(k: int = 3, v: int = 3, m: int = 2, s: int = 2, L: int = 2, n_c: int = 2,
-                 seed: int = 0) -> MixtureTangent:
-    """Every string of a random hierarchy model (THEORY C), equally likely, embedded in ``R^k``.
-
-    Each valid string has one derivation of probability ``(1/n_c) m^-(number of internal
-    nodes)``, so the law is uniform over the ``n_data`` strings listed by ``enumerate_data``.
-    Embedding: ``x = sum_p G[p, token_p]``, ``G[p, a] ~ N(0, I_k / s^L)`` from ``seed``.
-    """
-    from .rhm import RandomHierarchyModel
-
-    model = RandomHierarchyModel(v=v, m=m, s=s, L=L, n_c=n_c, seed=seed)
-    leaves, _ = model.enumerate_data()
-    rng = np.random.default_rng([seed, 7919])
-    n_leaves = leaves.shape[1]
-    table = rng.standard_normal((n_leaves, v, k)) / np.sqrt(n_leaves)
-    points = table[np.arange(n_leaves)[None, :], leaves].sum(axis=1)
-    return points_tangent(points)
-
-
-def mixture_example(k: int = 2) -> MixtureTangent:
-    """Default non-Gaussian law: two well-separated isotropic components, unequal weights."""
-    means = np.zeros((2, k))
-    means[0, 0], means[1, 0] = 1.5, -1.5
-    return MixtureTangent(means, np.array([0.3, 0.6]), np.array([0.4, 0.6]))
+from ..solvers.sampler import design_arrays, schedule_arrays
 
 
 # --------------------------------------------------------------------------- the sampler

@@ -2,10 +2,10 @@
 
 Contract. :class:`TorchScore` wraps a torch function ``function(x, t) -> tensor`` (``x`` a
 ``(n, dim)`` tensor, ``t`` a Python float in the process convention of ``process``) as a
-:class:`~diffphase.validate.jacobians.ScoreField`: ``score`` takes and returns numpy arrays
+:class:`~diffphase.simulate.jacobians.ScoreField`: ``score`` takes and returns numpy arrays
 (checked for shape and finiteness), and ``jacobian`` returns the exact autograd Jacobian of every
 point in one batched call (``torch.func.vmap`` of ``torch.func.jacrev``), so
-:func:`diffphase.validate.jacobians.jacobian` uses it by default (route ``"autograd"``).
+:func:`diffphase.simulate.jacobians.jacobian` uses it by default (route ``"autograd"``).
 
 torch is imported only when a :class:`TorchScore` is built; importing :mod:`diffphase` never
 imports it. Without torch, :func:`require_torch` raises
