@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .commands.common import phase_diagram, simulate
 from .errors import DeviceUnavailableError, MissingDependencyError
 from .models import MODEL_NAMES, TIERS

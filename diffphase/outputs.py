@@ -147,7 +147,7 @@ def _fmt(value, float_format: str) -> str:
 
 def run_metadata(command: str, parameters: Mapping, **extra) -> dict:
     """The JSON sidecar's common header: command, parameters, package version."""
-    from . import __version__
+    from ._version import __version__
 
     return {
         "command": command,
