@@ -168,3 +168,26 @@ def test_the_import_reader_sees_relative_and_nested_imports(tmp_path):
     graph = _imports(fake)
     assert graph["diffphase.theory.spectral"] == {"diffphase.validate.registry"}
     assert graph["diffphase.theory.hierarchy"] == {"diffphase.theory.spectral"}
+
+
+def test_every_entry_point_of_the_package_resolves():
+    import diffphase
+
+    for name, module in diffphase.ENTRY_POINTS.items():
+        value = getattr(diffphase, name)
+        assert value.__module__.startswith(module.rpartition(".")[0]), (name, value.__module__)
+    assert set(diffphase.ENTRY_POINTS) <= set(diffphase.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        diffphase.not_a_name  # noqa: B018
+
+
+def test_importing_the_package_loads_no_solver():
+    import subprocess
+    import sys
+
+    code = ("import sys, diffphase; "
+            "print(sorted(m for m in sys.modules if m.startswith('diffphase.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout
+    for heavy in ("diffphase.solvers", "diffphase.simulate", "diffphase.validate"):
+        assert heavy not in loaded, loaded
