@@ -7,7 +7,9 @@ unavailable GPU, a click usage error) prints one line on stderr and exits with c
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -101,17 +103,43 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM ends the run like Ctrl-C: files being written are discarded, never left half."""
+    raise KeyboardInterrupt
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one-line errors with exit code 2 for bad input."""
-    try:
-        code = cli.main(args=argv, prog_name="diffphase", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        sys.exit(2)
-    except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(2)
-    except (ValueError, MissingDependencyError, DeviceUnavailableError, FileExistsError) as exc:
-        click.echo(f"error: {exc}".splitlines()[0], err=True)
-        sys.exit(2)
+    """Entry point: one-line errors with exit code 2 for bad input.
+
+    Warnings raised while a command runs are held back and printed (one line each) only when it
+    succeeds, so a failing run prints exactly one line. SIGTERM is handled like Ctrl-C.
+    """
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            code = cli.main(args=argv, prog_name="diffphase", standalone_mode=False)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            click.echo(f"error: {(exc.format_message() or type(exc).__name__).splitlines()[0]}",
+                       err=True)
+            sys.exit(2)
+        except (ValueError, MissingDependencyError, DeviceUnavailableError, FileExistsError) as exc:
+            click.echo(f"error: {_one_line(exc)}", err=True)
+            sys.exit(2)
+        except OSError as exc:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"error: {exc.strerror or type(exc).__name__}{where}", err=True)
+            sys.exit(2)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    for item in caught:
+        click.echo(f"warning: {_one_line(item.message)}", err=True)
     sys.exit(code if isinstance(code, int) else 0)

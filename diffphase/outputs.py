@@ -1,9 +1,14 @@
 """Writing results: tidy CSV, JSON sidecar, figures; atomic and never overwriting by accident.
 
 Contract (DESIGN.md, "Outputs"): every file lands in ``--out DIR``; all target paths are claimed
-up front with :meth:`OutputSet.claim`, which fails *before* heavy work if any exists and ``force``
-is off; each file is written to a temporary name in the same folder and renamed, so an
-interrupted run never leaves a half-written file.
+up front with :meth:`OutputSet.claim`, which fails *before* heavy work, with a
+:class:`~diffphase.errors.ParameterError` naming ``--out``, if any target exists and ``force`` is
+off, if a target is a folder, or if the folder cannot be created or written (it is probed with a
+temporary file). Each file is written to a temporary name in the same folder
+(``.<name>.<pid>.<random>.diffphase-tmp``) and renamed, so an interrupted run never leaves a
+half-written file; temporaries left by a process that no longer runs (killed before it could
+clean up) are removed by the next claim on that folder. Files get the permissions the umask
+allows (``0666 & ~umask``), as any file a program creates.
 """
 
 from __future__ import annotations
@@ -46,9 +51,58 @@ def dumps(obj, indent: int | None = 2) -> str:
     return json.dumps(to_jsonable(obj), indent=indent, allow_nan=False)
 
 
+#: suffix of this package's temporary files (written, then renamed over the target)
+TEMP_SUFFIX = ".diffphase-tmp"
+
+
+def _umask_mode() -> int:
+    """``0o666`` less the process's umask (read without changing it for long)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temporary_file(path: Path) -> tuple[int, str]:
+    """An open temporary file beside ``path``, named with this process's id so that a later run
+    can tell a stale one (see :func:`remove_stale_temporaries`), with umask permissions."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX,
+                               dir=path.parent)
+    os.fchmod(fd, _umask_mode())
+    return fd, tmp
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete this package's temporary files in ``folder`` whose writing process has ended."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for entry in folder.glob(f".*{TEMP_SUFFIX}"):
+        parts = entry.name[: -len(TEMP_SUFFIX)].rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or _process_alive(int(parts[1])):
+            continue
+        try:
+            entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    return removed
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_file(path)
     try:
         with os.fdopen(fd, "w", newline="") as handle:
             handle.write(text)
@@ -65,16 +119,29 @@ class OutputSet:
     def __init__(self, out_dir: str | os.PathLike, force: bool = False):
         self.out_dir = Path(out_dir)
         self.force = force
+        if str(out_dir) == "":
+            raise ParameterError("--out", "", "a folder name (not empty)")
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ParameterError("--out", str(self.out_dir), "a folder (this path is a file)")
+        blocking = next((p for p in self.out_dir.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise ParameterError("--out", str(self.out_dir),
+                                 f"a folder path ({blocking} is a file)")
         self.written: list[Path] = []
 
     def path(self, name: str) -> Path:
         return self.out_dir / name
 
     def claim(self, names: Iterable[str]) -> None:
-        """Fail now if any target exists and ``force`` is off; create the folder otherwise."""
+        """Fail now, before any work, unless every target can be written: none exists (or
+        ``force``), none is a folder, and the folder exists or can be created and takes a file.
+        Stale temporaries of this package in the folder are removed."""
         names = list(names)
+        folders = [n for n in names if self.path(n).is_dir()]
+        if folders:
+            raise ParameterError("--out", str(self.out_dir),
+                                 f"a folder where {', '.join(folders)} can be a file "
+                                 "(a folder of that name is in the way)")
         if not self.force:
             existing = [n for n in names if self.path(n).exists()]
             if existing:
@@ -83,7 +150,20 @@ class OutputSet:
                     str(self.out_dir),
                     f"a folder without {', '.join(existing)} (pass --force to overwrite)",
                 )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_writable()
+        remove_stale_temporaries(self.out_dir)
+
+    def _ensure_writable(self) -> None:
+        """Create the folder and probe it with a temporary file; errors name ``--out``."""
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = temporary_file(self.out_dir / "write-probe")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ParameterError("--out", str(self.out_dir),
+                                 f"a folder this process can create and write ({reason})") from None
 
     def _target(self, name: str) -> Path:
         path = self.path(name)
@@ -91,7 +171,8 @@ class OutputSet:
             raise ParameterError(
                 "--out", str(self.out_dir), f"a folder without {name} (pass --force)"
             )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if not self.out_dir.is_dir():
+            self._ensure_writable()
         return path
 
     def write_text(self, name: str, text: str) -> Path:
@@ -124,10 +205,10 @@ class OutputSet:
         paths = []
         for fmt in formats:
             path = self._target(f"{stem}.{fmt}")
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=path.parent)
-            os.close(fd)
+            fd, tmp = temporary_file(path)
             try:
-                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+                with os.fdopen(fd, "wb") as handle:
+                    fig.savefig(handle, format=fmt, dpi=dpi, bbox_inches="tight")
                 os.replace(tmp, path)
             finally:
                 if os.path.exists(tmp):
