@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from diffphase.backend import gpu_available
 from diffphase.data.laws import LinearGaussian
 from diffphase.errors import DeviceUnavailableError, ParameterError
-from diffphase.simulate import empirical
 from diffphase.simulate.empirical import (
     EmpiricalScore,
     empirical_score,
     exact_subspace,
 )
+from diffphase.simulate.empirical import routes as empirical
 
 
 def brute_force(x, data, a, D):
@@ -165,7 +165,7 @@ def test_truncation_bound_is_rigorous_and_the_kept_sets_minimal(mode):
 
 
 def test_selection_kernel_matches_a_full_sort():
-    from diffphase.simulate.empirical_kernels import smallest_sufficient_sets
+    from diffphase.simulate.empirical.kernels import smallest_sufficient_sets
 
     rng = np.random.default_rng(12)
     logw = 6.0 * rng.normal(size=(30, 500))  # heavy-tailed, as in the condensed phase

@@ -3,22 +3,28 @@
 Contract
 --------
 * :func:`normalize_log_weights`: posterior weights, ``ln`` normalizer, entropy and ``N_eff`` from
-  log-weights, row by row.
+  log-weights, row by row (the CPU branch of :func:`.dense.normalized_weights`).
 * :func:`smallest_sufficient_sets`: per query, the fewest largest weights whose complement has
-  mass at most ``eps`` (the kept set of exact truncation), in time linear in ``N``.
+  mass at most ``eps`` (the kept set of exact truncation), in time linear in ``N`` (the CPU branch
+  of :func:`.truncated.sufficient_sets`).
 * :func:`centred_kept_points`: per query, its kept training points turned into the rows
   ``sqrt(u_j) (y_j - mu_u)`` whose Gram product ``scaled^T scaled`` is the covariance ``Cov_u`` of
   the renormalized kept weights ``u``. Where the matrix-product form ``a x.y - a^2 |y|^2 / 2`` of
   the log-weights loses digits (tiny ``tau``) the weights are recomputed from exact differences
   ``x - a y_j`` (log-sum-exp); elsewhere the block's weights are reused. Padding slots
-  (``j >= kept[r]``) are written as zeros.
+  (``j >= kept[r]``) are written as zeros (the CPU branch of :func:`.truncated.kept_points`).
 
-Each makes one pass per stage over the data it touches, with the current row in cache: the numpy
-equivalents need about a dozen passes over ``(rows, N)`` or ``(rows, kept, d)`` arrays, which are
-memory-bound. The kernels are serial on purpose: they run between BLAS calls, and a parallel numba
-pool competing with BLAS threads that still spin after a call measured several times slower
-(7.4 ms against 1.0 ms for one score of N = 20000 points in d = 128 on 2 cores). The cupy route is
-the array code in :mod:`diffphase.simulate.empirical`.
+All arrays are numpy, C-contiguous, float64 (indices int64); outputs are filled in place.
+
+Notes
+-----
+Each kernel makes one pass per stage over the data it touches, with the current row in cache: the
+numpy equivalents need about a dozen passes over ``(rows, N)`` or ``(rows, kept, d)`` arrays,
+which are memory-bound. The kernels are serial on purpose: they run between BLAS calls, and a
+parallel numba pool competing with BLAS threads that still spin after a call measured several
+times slower (7.4 ms against 1.0 ms for one score of N = 20000 points in d = 128 on 2 cores). The
+cupy route is the array code beside each caller, in :mod:`.dense` and :mod:`.truncated`. The
+kernels are module-level functions compiled with ``cache=True``.
 """
 
 from __future__ import annotations
