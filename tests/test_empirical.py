@@ -17,8 +17,8 @@ from diffphase.simulate.empirical import (
     EmpiricalScore,
     empirical_score,
     exact_subspace,
+    routes,
 )
-from diffphase.simulate.empirical import routes as empirical
 
 
 def brute_force(x, data, a, D):
@@ -94,7 +94,7 @@ def test_large_n_limit_is_the_exact_gaussian_score():
 def truncation_always_tried(monkeypatch):
     """Small test problems have few features per point, where the engine skips truncation (dense
     is cheaper); these tests exercise the truncated route itself."""
-    monkeypatch.setattr(empirical, "DENSE_ONLY_MAX_FEATURES", 0)
+    monkeypatch.setattr(routes, "DENSE_ONLY_MAX_FEATURES", 0)
 
 
 def test_truncation_not_tried_where_dense_is_cheaper():
@@ -260,7 +260,7 @@ def test_subspace_reduction_matches_brute_force():
 def test_subspace_residual_enters_the_error_bound(monkeypatch):
     """Points off their span by 1e-6 R, accepted by a loosened tolerance: the reduced results
     differ from the unreduced ones by at most the reported bound, which stays informative."""
-    monkeypatch.setattr(empirical, "SUBSPACE_RESIDUAL_RTOL", 1e-5)
+    monkeypatch.setattr(routes, "SUBSPACE_RESIDUAL_RTOL", 1e-5)
     rng = np.random.default_rng(23)
     data, _ = _manifold_points(3000, 8, 2, rng)
     data = data + 1e-6 * rng.normal(size=data.shape)
@@ -290,9 +290,9 @@ def test_truncated_route_recomputes_weights_where_the_product_form_loses_digits(
     must recompute there."""
     rng = np.random.default_rng(31)
     base = rng.normal(size=(150, 12)) * 3.0
-    default = empirical.PRODUCT_FORM_LOGW_TOL
+    default = routes.PRODUCT_FORM_LOGW_TOL
     for tau, tolerance in ((0.05, default), (0.05, 0.0), (1e-7, default)):
-        monkeypatch.setattr(empirical, "PRODUCT_FORM_LOGW_TOL", tolerance)  # 0: always recompute
+        monkeypatch.setattr(routes, "PRODUCT_FORM_LOGW_TOL", tolerance)  # 0: always recompute
         data = np.concatenate([base, base + np.sqrt(tau / 12) * rng.normal(size=base.shape)])
         engine = EmpiricalScore(data)
         x = base[:6] + 0.5 * np.sqrt(tau) * rng.normal(size=(6, 12))
