@@ -3,8 +3,8 @@
 Data: ``y = F z`` in ``d = 12`` dimensions (at most 16 keeps it a few minutes on 2 CPU cores),
 with two latent groups: 2 directions of variance 4 and 3 directions of variance 1/4; the other
 7 directions carry no variance. The network (``diffphase.simulate.networks.DenoiserMLP``) learns
-the denoiser ``E[y | u]`` at every noise level ``tau``; its score is ``s = (den - u) / tau``
-(``ve`` process, ``t = tau``).
+the denoiser ``E[y | u]`` at every noise level ``tau``; its score, called as ``score(x, a, D)``
+like every score of the toolkit, is taken at ``a = 1, D = tau``: ``s = (den - u) / tau``.
 
 Theory (THEORY A, exact for this finite ``d`` since ``F`` has orthonormal columns): the
 normalized Jacobian ``Jn = tau J`` has eigenvalue ``-1`` on the 7 normal directions and
@@ -24,7 +24,6 @@ import argparse
 
 import numpy as np
 
-from diffphase.process import get_process
 from diffphase.simulate.fields import diagnose_jacobians, group_bases, orthonormal_basis
 from diffphase.simulate.jacobians import jacobian
 from diffphase.simulate.networks import (
@@ -45,8 +44,7 @@ def main() -> None:
         config=config, progress=lambda step, loss: print(f"step {step:5d}  loss {loss:.4f}"))
     print(f"final loss {losses[-1]:.4f} (the weighted loss has a nonzero floor)")
 
-    process = get_process("ve")
-    score = network_score(net, process)
+    score = network_score(net)
     basis = orthonormal_basis(np.asarray(data.F))
     groups = group_bases(data)
     variances = sorted(set(np.asarray(data.latent_variances).tolist()), reverse=True)  # as groups
@@ -58,13 +56,13 @@ def main() -> None:
     rows = []
     for tau in taus:
         x = data.sample(32, rng) + np.sqrt(tau) * rng.standard_normal((32, score.dim))
-        jac = jacobian(score, x, float(tau))  # autograd, batched
+        jac = jacobian(score, x, 1.0, float(tau))  # autograd, batched; (a, D) = (1, tau)
         jn = tau * jac
         sym = 0.5 * (jn + np.swapaxes(jn, 1, 2))
         measured = [float(np.mean(np.trace(g.T @ sym @ g, axis1=1, axis2=2)) / g.shape[1])
                     for g in groups]
         theory = [-tau / (tau + v) for v in variances]
-        result = diagnose_jacobians(jac, float(tau), process, reference_basis=basis).summary()
+        result = diagnose_jacobians(jac, 1.0, float(tau), reference_basis=basis).summary()
         rows.append((tau, measured, theory, result))
         print(f"{tau:8.3g} " + " ".join(f"{m:9.3f} {t:7.3f}" for m, t in zip(measured, theory,
                                                                           strict=True))

@@ -8,6 +8,10 @@ points of the same manifold). It follows backward probability-flow trajectories 
 ``--times`` and writes, per time point, the spectrum of ``Jn = D_t J``, the local dimension and
 the non-conservativeness: ``fields_diagnose.csv`` (one row per time and singular-value index),
 ``fields_diagnose_summary.csv`` (one row per time), ``fields_diagnose.json`` and a figure.
+
+This module parses, calls and writes: :func:`diffphase.simulate.fields.prepare_diagnosis` checks
+the request and builds the score, ``run()`` computes, and
+:func:`diffphase.simulate.fields.diagnosis_tables` lays out the columns.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..errors import ParameterError, require_int, require_positive
 from ..models import DEVICES, FIELD_SOURCES, JACOBIAN_ROUTES, PROCESSES, SCHEDULES, SUBSPACES
 from ..outputs import OutputSet, run_metadata
 from ..process import get_process
@@ -27,55 +30,6 @@ MODELS = FIELD_SOURCES
 STEM = "fields_diagnose"
 
 
-def _source(score_path, model, dim, process, fractions, variances, subspace, rotation, samples,
-            reference, device, rng):
-    """``(field, sampler, reference basis, description)`` for the chosen score."""
-    from ..simulate import fields as diag
-    from ..simulate.jacobians import CallableScore, load_callable
-
-    if (score_path is None) == (model is None):
-        raise ParameterError("--score/--model", f"{score_path}/{model}", "exactly one of the two")
-    if device == "gpu" and model != "empirical":
-        # only the empirical score has a cupy path; the others would silently run on the CPU
-        raise ParameterError("--device", device, "cpu or auto unless --model empirical (the only "
-                             "score computed on a GPU)")
-    if score_path is not None:
-        if dim is None:
-            raise ParameterError("--dim", None, "an integer >= 1 (required with --score)")
-        field = CallableScore(load_callable(score_path), dim, name=f"--score {score_path}")
-        field.process = process
-        t_probe = float(process.time_from_tau(1.0)) if process.name != "ddpm" else 1.0
-        field.score(np.zeros((2, field.dim)), t_probe)  # shape/NaN errors before any work
-        basis = None
-        if reference is not None:
-            basis = _load_reference(reference, dim)
-        return field, None, basis, f"user score {score_path}"
-    dim = 16 if dim is None else require_int("--dim", dim, minimum=2)
-    if rotation and model != "linear-manifold":
-        raise ParameterError("--rotation", rotation, "0 unless --model linear-manifold")
-    field, data, basis = diag.linear_manifold_field(fractions, variances, dim, process,
-                                                    subspace=subspace, rotation=rotation, rng=rng)
-    if model == "empirical":
-        samples = require_int("--samples", samples, minimum=2)
-        field = diag.EmpiricalScoreField(data.sample(samples, rng), process, device)
-        return field, data.sample, basis, f"empirical score of {samples} linear-manifold points"
-    label = "exact linear-manifold score" + (f" + rotation {rotation:g}" if rotation else "")
-    return field, data.sample, basis, label
-
-
-def _load_reference(path: Path, dim: int) -> np.ndarray:
-    from ..simulate.fields import orthonormal_basis
-
-    try:
-        matrix = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise ParameterError("--reference", str(path), f"a readable .npy file ({exc})") from None
-    matrix = np.atleast_2d(np.asarray(matrix, dtype=float))
-    if matrix.ndim != 2 or matrix.shape[0] != dim or matrix.shape[1] >= dim:
-        raise ParameterError("--reference shape", matrix.shape, f"({dim}, m) with 1 <= m < {dim}")
-    return orthonormal_basis(matrix)
-
-
 def run_diagnose(outputs: OutputSet, formats, *, score_path=None, model=None, dim=None,
                  times=(0.1, 0.5, 1.0), process="ve", schedule="linear", steps=1000,
                  fractions=(0.125, 0.125), variances=(4.0, 0.25), subspace="random",
@@ -83,77 +37,49 @@ def run_diagnose(outputs: OutputSet, formats, *, score_path=None, model=None, di
                  data_variance=1.0, route="auto", probes=None, relative_step=1e-4,
                  threshold=0.5, steps_per_efold=40, seed=0, device="cpu",
                  stem=STEM, command="diagnose") -> dict:
-    """Validate, claim the files, run the diagnostics, write CSV/JSON/figure; return the summary."""
+    """Check the request, claim the files, run the diagnostics, write CSV/JSON/figure; return
+    the summary."""
     from ..plotting import close
     from ..plotting.fields import diagnostics_figure
-    from ..simulate.fields import diagnose_field
-    from ..simulate.jacobians import ROUTES
+    from ..simulate.fields import diagnosis_tables, prepare_diagnosis
 
     proc = get_process(process, schedule=schedule, T=steps)
-    times = np.sort(np.asarray(times, dtype=float))[::-1]
-    proc.tau_from_time(times)
-    require_positive("--threshold", threshold)
-    require_positive("--relative-step", relative_step)
-    require_positive("--data-variance", data_variance)
-    require_int("--points", points, minimum=1)
-    if route not in ROUTES:
-        raise ParameterError("--route", route, "one of " + ", ".join(ROUTES))
-    if probes is not None:
-        require_int("--probes", probes, minimum=1)
-    if t_start is not None and t_start < times[0]:
-        raise ParameterError("--t-start", t_start, f">= the largest time {times[0]:g}")
-    rng = np.random.default_rng(seed)
-    field, sampler, basis, label = _source(score_path, model, dim, proc, fractions, variances,
-                                           subspace, rotation, samples, reference, device, rng)
-    if probes is not None and probes > field.dim:
-        raise ParameterError("--probes", probes, f"an integer in [1, {field.dim}]")
+    diagnosis = prepare_diagnosis(
+        proc, times, rng=np.random.default_rng(seed), points=points, t_start=t_start,
+        data_variance=data_variance, threshold=threshold, route=route, probes=probes,
+        relative_step=relative_step, steps_per_efold=steps_per_efold, score=score_path,
+        model=model, dim=dim, fractions=fractions, variances=variances, subspace=subspace,
+        rotation=rotation, samples=samples, reference=reference, device=device)
     names = [f"{stem}.csv", f"{stem}_summary.csv", f"{stem}.json"]
     names += [f"{stem}.{fmt}" for fmt in formats]
     outputs.claim(names)
-    results = diagnose_field(field, times, points=points, rng=rng, t_start=t_start,
-                             sampler=sampler, data_variance=data_variance,
-                             reference_basis=basis, threshold=threshold, route=route,
-                             probes=probes, relative_step=relative_step,
-                             steps_per_efold=steps_per_efold)
-    summaries = [r.summary() for r in results]
+    summaries = [r.summary() for r in diagnosis.run()]
     time_col = f"t_{process}" if process != "ddpm" else "step_ddpm"
-    d = field.dim
-    outputs.write_csv(f"{stem}.csv", {
-        time_col: np.repeat([s["t"] for s in summaries], d),
-        "tau": np.repeat([s["tau"] for s in summaries], d),
-        "index": np.tile(np.arange(1, d + 1), len(summaries)),
-        "singular_value_normalized": np.concatenate([s["singular_values"] for s in summaries]),
-        "eigenvalue_normalized_real": np.concatenate([s["eigenvalues_real"] for s in summaries]),
-        "eigenvalue_normalized_imag": np.concatenate([s["eigenvalues_imag"] for s in summaries]),
-    })
-    scalar_keys = ["local_dimension", "local_dimension_gap", "local_dimension_mean",
-                   "nonconservativeness", "tangent_nonconservativeness",
-                   "normal_nonconservativeness", "coupling", "max_principal_angle"]
-    columns = {time_col: [s["t"] for s in summaries], "tau": [s["tau"] for s in summaries]}
-    for key in scalar_keys:
-        if key in summaries[0]:
-            columns[key] = [np.nan if s[key] is None else s[key] for s in summaries]
-    outputs.write_csv(f"{stem}_summary.csv", columns)
+    spectra, per_time = diagnosis_tables(summaries, time_col)
+    outputs.write_csv(f"{stem}.csv", spectra)
+    outputs.write_csv(f"{stem}_summary.csv", per_time)
+    d = diagnosis.source.field.dim
+    label = diagnosis.source.label
     route_used = summaries[0]["jacobian_route"]
-    parameters = {"score": score_path, "model": model, "dim": d, "times": times,
+    parameters = {"score": score_path, "model": model, "dim": d, "times": diagnosis.times,
                   "process": process, "schedule": schedule if process == "ddpm" else None,
                   "fractions": fractions if model else None,
                   "variances": variances if model else None,
                   "subspace": subspace if model else None, "rotation": rotation,
                   "samples": samples if model == "empirical" else None,
                   "reference": str(reference) if reference else None, "points": points,
-                  "t_start": t_start if t_start is not None else float(times[0]),
+                  "t_start": t_start if t_start is not None else float(diagnosis.times[0]),
                   "data_variance": data_variance, "threshold": threshold,
                   "device": device if model == "empirical" else "cpu"}
+    solver = {"jacobian_route": route_used, "probes": probes if probes else d,
+              "relative_step": relative_step if route_used == "central" else None,
+              "trajectories": "probability-flow ODE, Heun in (x/a_t, sqrt(tau)), steps uniform "
+                              "in log tau",
+              "steps_per_efold": steps_per_efold,
+              "time_convention": f"{time_col} ({process}); tau = D_t/a_t^2",
+              "spectra_of": "Jn = D_t J"}
     summary = run_metadata(command, parameters, seed=seed, score_description=label,
-                           solver={"jacobian_route": route_used,
-                                   "probes": probes if probes else d,
-                                   "relative_step": relative_step if route_used == "central"
-                                   else None,
-                                   "trajectories": "probability-flow ODE, Heun in log tau",
-                                   "steps_per_efold": steps_per_efold,
-                                   "time_convention": f"{time_col} ({process}); tau = D_t/a_t^2",
-                                   "spectra_of": "Jn = D_t J"},
+                           solver=solver,
                            convergence={"points": points, "time_points": len(summaries),
                                         "nonfinite_jacobians": 0},
                            time_points=summaries)

@@ -1,6 +1,8 @@
 """Tangent laws of data supported on a ``k``-dimensional subspace (THEORY D).
 
-Contract: laws in ``R^k`` with the exact score of the noised law ``a y + sqrt(D) z``:
+Contract: laws in ``R^k`` with the exact score of the noised law ``a y + sqrt(D) z``, called as
+``score(x, a, D)`` like every score of the library (THEORY 0; an optional fourth argument ``xp``
+is the array module of ``x``, numpy or cupy):
 :class:`GaussianTangent` (diagonal variances), :class:`MixtureTangent` (isotropic Gaussian
 components; zero component variance gives a finite set of points), :func:`points_tangent`
 (uniform weights on given points), :func:`tree_tangent` (every string of a small random hierarchy

@@ -1,11 +1,20 @@
-"""Score-field geometry diagnostics (THEORY E) and their registered checks.
+"""Score-field geometry diagnostics (THEORY E).
 
-Contract. Given any score field (see :mod:`diffphase.validate.jacobians`: exact linear fields
-here, the empirical score, a user callable, or a torch network through
-:mod:`diffphase.validate.torch_adapter`), :func:`diagnose_field` follows backward (probability-flow)
-trajectories to the requested times, takes the Jacobian there by the best route, and reports,
-per time point, on the **normalized Jacobian** ``Jn = D_t J`` (THEORY 0; ``-1 <= eig`` for exact
-scores and the same in every process convention):
+Contract. A score field is any object with ``dim`` and ``score(x, a, D)`` in the library's one
+convention (THEORY 0, ``x = a y + sqrt(D) z``; see :mod:`diffphase.simulate.jacobians`): the exact
+linear fields here, the exact scores of :mod:`diffphase.data.laws`, the empirical engine
+:class:`~diffphase.simulate.empirical.EmpiricalScore`, a user callable through
+:class:`~diffphase.simulate.jacobians.CallableScore` (one of a process's time ``f(x, t)`` through
+:class:`~diffphase.simulate.jacobians.TimeScore`), or a torch network
+(:mod:`diffphase.simulate.torch_adapter`, :mod:`diffphase.simulate.networks`). Fields carry no
+process; a process enters with times only. :func:`diagnose_field` ``(field, process, times)``
+follows backward probability-flow trajectories
+(:func:`diffphase.simulate.integrators.probability_flow`, Heun in ``u = x / a_t`` and
+``sqrt(tau)``, every process including ``ddpm``) to the requested times, takes the Jacobian
+there at the process's ``(a_t, D_t)`` by the best route, and reports, per time point, on the
+**normalized Jacobian** ``Jn = D_t J`` (THEORY 0; ``-1 <= eig`` for exact scores and the same in
+every process convention); :func:`diagnose_jacobians` ``(jac, a, D)`` does the same for given
+Jacobians at one noise level:
 
 * eigenvalues and singular values (sorted; averaged over the points);
 * the local dimension: the number of normalized singular values below ``threshold`` (default
@@ -21,57 +30,73 @@ scores and the same in every process convention):
   smallest singular values of ``Jn``: the directions the field does not push back) and the
   reference tangent space.
 
-Exact fields. :class:`LinearField` ``s(x, t) = J(t) x`` has a closed-form Jacobian; for
-centered Gaussian data ``J(t) = -(a_t^2 C + D_t I)^{-1}`` (:func:`gaussian_score_field`), and a
-chosen antisymmetric part can be added (:func:`rotated_gaussian_field`) to give fields whose
-``A`` is known. The linear-manifold data of THEORY A come from
-:meth:`diffphase.validate.data.LinearGaussian.manifold`; the empirical score of
-:mod:`diffphase.validate.empirical` is adapted by :class:`EmpiricalScoreField`.
+Exact fields. :class:`LinearField` ``s(x; a, D) = J(a, D) x`` has a closed-form Jacobian; for
+centered Gaussian data ``J = -(a^2 C + D I)^{-1}`` (:func:`gaussian_score_field`), and a chosen
+antisymmetric part can be added (:func:`rotated_gaussian_field`) to give fields whose ``A`` is
+known. :func:`linear_manifold_field` pairs the THEORY A data
+(:meth:`diffphase.data.laws.LinearGaussian.manifold`) with their exact score and tangent basis.
 
-Trajectories use :func:`backward_trajectories`, a probability-flow integrator written in
-``(u = x / a_t, tau)``, so it serves every process including ``ddpm`` (the shared
-:mod:`diffphase.validate.integrators` covers ``ou`` and ``ve``).
+Requests (what ``diffphase diagnose`` computes). :func:`field_source` builds the field of a user
+score or a built-in model (:func:`load_reference` reads a tangent basis);
+:func:`prepare_diagnosis` checks a whole request before any work and returns a
+:class:`FieldDiagnosis` whose ``run()`` gives the diagnostics; :func:`diagnosis_tables` lays them
+out as tidy columns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import ParameterError, as_float_array, require_int, require_positive
-from ..process import Process, get_process
-from .jacobians import ScoreField, jacobian
+from ..data.laws import LinearGaussian
+from ..errors import (
+    ParameterError,
+    as_float_array,
+    require_choice,
+    require_int,
+    require_positive,
+)
+from ..models import FIELD_SOURCES, JACOBIAN_ROUTES
+from ..process import Process
+from .integrators import as_process, log_tau_grid, probability_flow, start_points
+from .jacobians import (
+    CallableScore,
+    ScoreField,
+    TimeScore,
+    available_route,
+    jacobian,
+    load_callable,
+)
 
 # --------------------------------------------------------------------------- exact fields
 
 
 class LinearField:
-    """The linear score field ``s(x, t) = J(t) x`` with closed-form Jacobian ``J(t)``.
+    """The linear score field ``s(x; a, D) = J(a, D) x`` with closed-form Jacobian ``J(a, D)``.
 
     Parameters
     ----------
-    matrix_at : ``t -> (dim, dim)`` Jacobian in the process convention of ``process``.
+    matrix_at : ``(a, D) -> (dim, dim)`` Jacobian at the noise level ``(a, D)``.
     dim : ambient dimension.
-    process : the forward process whose time ``t`` is.
     """
 
     jacobian_route = "closed-form"
 
-    def __init__(self, matrix_at: Callable[[float], np.ndarray], dim: int, process: Process,
+    def __init__(self, matrix_at: Callable[[float, float], np.ndarray], dim: int,
                  name: str = "linear field"):
         self.matrix_at = matrix_at
         self.dim = require_int("dim", dim, minimum=1)
-        self.process = process
         self.name = name
 
-    def score(self, x: np.ndarray, t: float) -> np.ndarray:
-        return np.asarray(x, dtype=float) @ self.matrix_at(t).T
+    def score(self, x: np.ndarray, a: float, D: float) -> np.ndarray:
+        return np.asarray(x, dtype=float) @ self.matrix_at(a, D).T
 
-    def jacobian(self, x: np.ndarray, t: float) -> np.ndarray:
+    def jacobian(self, x: np.ndarray, a: float, D: float) -> np.ndarray:
         x = np.atleast_2d(np.asarray(x, dtype=float))
-        return np.broadcast_to(self.matrix_at(t), (x.shape[0], self.dim, self.dim)).copy()
+        return np.broadcast_to(self.matrix_at(a, D), (x.shape[0], self.dim, self.dim)).copy()
 
 
 def _check_covariance(covariance: np.ndarray) -> np.ndarray:
@@ -86,21 +111,20 @@ def _check_covariance(covariance: np.ndarray) -> np.ndarray:
     return c
 
 
-def gaussian_score_field(covariance: np.ndarray, process: Process) -> LinearField:
-    """Exact score of centered Gaussian data ``N(0, C)``: ``J(t) = -(a_t^2 C + D_t I)^{-1}``."""
+def gaussian_score_field(covariance: np.ndarray) -> LinearField:
+    """Exact score of centered Gaussian data ``N(0, C)``: ``J(a, D) = -(a^2 C + D I)^{-1}``."""
     c = _check_covariance(covariance)
     eye = np.eye(c.shape[0])
 
-    def matrix_at(t: float) -> np.ndarray:
-        a2 = float(process.signal_scale(t)) ** 2
-        return -np.linalg.inv(a2 * c + float(process.noise_variance(t)) * eye)
+    def matrix_at(a: float, D: float) -> np.ndarray:
+        return -np.linalg.inv(float(a) ** 2 * c + float(D) * eye)
 
-    return LinearField(matrix_at, c.shape[0], process, "exact Gaussian score")
+    return LinearField(matrix_at, c.shape[0], "exact Gaussian score")
 
 
-def rotated_gaussian_field(covariance: np.ndarray, process: Process, generator: np.ndarray,
+def rotated_gaussian_field(covariance: np.ndarray, generator: np.ndarray,
                            rate: float) -> LinearField:
-    """Exact Gaussian score plus a rotation: ``J(t) = -(a^2 C + D I)^{-1} + (rate / D_t) G``.
+    """Exact Gaussian score plus a rotation: ``J(a, D) = -(a^2 C + D I)^{-1} + (rate / D) G``.
 
     ``G`` must be antisymmetric; the normalized Jacobian is ``Jn = -D (a^2 C + D I)^{-1} + rate G``,
     whose antisymmetric part is exactly ``rate G``.
@@ -109,12 +133,12 @@ def rotated_gaussian_field(covariance: np.ndarray, process: Process, generator: 
     if g.shape != np.shape(covariance) or not np.allclose(g, -g.T):
         raise ParameterError("generator", "not antisymmetric or wrong shape",
                              f"an antisymmetric {np.shape(covariance)} matrix")
-    base = gaussian_score_field(covariance, process)
+    base = gaussian_score_field(covariance)
 
-    def matrix_at(t: float) -> np.ndarray:
-        return base.matrix_at(t) + (rate / float(process.noise_variance(t))) * g
+    def matrix_at(a: float, D: float) -> np.ndarray:
+        return base.matrix_at(a, D) + (rate / float(D)) * g
 
-    return LinearField(matrix_at, base.dim, process, "Gaussian score + rotation")
+    return LinearField(matrix_at, base.dim, "Gaussian score + rotation")
 
 
 def plane_rotation(basis: np.ndarray, i: int = 0, j: int = 1) -> np.ndarray:
@@ -124,15 +148,6 @@ def plane_rotation(basis: np.ndarray, i: int = 0, j: int = 1) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- linear manifolds
-def linear_manifold(fractions, variances, d: int, subspace: str = "random",
-                    rng: np.random.Generator | None = None):
-    """THEORY A linear-manifold data (:meth:`diffphase.validate.data.LinearGaussian.manifold`:
-    ``F``, ``latent_variances``, ``covariance()``, ``sample(n, rng)``)."""
-    from ..data.laws import LinearGaussian
-
-    return LinearGaussian.manifold(fractions, variances, d, subspace=subspace, rng=rng)
-
-
 def group_bases(data) -> list[np.ndarray]:
     """Orthonormal bases of the latent groups' directions, highest variance first (``F`` with
     orthonormal columns, as for ``subspace="orthonormal"``)."""
@@ -149,32 +164,22 @@ def orthonormal_basis(matrix: np.ndarray, tol: float = 1e-10) -> np.ndarray:
     return u[:, :rank]
 
 
-class EmpiricalScoreField:
-    """The empirical score of training points (``diffphase.validate.empirical.EmpiricalScore``)
-    as a score field in ``process``, with its closed-form Jacobian
-    ``J = -I/D + (a^2/D^2) Cov_w(y)``."""
+def linear_manifold_field(fractions, variances, dim: int, *, subspace: str = "random",
+                          rotation: float = 0.0, rng: np.random.Generator | None = None):
+    """The exact score of linear-manifold data (optionally plus a tangent rotation ``rotation``
+    in the plane of the first two tangent basis vectors), with its data and tangent basis.
 
-    jacobian_route = "closed-form"
-
-    def __init__(self, training_points: np.ndarray, process: Process, device: str = "cpu"):
-        from .empirical import EmpiricalScore
-
-        self.empirical = EmpiricalScore(training_points, device)
-        self.dim = int(np.shape(training_points)[1])
-        self.process = process
-
-    def _scales(self, t: float) -> tuple[float, float]:
-        return float(self.process.signal_scale(t)), float(self.process.noise_variance(t))
-
-    def score(self, x: np.ndarray, t: float) -> np.ndarray:
-        from ..backend import to_numpy
-
-        return to_numpy(self.empirical.score(np.atleast_2d(x), *self._scales(t)))
-
-    def jacobian(self, x: np.ndarray, t: float) -> np.ndarray:
-        from ..backend import to_numpy
-
-        return to_numpy(self.empirical.jacobian(np.atleast_2d(x), *self._scales(t)))
+    Returns ``(field, data, tangent_basis)``; ``data`` is a
+    :class:`~diffphase.data.laws.LinearGaussian`.
+    """
+    data = LinearGaussian.manifold(fractions, variances, dim, subspace=subspace, rng=rng)
+    cov = data.covariance()
+    basis = orthonormal_basis(np.asarray(data.F))
+    if rotation:
+        if basis.shape[1] < 2:
+            raise ParameterError("--rotation", rotation, "0 when the manifold has dimension < 2")
+        return rotated_gaussian_field(cov, plane_rotation(basis), rotation), data, basis
+    return gaussian_score_field(cov), data, basis
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -257,9 +262,10 @@ def local_tangent_features(jac: np.ndarray, count: int) -> np.ndarray:
 
 @dataclass
 class TimeDiagnostics:
-    """Diagnostics of ``Jn = D_t J`` at one time, over ``n`` points (arrays are per point)."""
+    """Diagnostics of ``Jn = D J`` at one noise level, over ``n`` points (arrays are per point);
+    ``t`` is the time of the process when the level came from one (else None)."""
 
-    t: float
+    t: float | None
     tau: float
     noise_variance: float
     singular_values: np.ndarray  # (n, d) descending
@@ -297,13 +303,14 @@ def _mode(values: np.ndarray) -> int:
     return int(uniques[np.argmax(counts)])
 
 
-def diagnose_jacobians(jac: np.ndarray, t: float, process: Process, *, threshold: float = 0.5,
-                       reference_basis: np.ndarray | None = None,
+def diagnose_jacobians(jac: np.ndarray, a: float, D: float, *, t: float | None = None,
+                       threshold: float = 0.5, reference_basis: np.ndarray | None = None,
                        feature_count: int | None = None, route: str = "") -> TimeDiagnostics:
-    """All THEORY E diagnostics of the Jacobians ``jac`` (``(n, d, d)``) at time ``t``."""
+    """All THEORY E diagnostics of the Jacobians ``jac`` (``(n, d, d)``) at the noise level
+    ``(a, D)`` (``tau = D / a^2``); ``t`` is only recorded."""
     require_positive("threshold", threshold)
-    noise = float(process.noise_variance(t))
-    jn = noise * np.asarray(jac, dtype=float)
+    a, D = require_positive("a", float(a)), require_positive("D", float(D))
+    jn = D * np.asarray(jac, dtype=float)
     sv = np.linalg.svd(jn, compute_uv=False)
     eig = np.linalg.eigvals(jn)
     eig = np.take_along_axis(eig, np.argsort(eig.real, axis=-1, kind="stable"), axis=-1)
@@ -313,113 +320,214 @@ def diagnose_jacobians(jac: np.ndarray, t: float, process: Process, *, threshold
         k = reference_basis.shape[1] if feature_count is None else feature_count
         features = local_tangent_features(jn, k)
         angles = np.stack([principal_angles(reference_basis, f) for f in features])
-    return TimeDiagnostics(float(t), float(process.tau_from_time(t)), noise, sv, eig,
+    return TimeDiagnostics(None if t is None else float(t), D / (a * a), D, sv, eig,
                            local_dimension_threshold(sv, threshold), local_dimension_gap(sv),
                            nonconservativeness(jn), blocks, angles, route)
 
 
-# --------------------------------------------------------------------------- trajectories
-def backward_trajectories(field: ScoreField, process: Process, times: Sequence[float],
-                          x_start: np.ndarray, t_start: float, *,
-                          steps_per_efold: int = 40) -> dict[float, np.ndarray]:
-    """Probability-flow ODE from ``t_start`` back through ``times``; points at each time.
-
-    Written in ``u = x / a_t`` and ``tau = D_t / a_t^2``, where every process is variance
-    exploding: ``du/dtau = -(a_t / 2) s(a_t u, t(tau))``. Heun steps, uniform in ``log tau``
-    (``steps_per_efold`` per unit of ``log tau``); second-order accurate.
-    """
-    steps_per_efold = require_int("steps_per_efold", steps_per_efold, minimum=1)
-    times = np.sort(as_float_array("times", times))[::-1]
-    if times[0] > t_start:
-        raise ParameterError("t_start", t_start, f">= the largest time {times[0]:g}")
-    tau_now = float(process.tau_from_time(t_start))
-    u = np.asarray(x_start, dtype=float) / float(process.signal_scale(t_start))
-    out: dict[float, np.ndarray] = {}
-
-    def velocity(u_now: np.ndarray, tau: float) -> np.ndarray:
-        t = float(process.time_from_tau(tau))
-        a = float(process.signal_scale(t))
-        return -0.5 * a * field.score(a * u_now, t)
-
-    for t in times:
-        tau_end = float(process.tau_from_time(t))
-        count = max(1, int(np.ceil(steps_per_efold * np.log(tau_now / tau_end))))
-        grid = np.exp(np.linspace(np.log(tau_now), np.log(tau_end), count + 1))
-        for tau0, tau1 in zip(grid[:-1], grid[1:], strict=True):
-            h = tau1 - tau0
-            k0 = velocity(u, tau0)
-            k1 = velocity(u + h * k0, tau1)
-            u = u + 0.5 * h * (k0 + k1)
-        tau_now = tau_end
-        out[float(t)] = u * float(process.signal_scale(t))
-    return out
+def _check_probes(probes, dim: int) -> None:
+    if probes is not None and probes > dim:
+        raise ParameterError("--probes", probes, f"an integer in [1, {dim}]")
 
 
-def start_points(n: int, dim: int, process: Process, t_start: float, rng: np.random.Generator,
-                 data_variance: float = 1.0, sampler: Callable | None = None) -> np.ndarray:
-    """Points at ``t_start``: ``a y + sqrt(D) z`` with ``y`` from ``sampler`` (exact), else
-    ``N(0, (a^2 data_variance + D) I)`` (an isotropic approximation of ``p_t``)."""
-    a = float(process.signal_scale(t_start))
-    noise = float(process.noise_variance(t_start))
-    z = rng.standard_normal((n, dim))
-    if sampler is not None:
-        return a * sampler(n, rng) + np.sqrt(noise) * z
-    return np.sqrt(a * a * data_variance + noise) * z
+def _check_request(process: Process, times, *, points, t_start, data_variance, threshold,
+                   route, probes, relative_step, steps_per_efold) -> np.ndarray:
+    """Every option of :func:`diagnose_field` checked before any work; the times, descending."""
+    times = np.sort(as_float_array("--times", times))[::-1]
+    process.tau_from_time(times)
+    require_positive("--threshold", threshold)
+    require_positive("--relative-step", relative_step)
+    require_positive("--data-variance", data_variance)
+    require_int("--points", points, minimum=1)
+    require_choice("--route", route, JACOBIAN_ROUTES)
+    if probes is not None:
+        require_int("--probes", probes, minimum=1)
+    require_int("steps_per_efold", steps_per_efold, minimum=1)
+    if t_start is not None and t_start < times[0]:
+        raise ParameterError("--t-start", t_start, f">= the largest time {times[0]:g}")
+    return times
 
 
-def diagnose_field(field: ScoreField, times: Sequence[float], *, points: int = 8,
-                   rng: np.random.Generator, t_start: float | None = None,
+def diagnose_field(field: ScoreField, process: str | Process, times: Sequence[float], *,
+                   points: int = 8, rng: np.random.Generator, t_start: float | None = None,
                    sampler: Callable | None = None, data_variance: float = 1.0,
                    reference_basis: np.ndarray | None = None, threshold: float = 0.5,
                    route: str = "auto", probes: int | None = None, relative_step: float = 1e-4,
                    steps_per_efold: int = 40) -> list[TimeDiagnostics]:
-    """Diagnostics along ``points`` backward trajectories at each of ``times`` (descending).
+    """Diagnostics along ``points`` backward trajectories at each of ``times`` (descending) of
+    ``process``.
 
-    Trajectories start at ``t_start`` (default: the largest time) from :func:`start_points` and
-    follow :func:`backward_trajectories`; the Jacobian comes from
-    :func:`diffphase.validate.jacobians.jacobian` (``route``).
+    Trajectories start at ``t_start`` (default: the largest time) from
+    :func:`~diffphase.simulate.integrators.start_points` (``sampler``: exact ``a y + sqrt(D) z``)
+    and follow :func:`~diffphase.simulate.integrators.probability_flow` on
+    :func:`~diffphase.simulate.integrators.log_tau_grid` (``steps_per_efold``); at each time the
+    Jacobian comes from :func:`diffphase.simulate.jacobians.jacobian` (``route``, ``probes``,
+    ``relative_step``) at the process's ``(a_t, D_t)``.
     """
-    process = getattr(field, "process", None)
-    if process is None:
-        raise ParameterError("field.process", None, "a diffphase Process")
-    times = np.sort(as_float_array("--times", times))[::-1]
-    process.tau_from_time(times)  # validates the times before any work
-    points = require_int("--points", points, minimum=1)
+    proc = as_process(process)
+    times = _check_request(proc, times, points=points, t_start=t_start,
+                           data_variance=data_variance, threshold=threshold, route=route,
+                           probes=probes, relative_step=relative_step,
+                           steps_per_efold=steps_per_efold)
+    _check_probes(probes, field.dim)
     if reference_basis is not None and reference_basis.shape[0] != field.dim:
         raise ParameterError("reference basis rows", reference_basis.shape[0], f"{field.dim}")
     t_start = float(times[0]) if t_start is None else float(t_start)
-    x0 = start_points(points, field.dim, process, t_start, rng, data_variance, sampler)
-    along = backward_trajectories(field, process, times, x0, t_start,
-                                  steps_per_efold=steps_per_efold)
-    from .jacobians import available_route
-
+    x0 = start_points(int(points), field.dim, proc, t_start, rng, data_variance, sampler)
+    flow = probability_flow(field.score, x0, proc,
+                            log_tau_grid(proc, t_start, times, steps_per_efold),
+                            record_times=times)
+    along = dict(zip(flow.times.tolist(), flow.states, strict=True))
     used = available_route(field) if route == "auto" else route
     results = []
     for t in times:
-        jac = jacobian(field, along[float(t)], float(t), route=route, probes=probes, rng=rng,
+        a, D = float(proc.signal_scale(t)), float(proc.noise_variance(t))
+        jac = jacobian(field, along[float(t)], a, D, route=route, probes=probes, rng=rng,
                        relative_step=relative_step)
-        results.append(diagnose_jacobians(jac, float(t), process, threshold=threshold,
+        results.append(diagnose_jacobians(jac, a, D, t=float(t), threshold=threshold,
                                           reference_basis=reference_basis, route=used))
     return results
 
 
-def linear_manifold_field(fractions, variances, dim: int, process: str | Process = "ve", *,
-                          subspace: str = "random", rotation: float = 0.0,
-                          rng: np.random.Generator | None = None):
-    """The exact score of linear-manifold data (optionally plus a tangent rotation ``rotation``
-    in the plane of the first two tangent basis vectors), with its data and tangent basis.
+# --------------------------------------------------------------------------- requests
+@dataclass
+class FieldSource:
+    """A score field to diagnose: the field, a label, the data sampler ``sample(n, rng)`` when
+    the data law is known (exact start points), and a reference tangent basis when known."""
 
-    Returns ``(field, data, tangent_basis)``.
+    field: ScoreField
+    label: str
+    sampler: Callable | None = None
+    reference_basis: np.ndarray | None = None
+
+
+def load_reference(reference, dim: int) -> np.ndarray:
+    """Orthonormal basis of the span of a ``(dim, m)`` matrix (``1 <= m < dim``), given as an
+    array or as the path of a ``.npy`` file."""
+    if isinstance(reference, (str, Path)):
+        try:
+            reference = np.load(reference)
+        except (OSError, ValueError) as exc:
+            raise ParameterError("--reference", str(reference),
+                                 f"a readable .npy file ({exc})") from None
+    matrix = np.atleast_2d(np.asarray(reference, dtype=float))
+    if matrix.ndim != 2 or matrix.shape[0] != dim or matrix.shape[1] >= dim:
+        raise ParameterError("--reference shape", matrix.shape, f"({dim}, m) with 1 <= m < {dim}")
+    return orthonormal_basis(matrix)
+
+
+def field_source(process: str | Process, *, score: str | Callable | None = None,
+                 model: str | None = None, dim: int | None = None,
+                 fractions=(0.125, 0.125), variances=(4.0, 0.25), subspace: str = "random",
+                 rotation: float = 0.0, samples: int = 200, reference=None,
+                 device: str = "cpu", rng: np.random.Generator | None = None) -> FieldSource:
+    """The field of a user score or of a built-in model (exactly one of ``score``, ``model``).
+
+    ``score`` is a callable ``f(x, t)`` with ``t`` a time of ``process`` (wrapped in
+    :class:`~diffphase.simulate.jacobians.TimeScore` and checked by
+    :class:`~diffphase.simulate.jacobians.CallableScore`), or its import path
+    ``"package.module:function"``; ``dim`` is then required, ``reference`` optional (see
+    :func:`load_reference`), and the callable is tried once on two zero points at ``tau = 1``
+    (``ddpm``: step 1) so that a wrong shape or NaN fails before any work. ``model`` is
+    ``"linear-manifold"`` (the exact score of :func:`linear_manifold_field`, ``dim`` default 16)
+    or ``"empirical"`` (the empirical score of ``samples`` points of the same manifold, on
+    ``device``: the only source computed on a GPU).
     """
-    proc = get_process(process) if isinstance(process, str) else process
-    data = linear_manifold(fractions, variances, dim, subspace=subspace, rng=rng)
-    cov = data.covariance()
-    basis = orthonormal_basis(np.asarray(data.F))
-    if rotation:
-        if basis.shape[1] < 2:
-            raise ParameterError("--rotation", rotation, "0 when the manifold has dimension < 2")
-        score = rotated_gaussian_field(cov, proc, plane_rotation(basis), rotation)
-    else:
-        score = gaussian_score_field(cov, proc)
-    return score, data, basis
+    proc = as_process(process)
+    rng = np.random.default_rng() if rng is None else rng
+    if (score is None) == (model is None):
+        raise ParameterError("--score/--model", f"{score}/{model}", "exactly one of the two")
+    if device == "gpu" and model != "empirical":
+        # only the empirical score has a cupy path; the others would silently run on the CPU
+        raise ParameterError("--device", device, "cpu or auto unless --model empirical (the only "
+                             "score computed on a GPU)")
+    if score is not None:
+        if dim is None:
+            raise ParameterError("--dim", None, "an integer >= 1 (required with --score)")
+        name = score if isinstance(score, str) else getattr(score, "__qualname__", repr(score))
+        function = load_callable(score) if isinstance(score, str) else score
+        user = CallableScore(TimeScore(function, proc), dim, name=f"--score {name}")
+        t_probe = float(proc.time_from_tau(1.0)) if proc.name != "ddpm" else 1.0
+        user.score(np.zeros((2, user.dim)), float(proc.signal_scale(t_probe)),
+                   float(proc.noise_variance(t_probe)))  # shape/NaN errors before any work
+        basis = None if reference is None else load_reference(reference, user.dim)
+        return FieldSource(user, f"user score {name}", None, basis)
+    require_choice("--model", model, FIELD_SOURCES)
+    dim = 16 if dim is None else require_int("--dim", dim, minimum=2)
+    if rotation and model != "linear-manifold":
+        raise ParameterError("--rotation", rotation, "0 unless --model linear-manifold")
+    exact, data, basis = linear_manifold_field(fractions, variances, dim, subspace=subspace,
+                                               rotation=rotation, rng=rng)
+    if model == "empirical":
+        from .empirical import EmpiricalScore
 
+        samples = require_int("--samples", samples, minimum=2)
+        return FieldSource(EmpiricalScore(data.sample(samples, rng), device),
+                           f"empirical score of {samples} linear-manifold points", data.sample,
+                           basis)
+    label = "exact linear-manifold score" + (f" + rotation {rotation:g}" if rotation else "")
+    return FieldSource(exact, label, data.sample, basis)
+
+
+@dataclass
+class FieldDiagnosis:
+    """A checked request (from :func:`prepare_diagnosis`): ``run()`` gives the diagnostics."""
+
+    source: FieldSource
+    process: Process
+    times: np.ndarray  # descending
+    rng: np.random.Generator
+    options: dict  # the remaining keyword options of diagnose_field
+
+    def run(self) -> list[TimeDiagnostics]:
+        return diagnose_field(self.source.field, self.process, self.times, rng=self.rng,
+                              sampler=self.source.sampler,
+                              reference_basis=self.source.reference_basis, **self.options)
+
+
+def prepare_diagnosis(process: str | Process, times: Sequence[float], *,
+                      rng: np.random.Generator, points: int = 8, t_start: float | None = None,
+                      data_variance: float = 1.0, threshold: float = 0.5, route: str = "auto",
+                      probes: int | None = None, relative_step: float = 1e-4,
+                      steps_per_efold: int = 40, **source) -> FieldDiagnosis:
+    """Check the options of :func:`diagnose_field`, then build the source
+    (:func:`field_source` with the keywords ``source``), then check ``probes`` against its
+    dimension: every input error is raised here, before any heavy work."""
+    proc = as_process(process)
+    options = {"points": points, "t_start": t_start, "data_variance": data_variance,
+               "threshold": threshold, "route": route, "probes": probes,
+               "relative_step": relative_step, "steps_per_efold": steps_per_efold}
+    times = _check_request(proc, times, **options)
+    built = field_source(proc, rng=rng, **source)
+    _check_probes(probes, built.field.dim)
+    return FieldDiagnosis(built, proc, times, rng, options)
+
+
+#: per-time values of :meth:`TimeDiagnostics.summary` in the per-time table, when present
+SUMMARY_COLUMNS = ("local_dimension", "local_dimension_gap", "local_dimension_mean",
+                   "nonconservativeness", "tangent_nonconservativeness",
+                   "normal_nonconservativeness", "coupling", "max_principal_angle")
+
+
+def diagnosis_tables(summaries: Sequence[dict], time_column: str = "t") -> tuple[dict, dict]:
+    """Tidy columns of :meth:`TimeDiagnostics.summary` dicts: ``(spectra, per_time)``.
+
+    ``spectra`` has one row per time and singular-value index (normalized singular values and
+    eigenvalues, point-averaged); ``per_time`` one row per time (:data:`SUMMARY_COLUMNS`; NaN
+    where a value is undefined).
+    """
+    d = len(summaries[0]["singular_values"])
+    t = [s["t"] for s in summaries]
+    tau = [s["tau"] for s in summaries]
+    spectra = {
+        time_column: np.repeat(t, d), "tau": np.repeat(tau, d),
+        "index": np.tile(np.arange(1, d + 1), len(summaries)),
+        "singular_value_normalized": np.concatenate([s["singular_values"] for s in summaries]),
+        "eigenvalue_normalized_real": np.concatenate([s["eigenvalues_real"] for s in summaries]),
+        "eigenvalue_normalized_imag": np.concatenate([s["eigenvalues_imag"] for s in summaries]),
+    }
+    per_time = {time_column: t, "tau": tau}
+    for key in SUMMARY_COLUMNS:
+        if key in summaries[0]:
+            per_time[key] = [np.nan if s[key] is None else s[key] for s in summaries]
+    return spectra, per_time

@@ -1,32 +1,64 @@
-"""Reverse-time integrators for the ``ou`` and ``ve`` processes (THEORY section 0 and B).
+"""Reverse-time integrators: the probability flow of every process and the reverse SDE
+(THEORY 0; used by the memorization experiments of B and the field diagnostics of E).
 
 Contract
 --------
-The forward process ``x_t = a_t y + sqrt(D_t) z`` is the SDE ``dx = f_t x dt + g_t dW`` with
-``f_t = d ln a_t / dt`` and ``g_t^2 = dD_t/dt - 2 f_t D_t`` (``ou``: ``f = -1``, ``g^2 = 2``;
-``ve``: ``f = 0``, ``g^2 = 1``). Going back from ``t`` to ``t - h``:
+``score(x, a, D)`` is any score in the library's convention (THEORY 0, ``x = a y + sqrt(D) z``):
+the exact scores of :mod:`diffphase.data.laws`, :meth:`EmpiricalScore.score`, a field's ``score``
+(:mod:`diffphase.simulate.fields`), or a score of a process's time through
+:class:`~diffphase.simulate.jacobians.TimeScore`. Its output is brought to numpy. ``grid`` is a
+descending array of times of ``process`` (a name or a :class:`~diffphase.process.Process`;
+``ddpm`` times are steps, fractional steps interpolating ``log tau``).
 
-* :func:`reverse_sde` (Euler–Maruyama):
-  ``x <- x + h (-f_t x + g_t^2 s(x, t)) + g_t sqrt(h) xi``;
-* :func:`probability_flow` (Heun on ``dx/dt = f_t x - (1/2) g_t^2 s(x, t)``, backwards).
+* :func:`probability_flow` integrates the probability-flow ODE written in ``u = x / a_t`` and
+  ``tau = D_t / a_t^2``, where every process is variance exploding. With ``sigma = sqrt(tau)``
+  and the denoiser ``den(u) = u + tau a_t s(a_t u; a_t, D_t)`` (Tweedie),
 
-``score(x, a, D)`` is any score callable (exact Gaussian / manifold / mixture scores of
-:mod:`diffphase.data.laws`, or :meth:`EmpiricalScore.score`). Both record the states at the
-grid times closest to ``record_times`` and, when ``spectrum(x, a, D)`` is given, the Jacobian
-spectra there. Time grids are geometric by default, so the small times where memorization happens
-are resolved.
+      du/dtau = -(a_t / 2) s(a_t u; a_t, D_t),     du/dsigma = (u - den(u)) / sigma,
+
+  and Heun's method in ``(u, sigma)`` steps between consecutive grid nodes
+  ``sigma_k = sqrt(tau(t_k))``; the score is evaluated at the nodes only, at the process's own
+  ``(a_t, D_t)``. Second order in the step, and exact wherever ``u`` is linear in ``sigma``: where
+  the denoiser is constant (pure noise at large ``tau``) and off the span of linear-manifold data
+  (``den = 0`` there), so the large steps in ``tau`` of a grid uniform in ``t`` lose little
+  accuracy. It serves ``ou``, ``ve`` and ``ddpm``.
+* :func:`reverse_sde` (``ou`` and ``ve``): the forward process is the SDE
+  ``dx = f_t x dt + g_t dW`` with ``f_t = d ln a_t / dt`` and ``g_t^2 = dD_t/dt - 2 f_t D_t``
+  (``ou``: ``f = -1``, ``g^2 = 2``; ``ve``: ``f = 0``, ``g^2 = 1``); Euler–Maruyama from ``t`` to
+  ``t - h``: ``x <- x + h (-f_t x + g_t^2 s(x; a_t, D_t)) + g_t sqrt(h) xi``.
+
+Both record the states at the grid times closest to ``record_times`` and, when
+``spectrum(x, a, D)`` is given, whatever it returns there. Grids: :func:`time_grid` (geometric or
+linear in ``t``, so the small times where memorization happens are resolved) and
+:func:`log_tau_grid` (uniform in ``log tau`` through given times). :func:`start_points` draws the
+start of backward trajectories.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ParameterError, require_choice, require_int, require_positive
+from ..backend import to_numpy
+from ..errors import (
+    ParameterError,
+    as_float_array,
+    require_choice,
+    require_int,
+    require_positive,
+)
+from ..models import PROCESSES
 from ..models import REVERSIBLE_PROCESSES as REVERSIBLE
-from ..process import get_process
+from ..process import Process, get_process
+
+
+def as_process(process: str | Process) -> Process:
+    """``process`` itself, or the named process with its default schedule."""
+    if isinstance(process, Process):
+        return process
+    return get_process(require_choice("process", process, PROCESSES))
 
 
 def drift_and_diffusion(process: str, t: float) -> tuple[float, float]:
@@ -37,6 +69,7 @@ def drift_and_diffusion(process: str, t: float) -> tuple[float, float]:
     return 0.0, 1.0
 
 
+# --------------------------------------------------------------------------- grids and starts
 def time_grid(t_start: float, t_end: float, n_steps: int, spacing: str = "geometric",
               extra_times=()) -> np.ndarray:
     """Descending times from ``t_start`` to ``t_end`` (``n_steps`` steps), with ``extra_times``
@@ -55,16 +88,46 @@ def time_grid(t_start: float, t_end: float, n_steps: int, spacing: str = "geomet
     return np.unique(np.concatenate([grid, extra]))[::-1]
 
 
-def prior_sample(process: str, t_start: float, n: int, dim: int, rng: np.random.Generator,
-                 data_variance: float = 1.0) -> np.ndarray:
-    """Start points: ``N(0, (a^2 v + D) I)`` with ``v`` the data variance scale."""
-    proc = get_process(require_choice("process", process, REVERSIBLE))
+def log_tau_grid(process: str | Process, t_start: float, times: Sequence[float],
+                 steps_per_efold: int = 40) -> np.ndarray:
+    """Descending times from ``t_start`` through each of ``times``, uniform in ``log tau``.
+
+    Between consecutive stops the grid has ``max(1, ceil(steps_per_efold * ln(tau_0 / tau_1)))``
+    steps, so the Heun error of :func:`probability_flow` is about the same per unit of
+    ``log tau`` in every process. ``t_start`` and ``times`` are nodes exactly.
+    """
+    proc = as_process(process)
+    steps_per_efold = require_int("steps_per_efold", steps_per_efold, minimum=1)
+    stops = np.unique(as_float_array("times", times))[::-1]
+    t_start = float(t_start)
+    if stops[0] > t_start:
+        raise ParameterError("t_start", t_start, f">= the largest time {stops[0]:g}")
+    tau_now = float(proc.tau_from_time(t_start))
+    nodes = [np.array([t_start])]
+    for t in stops[stops < t_start]:
+        tau_end = float(proc.tau_from_time(t))
+        count = max(1, int(np.ceil(steps_per_efold * np.log(tau_now / tau_end))))
+        inner = np.exp(np.linspace(np.log(tau_now), np.log(tau_end), count + 1))[1:-1]
+        nodes += [np.atleast_1d(proc.time_from_tau(inner)) if inner.size else inner, [t]]
+        tau_now = tau_end
+    return np.concatenate(nodes).astype(float)
+
+
+def start_points(n: int, dim: int, process: str | Process, t_start: float,
+                 rng: np.random.Generator, data_variance: float = 1.0,
+                 sampler: Callable | None = None) -> np.ndarray:
+    """Points at ``t_start``: ``a y + sqrt(D) z`` with ``y`` from ``sampler(n, rng)`` (exact),
+    else ``N(0, (a^2 data_variance + D) I)`` (an isotropic approximation of ``p_t``)."""
+    proc = as_process(process)
     a = float(proc.signal_scale(t_start))
-    D = float(proc.noise_variance(t_start))
-    return rng.normal(size=(require_int("n", n, 1), require_int("dim", dim, 1))) * np.sqrt(
-        a * a * data_variance + D)
+    noise = float(proc.noise_variance(t_start))
+    z = rng.standard_normal((require_int("n", n, 1), require_int("dim", dim, 1)))
+    if sampler is not None:
+        return a * sampler(n, rng) + np.sqrt(noise) * z
+    return np.sqrt(a * a * data_variance + noise) * z
 
 
+# --------------------------------------------------------------------------- integrators
 @dataclass
 class Trajectories:
     """Recorded states ``states[k]`` (M, d) at ``times[k]`` (descending), the final state, the
@@ -84,15 +147,12 @@ def _record_indices(grid: np.ndarray, record_times) -> np.ndarray:
     return np.unique([int(np.argmin(np.abs(grid - r))) for r in rt])
 
 
-def _integrate(step, score, x_start, process, grid, record_times, spectrum, progress):
-    require_choice("process", process, REVERSIBLE)
-    proc = get_process(process)
+def _integrate(step, x_start, proc: Process, grid, record_times, spectrum,
+               progress) -> Trajectories:
+    """Run ``x <- step(x, k)`` from node ``k`` to ``k + 1`` along ``grid``, recording."""
     x = np.array(x_start, dtype=float, copy=True)
     if x.ndim != 2 or not np.all(np.isfinite(x)):
         raise ParameterError("x_start", f"shape {np.shape(x_start)}", "finite (M, d) array")
-    grid = np.asarray(grid, dtype=float)
-    if grid.ndim != 1 or grid.size < 2 or np.any(np.diff(grid) >= 0) or grid[-1] <= 0:
-        raise ParameterError("grid", grid[:4], "strictly decreasing positive times")
     marks = set(_record_indices(grid, record_times).tolist())
     times, states, spectra = [], [], []
 
@@ -106,7 +166,7 @@ def _integrate(step, score, x_start, process, grid, record_times, spectrum, prog
     if 0 in marks:
         record(0)
     for k in range(grid.size - 1):
-        x = step(x, grid[k], grid[k + 1], proc, score)
+        x = step(x, k)
         if k + 1 in marks:
             record(k + 1)
         if progress is not None:
@@ -115,35 +175,51 @@ def _integrate(step, score, x_start, process, grid, record_times, spectrum, prog
                         x, spectra, grid)
 
 
-def reverse_sde(score: Callable, x_start, process: str, grid, rng: np.random.Generator,
+def _checked_grid(grid, proc: Process) -> np.ndarray:
+    grid = np.atleast_1d(np.asarray(grid, dtype=float))
+    if grid.ndim != 1 or grid.size < 1 or np.any(np.diff(grid) >= 0):
+        raise ParameterError("grid", grid[:4], "strictly decreasing times")
+    proc.tau_from_time(grid)  # each time in the process's range
+    return grid
+
+
+def reverse_sde(score: Callable, x_start, process: str | Process, grid, rng: np.random.Generator,
                 record_times=None, spectrum: Callable | None = None,
                 progress: Callable | None = None) -> Trajectories:
-    """Euler–Maruyama for the reverse-time SDE along the descending ``grid``."""
+    """Euler–Maruyama for the reverse-time SDE along the descending ``grid`` (``ou``, ``ve``)."""
+    proc = as_process(process)
+    require_choice("process", proc.name, REVERSIBLE)
+    grid = _checked_grid(grid, proc)
 
-    def step(x, t, t_next, proc, score_fn):
-        h = t - t_next
+    def step(x, k):
+        t, h = grid[k], grid[k] - grid[k + 1]
         f, g2 = drift_and_diffusion(proc.name, t)
-        s = score_fn(x, float(proc.signal_scale(t)), float(proc.noise_variance(t)))
+        s = to_numpy(score(x, float(proc.signal_scale(t)), float(proc.noise_variance(t))))
         return x + h * (-f * x + g2 * s) + np.sqrt(g2 * h) * rng.normal(size=x.shape)
 
-    return _integrate(step, score, x_start, process, grid, record_times, spectrum, progress)
+    return _integrate(step, x_start, proc, grid, record_times, spectrum, progress)
 
 
-def probability_flow(score: Callable, x_start, process: str, grid, record_times=None,
+def probability_flow(score: Callable, x_start, process: str | Process, grid, record_times=None,
                      spectrum: Callable | None = None,
                      progress: Callable | None = None) -> Trajectories:
-    """Heun's method for the probability-flow ODE, backwards along ``grid``."""
+    """Heun's method for the probability-flow ODE in ``(u = x / a_t, sigma = sqrt(tau))``,
+    backwards along ``grid`` (any process; see the module docstring)."""
+    proc = as_process(process)
+    grid = _checked_grid(grid, proc)
+    sigma = [float(np.sqrt(proc.tau_from_time(t))) for t in grid]
+    scale = [float(proc.signal_scale(t)) for t in grid]
+    noise = [float(proc.noise_variance(t)) for t in grid]
 
-    def velocity(x, t, proc, score_fn):
-        f, g2 = drift_and_diffusion(proc.name, t)
-        s = score_fn(x, float(proc.signal_scale(t)), float(proc.noise_variance(t)))
-        return f * x - 0.5 * g2 * s
+    def velocity(u, k):  # du/dsigma = -sigma a s(a u; a, D)
+        a = scale[k]
+        return -sigma[k] * a * np.asarray(to_numpy(score(a * u, a, noise[k])), dtype=float)
 
-    def step(x, t, t_next, proc, score_fn):
-        h = t - t_next
-        k1 = velocity(x, t, proc, score_fn)
-        x_pred = x - h * k1
-        k2 = velocity(x_pred, t_next, proc, score_fn)
-        return x - 0.5 * h * (k1 + k2)
+    def step(x, k):
+        u = x / scale[k]
+        h = sigma[k + 1] - sigma[k]
+        k0 = velocity(u, k)
+        k1 = velocity(u + h * k0, k + 1)
+        return (u + 0.5 * h * (k0 + k1)) * scale[k + 1]
 
-    return _integrate(step, score, x_start, process, grid, record_times, spectrum, progress)
+    return _integrate(step, x_start, proc, grid, record_times, spectrum, progress)

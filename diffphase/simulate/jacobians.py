@@ -1,25 +1,34 @@
-"""Jacobians of score fields by every route the toolkit knows (THEORY E).
+"""Score fields in one convention, and their Jacobians by every route (THEORY 0 and E).
 
-Contract. A *score field* is anything with ``dim`` and ``score(x, t)`` mapping an ``(n, dim)``
-array of points at time ``t`` (in the field's process convention) to an ``(n, dim)`` array.
-Fields that know their Jacobian also define ``jacobian(x, t) -> (n, dim, dim)`` and say how in
-``jacobian_route`` (``"closed-form"`` for exact linear fields, ``"autograd"`` for the torch
-adapter). :func:`jacobian` picks the best route available:
+Contract. Every score in the library is called as ``score(x, a, D)``: the score of the noised law
+of ``x = a y + sqrt(D) z`` (THEORY 0) at the ``(n, dim)`` points ``x``, an ``(n, dim)`` array.
+No process is attached: the data laws of :mod:`diffphase.data.laws`, the empirical engine
+(:class:`~diffphase.simulate.empirical.EmpiricalScore`), the exact fields of
+:mod:`diffphase.simulate.fields` and the trained network of :mod:`diffphase.simulate.networks`
+all take ``(a, D)``. A *score field* is such an object with ``dim`` and ``score``; fields that know
+their Jacobian also define ``jacobian(x, a, D)`` (``(n, dim, dim)``, or one ``(dim, dim)`` matrix
+that holds at every point) and name how in ``jacobian_route`` (default ``"closed-form"``;
+``"autograd"`` for torch). Outputs may live on a GPU; the routes bring them to numpy.
+
+:func:`jacobian` picks the best route available:
 
 1. the field's own ``jacobian`` (closed form or autograd), else
 2. central differences along ``k`` random orthonormal probes ``q_i``,
 
        J q_i ~ [s(x + h q_i) - s(x - h q_i)] / (2 h),     J ~ sum_i (J q_i) q_i^T,
 
-   exact for fields linear in ``x`` and with an ``O(h^2)`` error otherwise. With ``k < dim``
-   probes the estimate is ``J Q Q^T``, the Jacobian restricted to the probed subspace.
+   exact for fields linear in ``x`` and with an ``O(h^2)`` error otherwise; the default step is
+   ``h = relative_step * sqrt(D)``, since an exact score varies on the noise scale ``sqrt(D)``.
+   With ``k < dim`` probes the estimate is ``J Q Q^T``, the Jacobian restricted to the probes.
 
 :func:`one_sided_jacobian` (forward differences, error ``O(h)``) exists only so that a test can
 show its bias; :func:`jacobian` never uses it.
 
-User callables are wrapped by :class:`CallableScore`, which checks that the output has the
-input's shape and is finite, and raises :class:`~diffphase.errors.ParameterError` naming the
-problem otherwise.
+Edges. A score written in the time of a process, ``score(x, t)`` (a user callable, a torch network
+that takes ``t``), enters through :class:`TimeScore`, which holds the process and is called as
+``score(x, a, D)``; see its docstring for the exact map. :class:`CallableScore` checks a user
+callable's output (shape, finiteness) and raises :class:`~diffphase.errors.ParameterError` naming
+the problem.
 """
 
 from __future__ import annotations
@@ -30,28 +39,76 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..backend import to_numpy
 from ..errors import ParameterError, require_choice, require_int, require_positive
 from ..models import JACOBIAN_ROUTES
+from ..process import Process
 
-ROUTES = JACOBIAN_ROUTES
+#: a ddpm step recovered from ``(a, D)`` within this distance of an integer is that integer (the
+#: round trip ``k -> (a, D) -> k`` of :class:`~diffphase.process.Process` is exact to about 1e-13)
+STEP_SNAP_TOL = 1e-9
 
 
 @runtime_checkable
 class ScoreField(Protocol):
-    """A score ``s(x, t)`` on ``R^dim``; batched: ``(n, dim) -> (n, dim)``."""
+    """A score ``s(x; a, D)`` on ``R^dim``; batched: ``(n, dim) -> (n, dim)``."""
 
     dim: int
 
-    def score(self, x: np.ndarray, t: float) -> np.ndarray: ...
+    def score(self, x: np.ndarray, a: float, D: float) -> np.ndarray: ...
 
 
-class CallableScore:
-    """A user callable ``score(x, t) -> array`` seen as a checked :class:`ScoreField`.
+class TimeScore:
+    """A score written in the time of ``process``, ``function(x, t)``, called as ``(x, a, D)``.
+
+    The map is exact for every ``(a, D)``. The noised law of ``a y + sqrt(D) z`` is that of the
+    process at the time ``t`` with the same noise-to-signal ratio, ``tau_t = tau = D / a^2``,
+    rescaled by ``c = a_t / a``; hence ``s(x; a, D) = c s_t(c x)``. On the process's own noise
+    levels ``(a_t, D_t)``, as the integrators and diagnostics use them, ``c = 1`` (up to rounding;
+    exactly 1 for ``ve``) and the call is ``function(x, t)``. For ``ddpm`` a step within
+    :data:`STEP_SNAP_TOL` of an integer is passed as that integer, so a network indexed by step
+    sees the step that ``(a, D)`` came from.
 
     Parameters
     ----------
-    function : ``function(x, t)`` with ``x`` of shape ``(n, dim)`` (``batched=True``) or
+    function : ``function(x, t)``, numpy or torch (only ``x * c`` and ``c * output`` are applied
+        to its input and output, so autograd Jacobians come out as ``c^2 J_t(c x)``).
+    process : the :class:`~diffphase.process.Process` whose time ``t`` is.
+    """
+
+    def __init__(self, function: Callable, process: Process):
+        if not callable(function):
+            raise ParameterError("score", function, "a callable score(x, t)")
+        if not isinstance(process, Process):
+            raise ParameterError("process", process, "a diffphase Process")
+        self.function = function
+        self.process = process
+
+    def time_of(self, a: float, D: float) -> tuple[float, float]:
+        """``(t, c)``: the process time with ``tau_t = D / a^2`` and the scale ``c = a_t / a``."""
+        a, D = require_positive("a", float(a)), require_positive("D", float(D))
+        t = float(self.process.time_from_tau(D / (a * a)))
+        if self.process.name == "ddpm":
+            step = round(t)
+            if abs(t - step) <= STEP_SNAP_TOL:
+                t = float(step)
+        return t, float(self.process.signal_scale(t)) / a
+
+    def __call__(self, x, a: float, D: float):
+        t, scale = self.time_of(a, D)
+        if scale == 1.0:
+            return self.function(x, t)
+        return scale * self.function(x * scale, t)
+
+
+class CallableScore:
+    """A user callable ``score(x, a, D) -> array`` seen as a checked :class:`ScoreField`.
+
+    Parameters
+    ----------
+    function : ``function(x, a, D)`` with ``x`` of shape ``(n, dim)`` (``batched=True``) or
         ``(dim,)`` (``batched=False``, called once per point) and numpy output of the same shape.
+        A callable of a process's time ``f(x, t)`` comes in as ``TimeScore(f, process)``.
     dim : ambient dimension ``d``.
     name : how errors name the callable (for example ``"--score mypkg.mod:score"``).
     """
@@ -59,18 +116,18 @@ class CallableScore:
     def __init__(self, function: Callable, dim: int, *, batched: bool = True,
                  name: str = "score"):
         if not callable(function):
-            raise ParameterError(name, function, "a callable score(x, t) -> array")
+            raise ParameterError(name, function, "a callable score(x, a, D) -> array")
         self.function = function
         self.dim = require_int("dim", dim, minimum=1)
         self.batched = batched
         self.name = name
 
-    def score(self, x: np.ndarray, t: float) -> np.ndarray:
+    def score(self, x: np.ndarray, a: float, D: float) -> np.ndarray:
         x = np.asarray(x, dtype=float)
         if self.batched:
-            out = self.function(x, t)
+            out = self.function(x, a, D)
         else:
-            out = np.stack([np.asarray(self.function(point, t), dtype=float) for point in x])
+            out = np.stack([np.asarray(self.function(point, a, D), dtype=float) for point in x])
         return checked_output(self.name, out, x.shape)
 
 
@@ -149,8 +206,13 @@ def _probe_matrix(dim: int, probes: np.ndarray | int | None,
     return q
 
 
-def central_difference_jacobian(field: ScoreField, x: np.ndarray, t: float, step: float, *,
-                                probes: np.ndarray | int | None = None,
+def _values(field: ScoreField, x: np.ndarray, a: float, D: float) -> np.ndarray:
+    """``field.score(x, a, D)`` as host numpy."""
+    return np.asarray(to_numpy(field.score(x, a, D)), dtype=float)
+
+
+def central_difference_jacobian(field: ScoreField, x: np.ndarray, a: float, D: float,
+                                step: float, *, probes: np.ndarray | int | None = None,
                                 rng: np.random.Generator | None = None) -> np.ndarray:
     """Central differences along orthonormal probes ``q_i``.
 
@@ -160,7 +222,7 @@ def central_difference_jacobian(field: ScoreField, x: np.ndarray, t: float, step
     ----------
     field : a score field; all ``2 n k`` shifted points go to it in one batched call.
     x : points, shape ``(n, dim)``.
-    t : time in the field's process convention.
+    a, D : the noise level (``x = a y + sqrt(D) z``).
     step : the finite-difference step ``h`` (absolute).
     probes : a ``(dim, k)`` orthonormal matrix, or a count ``k`` of random probes (default ``dim``).
 
@@ -175,12 +237,12 @@ def central_difference_jacobian(field: ScoreField, x: np.ndarray, t: float, step
     shifts = step * q.T  # (k, dim)
     stacked = np.concatenate([(x[:, None, :] + shifts).reshape(n * k, -1),
                               (x[:, None, :] - shifts).reshape(n * k, -1)])
-    values = field.score(stacked, t).reshape(2, n, k, field.dim)
+    values = _values(field, stacked, a, D).reshape(2, n, k, field.dim)
     directional = (values[0] - values[1]) / (2.0 * step)  # (n, k, dim): row i is J q_i
     return np.einsum("nki,jk->nij", directional, q)
 
 
-def one_sided_jacobian(field: ScoreField, x: np.ndarray, t: float, step: float, *,
+def one_sided_jacobian(field: ScoreField, x: np.ndarray, a: float, D: float, step: float, *,
                        probes: np.ndarray | int | None = None,
                        rng: np.random.Generator | None = None) -> np.ndarray:
     """Forward differences ``[s(x + h q_i) - s(x)]/h``: biased at ``O(h)``; never used by
@@ -190,7 +252,7 @@ def one_sided_jacobian(field: ScoreField, x: np.ndarray, t: float, step: float, 
     q = _probe_matrix(field.dim, probes, rng)
     n, k = x.shape[0], q.shape[1]
     shifted = (x[:, None, :] + step * q.T).reshape(n * k, -1)
-    values = field.score(np.concatenate([shifted, x]), t)
+    values = _values(field, np.concatenate([shifted, x]), a, D)
     forward = values[: n * k].reshape(n, k, field.dim)
     base = values[n * k:]
     directional = (forward - base[:, None, :]) / step
@@ -204,18 +266,17 @@ def available_route(field: ScoreField) -> str:
     return "central"
 
 
-def jacobian(field: ScoreField, x: np.ndarray, t: float, *, route: str = "auto",
+def jacobian(field: ScoreField, x: np.ndarray, a: float, D: float, *, route: str = "auto",
              step: float | None = None, probes: np.ndarray | int | None = None,
              rng: np.random.Generator | None = None, relative_step: float = 1e-4) -> np.ndarray:
-    """Jacobian of ``field`` at points ``x`` (``(n, dim)``) by the best or the named route.
+    """Jacobian of ``field`` at points ``x`` (``(n, dim)``) and noise level ``(a, D)``.
 
     ``route="auto"`` uses the field's closed form or autograd when it has one, else central
-    differences. The default step is ``relative_step * sqrt(D_t)`` when the field knows its
-    process (``field.process``), since an exact score varies on the noise scale ``sqrt(D_t)``;
-    otherwise ``relative_step`` times the root-mean-square norm of the points per coordinate (at
-    least ``relative_step``).
+    differences (:func:`central_difference_jacobian`) with ``probes`` and the step ``step``
+    (default ``relative_step * sqrt(D)``). Returns ``(n, dim, dim)`` numpy.
     """
-    require_choice("route", route, ROUTES)
+    require_choice("route", route, JACOBIAN_ROUTES)
+    a, D = require_positive("a", float(a)), require_positive("D", float(D))
     own = available_route(field)
     if route == "auto":
         route = own
@@ -223,17 +284,9 @@ def jacobian(field: ScoreField, x: np.ndarray, t: float, *, route: str = "auto",
         if own != route:
             raise ParameterError("route", route, f"one this field supports: {own} or central")
         x = _points(x, field.dim)
-        return np.asarray(field.jacobian(x, t), dtype=float)
+        jac = np.asarray(to_numpy(field.jacobian(x, a, D)), dtype=float)
+        shape = (x.shape[0], field.dim, field.dim)
+        return np.broadcast_to(jac, shape).copy() if jac.shape != shape else jac
     if step is None:
-        step = default_step(field, x, t, relative_step)
-    return central_difference_jacobian(field, x, t, step, probes=probes, rng=rng)
-
-
-def default_step(field: ScoreField, x: np.ndarray, t: float, relative_step: float = 1e-4) -> float:
-    """Finite-difference step: ``relative_step * sqrt(D_t)`` (or the points' scale, see above)."""
-    require_positive("relative_step", relative_step)
-    process = getattr(field, "process", None)
-    if process is not None:
-        return relative_step * float(np.sqrt(process.noise_variance(t)))
-    scale = float(np.sqrt(np.mean(np.square(np.asarray(x, dtype=float)))))
-    return relative_step * max(scale, 1.0)
+        step = require_positive("relative_step", relative_step) * float(np.sqrt(D))
+    return central_difference_jacobian(field, x, a, D, step, probes=probes, rng=rng)

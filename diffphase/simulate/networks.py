@@ -8,12 +8,14 @@ usual noise-level preconditioning (``sigma`` the data scale):
     c_skip = sigma^2 / (tau + sigma^2),  c_out = sigma sqrt(tau / (tau + sigma^2)),
     c_in = 1 / sqrt(tau + sigma^2),
 
-and the score in any process follows from Tweedie, ``s(x, t) = (a_t den(x / a_t, tau) - x) / D_t``
-(:func:`network_score`). :func:`train_denoiser` minimizes the denoising loss
-``E |den(u, tau) - y|^2 / c_out^2`` with fresh data every step (the population, not a finite
-training set, so the target is the exact score) and ``tau`` log-uniform in
-``[tau_min, tau_max]``. :func:`trained_linear_manifold_network` trains (or loads from the kernel
-cache) the network used by the registered checks and ``examples/train_score_network.py``.
+and the score at any noise level follows from Tweedie,
+``s(x; a, D) = (a den(x / a, D / a^2) - x) / D`` (:func:`network_score`, in the library's
+convention ``score(x, a, D)`` of :mod:`diffphase.simulate.jacobians`: no process needed).
+:func:`train_denoiser` minimizes the denoising loss ``E |den(u, tau) - y|^2 / c_out^2`` with
+fresh data every step (the population, not a finite training set, so the target is the exact
+score) and ``tau`` log-uniform in ``[tau_min, tau_max]``. :func:`trained_linear_manifold_network`
+trains (or loads from the kernel cache) the network used by the registered checks and
+``examples/train_score_network.py``.
 
 The network is an unconstrained MLP: nothing forces its Jacobian to be symmetric, so its
 non-conservativeness is a measured property, not a design choice.
@@ -29,8 +31,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..data.laws import LinearGaussian
 from ..errors import require_int, require_positive
-from ..process import Process
 from .torch_adapter import TorchScore, require_torch
 
 torch = require_torch()
@@ -126,17 +128,15 @@ def train_denoiser(sampler: Callable[[int, np.random.Generator], np.ndarray], di
     return net, losses
 
 
-def network_score(net: DenoiserMLP, process: Process, dtype: str = "float64") -> TorchScore:
-    """The trained denoiser as a score field in ``process``: ``s = (a den(x/a, tau) - x) / D``."""
+def network_score(net: DenoiserMLP, dtype: str = "float64") -> TorchScore:
+    """The trained denoiser as a score field: ``s(x; a, D) = (a den(x/a, D/a^2) - x) / D``."""
     net = net.double() if dtype == "float64" else net.float()
 
-    def score(x, t: float):
-        a = float(process.signal_scale(t))
-        noise = float(process.noise_variance(t))
-        tau = torch.tensor(float(process.tau_from_time(t)), dtype=x.dtype)
-        return (a * net(x / a, tau) - x) / noise
+    def score(x, a: float, D: float):
+        tau = torch.tensor(D / (a * a), dtype=x.dtype)
+        return (a * net(x / a, tau) - x) / D
 
-    return TorchScore(score, net.dim, process, dtype=dtype, name="trained score network")
+    return TorchScore(score, net.dim, dtype=dtype, name="trained score network")
 
 
 #: the linear-manifold data of the registered checks and the example script
@@ -153,11 +153,10 @@ def trained_linear_manifold_network(manifold: dict | None = None,
     Returns ``(net, data, losses)``; ``data`` is the linear-manifold data (``F``, ...). The cache
     key hashes the manifold parameters, the training configuration and the torch version.
     """
-    from .fields import linear_manifold
-
     spec = dict(DEFAULT_MANIFOLD if manifold is None else manifold)
-    data = linear_manifold(spec["fractions"], spec["variances"], spec["dim"],
-                           subspace=spec["subspace"], rng=np.random.default_rng(spec["seed"]))
+    data = LinearGaussian.manifold(spec["fractions"], spec["variances"], spec["dim"],
+                                   subspace=spec["subspace"],
+                                   rng=np.random.default_rng(spec["seed"]))
     data_digest = hashlib.sha256(np.ascontiguousarray(data.F).tobytes()
                                  + np.asarray(data.latent_variances, float).tobytes()).hexdigest()
     key = json.dumps({"manifold": spec, "data": data_digest, "config": asdict(config),

@@ -1,11 +1,15 @@
 """Torch score models as score fields with autograd Jacobians (optional ``torch`` extra; THEORY E).
 
-Contract. :class:`TorchScore` wraps a torch function ``function(x, t) -> tensor`` (``x`` a
-``(n, dim)`` tensor, ``t`` a Python float in the process convention of ``process``) as a
-:class:`~diffphase.simulate.jacobians.ScoreField`: ``score`` takes and returns numpy arrays
-(checked for shape and finiteness), and ``jacobian`` returns the exact autograd Jacobian of every
-point in one batched call (``torch.func.vmap`` of ``torch.func.jacrev``), so
-:func:`diffphase.simulate.jacobians.jacobian` uses it by default (route ``"autograd"``).
+Contract. :class:`TorchScore` wraps a torch function ``function(x, a, D) -> tensor`` (``x`` a
+``(n, dim)`` tensor, ``a`` and ``D`` Python floats: the library's convention of
+:mod:`diffphase.simulate.jacobians`) as a :class:`~diffphase.simulate.jacobians.ScoreField`:
+``score(x, a, D)`` takes and returns numpy arrays (checked for shape and finiteness), and
+``jacobian(x, a, D)`` returns the exact autograd Jacobian of every point in one batched call
+(``torch.func.vmap`` of ``torch.func.jacrev``), so :func:`diffphase.simulate.jacobians.jacobian`
+uses it by default (route ``"autograd"``). A network that takes the time ``t`` of a process,
+``network(x, t)``, comes in as ``TorchScore(TimeScore(network, process), dim)``:
+:class:`~diffphase.simulate.jacobians.TimeScore` holds the process and maps ``(a, D)`` to ``t``
+exactly, and autograd differentiates through that map.
 
 torch is imported only when a :class:`TorchScore` is built; importing :mod:`diffphase` never
 imports it. Without torch, :func:`require_torch` raises
@@ -20,7 +24,6 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import MissingDependencyError, require_choice, require_int
-from ..process import Process
 from .jacobians import checked_output
 
 
@@ -43,22 +46,20 @@ class TorchScore:
 
     Parameters
     ----------
-    function : ``function(x: Tensor (n, dim), t: float) -> Tensor (n, dim)``, the score in the
-        convention of ``process``; it must be differentiable in ``x`` and act row by row.
+    function : ``function(x: Tensor (n, dim), a: float, D: float) -> Tensor (n, dim)``, the score
+        at the noise level ``(a, D)``; it must be differentiable in ``x`` and act row by row.
     dim : ambient dimension.
-    process : the forward process whose time ``t`` is.
     dtype : ``"float64"`` (default; finite-difference comparisons need it) or ``"float32"``.
     device : a torch device string (``"cpu"``, ``"cuda"``).
     """
 
     jacobian_route = "autograd"
 
-    def __init__(self, function: Callable, dim: int, process: Process, *,
-                 dtype: str = "float64", device: str = "cpu", name: str = "torch score"):
+    def __init__(self, function: Callable, dim: int, *, dtype: str = "float64",
+                 device: str = "cpu", name: str = "torch score"):
         self.torch = require_torch()
         self.function = function
         self.dim = require_int("dim", dim, minimum=1)
-        self.process = process
         self.dtype = getattr(self.torch, require_choice("dtype", dtype, ("float64", "float32")))
         self.device = self.torch.device(device)
         self.name = name
@@ -67,20 +68,20 @@ class TorchScore:
         return self.torch.as_tensor(np.asarray(x, dtype=float), dtype=self.dtype,
                                     device=self.device)
 
-    def score(self, x: np.ndarray, t: float) -> np.ndarray:
+    def score(self, x: np.ndarray, a: float, D: float) -> np.ndarray:
         x = np.atleast_2d(np.asarray(x, dtype=float))
         with self.torch.no_grad():
-            out = self.function(self._tensor(x), float(t))
+            out = self.function(self._tensor(x), float(a), float(D))
         return checked_output(self.name, out.detach().cpu().numpy(), x.shape)
 
-    def jacobian(self, x: np.ndarray, t: float) -> np.ndarray:
+    def jacobian(self, x: np.ndarray, a: float, D: float) -> np.ndarray:
         """``(n, dim, dim)``: ``J[p, i, j] = d s_i / d x_j`` per point (reverse-mode autograd)."""
         x = np.atleast_2d(np.asarray(x, dtype=float))
         func = self.torch.func
-        t = float(t)
+        a, D = float(a), float(D)
 
         def single(point):
-            return self.function(point[None, :], t)[0]
+            return self.function(point[None, :], a, D)[0]
 
         jac = func.vmap(func.jacrev(single))(self._tensor(x))
         return checked_output(f"{self.name} Jacobian", jac.detach().cpu().numpy(),

@@ -1,15 +1,16 @@
-"""Registered checks of score-field geometry (THEORY E)."""
+"""Registered checks of score-field geometry (THEORY E).
+
+Fields are called as ``score(x, a, D)``; the checks at a given ``tau`` use the ``ve`` noise
+level ``(a, D) = (1, tau)``, and the trajectory check runs every process."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..process import get_process
 from ..simulate.fields import (
-    backward_trajectories,
     diagnose_field,
     diagnose_jacobians,
     gaussian_score_field,
@@ -17,9 +18,10 @@ from ..simulate.fields import (
     linear_manifold_field,
     orthonormal_basis,
     split_symmetric,
-    start_points,
 )
+from ..simulate.integrators import log_tau_grid, probability_flow, start_points
 from ..simulate.jacobians import jacobian
+from ..simulate.torch_adapter import torch_available
 from .registry import CheckSkipped, Comparison, register_check
 
 #: the linear manifold of the checks: d = 12, groups of 2 and 3 directions, variances 4 and 1/4
@@ -28,8 +30,8 @@ CHECK_MANIFOLD = {"fractions": (2 / 12, 3 / 12), "variances": (4.0, 0.25), "dim"
 
 def _check_field(rng: np.random.Generator, subspace: str = "orthonormal", rotation: float = 0.0):
     return linear_manifold_field(CHECK_MANIFOLD["fractions"], CHECK_MANIFOLD["variances"],
-                                 CHECK_MANIFOLD["dim"], "ve", subspace=subspace,
-                                 rotation=rotation, rng=rng)
+                                 CHECK_MANIFOLD["dim"], subspace=subspace, rotation=rotation,
+                                 rng=rng)
 
 
 @register_check("fields", "exact-score-spectrum", tiers=("quick", "full"),
@@ -41,8 +43,8 @@ def check_exact_score_spectrum(tier: str, rng: np.random.Generator) -> list[Comp
     worst_eig, worst_nc = 0.0, 0.0
     for tau in (0.03, 0.5, 8.0):
         x = data.sample(4, rng) + np.sqrt(tau) * rng.standard_normal((4, score.dim))
-        jac = jacobian(score, x, tau, route="central", rng=rng)
-        diag = diagnose_jacobians(jac, tau, score.process)
+        jac = jacobian(score, x, 1.0, tau, route="central", rng=rng)
+        diag = diagnose_jacobians(jac, 1.0, tau)
         predicted = np.sort(-tau / (tau + np.clip(lam, 0.0, None)))  # THEORY A, exact for finite d
         worst_eig = max(worst_eig, float(np.abs(diag.eigenvalues.real - predicted).max()))
         worst_nc = max(worst_nc, float(diag.nonconservativeness.max()))
@@ -57,15 +59,15 @@ def check_exact_score_spectrum(tier: str, rng: np.random.Generator) -> list[Comp
 def check_rotation_known_asymmetry(tier: str, rng: np.random.Generator) -> list[Comparison]:
     rate, tau = 0.3, 0.5
     score, data, basis = _check_field(rng, rotation=rate)
-    exact = gaussian_score_field(data.covariance(), score.process)
-    sym_n = tau * exact.matrix_at(tau)
+    exact = gaussian_score_field(data.covariance())
+    sym_n = tau * exact.matrix_at(1.0, tau)
     # A = rate G with |G|_F^2 = 2; S is the exact normalized Jacobian; |J|^2 = |S|^2 + |A|^2
     predicted = rate * np.sqrt(2) / np.sqrt(np.sum(sym_n ** 2) + 2 * rate ** 2)
     sym_tt = basis.T @ sym_n @ basis
     predicted_tt = rate * np.sqrt(2) / np.sqrt(np.sum(sym_tt ** 2) + 2 * rate ** 2)
     x = data.sample(3, rng) + np.sqrt(tau) * rng.standard_normal((3, score.dim))
-    diag = diagnose_jacobians(jacobian(score, x, tau, route="central", rng=rng), tau,
-                              score.process, reference_basis=basis)
+    diag = diagnose_jacobians(jacobian(score, x, 1.0, tau, route="central", rng=rng), 1.0, tau,
+                              reference_basis=basis)
     return [Comparison("|A|_F/|J|_F", predicted, float(diag.nonconservativeness.mean()), 1e-6),
             Comparison("tangent |A_TT|/|J_TT|", predicted_tt,
                        float(diag.blocks["tangent_nonconservativeness"].mean()), 1e-6),
@@ -82,17 +84,18 @@ def check_probability_flow(tier: str, rng: np.random.Generator) -> list[Comparis
         process = get_process(name)
         score, data, _ = linear_manifold_field(CHECK_MANIFOLD["fractions"],
                                                CHECK_MANIFOLD["variances"], CHECK_MANIFOLD["dim"],
-                                               process, subspace="random", rng=rng)
+                                               subspace="random", rng=rng)
         lam, vec = np.linalg.eigh(data.covariance())
         lam = np.clip(lam, 0.0, None)
         t0, t1 = float(process.time_from_tau(20.0)), float(process.time_from_tau(0.05))
         x0 = start_points(5, score.dim, process, t0, rng, sampler=data.sample)
-        x1 = backward_trajectories(score, process, [t1], x0, t0, steps_per_efold=80)[t1]
+        x1 = probability_flow(score.score, x0, process, log_tau_grid(process, t0, [t1], 80)).final
         u0 = (x0 / float(process.signal_scale(t0))) @ vec
         u1 = u0 * np.sqrt((lam + 0.05) / (lam + 20.0))
         expected = (u1 @ vec.T) * float(process.signal_scale(t1))
         error = float(np.abs(x1 - expected).max() / np.abs(expected).max())
-        # Heun error ~ (h^2/12) per unit log tau; h = 1/80 over ~6 e-folds: a few 1e-5
+        # Heun in (x / a_t, sqrt(tau)), second order in h = 1/80 per unit of log tau over ~6
+        # e-folds: a few 1e-6 (exact off the data span, where x / a_t is proportional to sqrt(tau))
         comparisons.append(Comparison(f"relative trajectory error ({name}, 80 Heun steps/e-fold)",
                                       0.0, error, 1e-4))
     return comparisons
@@ -107,7 +110,7 @@ def check_local_dimension_windows(tier: str, rng: np.random.Generator) -> list[C
     sizes = [g.shape[1] for g in group_bases(data)]
     # window centres: above sigma_1^2 nothing is resolved; between, group 1; below sigma_2^2, all
     windows = {10 * var[0]: 0, float(np.sqrt(var[0] * var[1])): sizes[0], var[1] / 10: sum(sizes)}
-    diags = diagnose_field(score, list(windows), points=4, rng=rng, sampler=data.sample,
+    diags = diagnose_field(score, "ve", list(windows), points=4, rng=rng, sampler=data.sample,
                            t_start=100.0, reference_basis=basis)
     comparisons = []
     for diag in diags:
@@ -124,7 +127,7 @@ def check_local_dimension_windows(tier: str, rng: np.random.Generator) -> list[C
 
 
 def _require_torch() -> None:
-    if importlib.util.find_spec("torch") is None:
+    if not torch_available():
         raise CheckSkipped("torch is not installed (pip install 'diffphase[torch]')")
 
 
@@ -140,10 +143,12 @@ def _torch_checks() -> None:
 
         torch.manual_seed(int(rng.integers(2**31)))
         net = DenoiserMLP(6, width=32, depth=2)
-        score = network_score(net, get_process("ou"))
+        score = network_score(net)
+        ou = get_process("ou")  # the noise level of ou at t = 0.4
+        a, D = float(ou.signal_scale(0.4)), float(ou.noise_variance(0.4))
         x = rng.standard_normal((4, 6))
-        auto = jacobian(score, x, 0.4)
-        central = jacobian(score, x, 0.4, route="central", rng=rng, relative_step=1e-4)
+        auto = jacobian(score, x, a, D)
+        central = jacobian(score, x, a, D, route="central", rng=rng, relative_step=1e-4)
         error = float(np.abs(auto - central).max() / np.abs(auto).max())
         return [Comparison("relative |J_autograd - J_central|", 0.0, error, 1e-6)]
 
@@ -173,8 +178,7 @@ def trained_network_comparisons(rng: np.random.Generator,
     from ..simulate.networks import DEFAULT_MANIFOLD, network_score, trained_linear_manifold_network
 
     net, data, _ = trained_linear_manifold_network()
-    process = get_process("ve")
-    score = network_score(net, process)
+    score = network_score(net)
     basis = orthonormal_basis(np.asarray(data.F))
     groups = group_bases(data)
     var = np.sort(np.asarray(DEFAULT_MANIFOLD["variances"]))[::-1]
@@ -182,12 +186,12 @@ def trained_network_comparisons(rng: np.random.Generator,
     group_eig, tangent_nc, normal_nc, dims = [], [], [], {}
     for tau in taus:
         x = data.sample(32, rng) + np.sqrt(tau) * rng.standard_normal((32, score.dim))
-        jac = jacobian(score, x, float(tau))
+        jac = jacobian(score, x, 1.0, float(tau))
         jn = tau * jac
         sym, _ = split_symmetric(jn)
         group_eig.append([float(np.mean(np.trace(g.T @ sym @ g, axis1=-2, axis2=-1)) / g.shape[1])
                           for g in groups])
-        diag = diagnose_jacobians(jac, float(tau), process, reference_basis=basis)
+        diag = diagnose_jacobians(jac, 1.0, float(tau), reference_basis=basis)
         tangent_nc.append(float(np.mean(diag.blocks["tangent_nonconservativeness"])))
         normal_nc.append(float(np.mean(diag.blocks["normal_nonconservativeness"])))
         dims[float(tau)] = float(np.mean(diag.local_dimension_threshold))
@@ -208,9 +212,8 @@ def trained_network_comparisons(rng: np.random.Generator,
     sizes = [g.shape[1] for g in groups]
     for tau, expected in ((10 * var[0], 0), (float(np.sqrt(var[0] * var[1])), sizes[0]),
                           (var[1] / 10, sum(sizes))):
-        diag = diagnose_jacobians(jacobian(score, data.sample(32, rng) + np.sqrt(tau)
-                                           * rng.standard_normal((32, score.dim)), tau),
-                                  tau, process)
+        x = data.sample(32, rng) + np.sqrt(tau) * rng.standard_normal((32, score.dim))
+        diag = diagnose_jacobians(jacobian(score, x, 1.0, tau), 1.0, tau)
         spectrum.append(Comparison(f"local dimension at tau={tau:.3g} (window centre)", expected,
                                    float(np.mean(diag.local_dimension_threshold)), 0.25))
     small = taus < float(var[1])
