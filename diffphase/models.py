@@ -23,7 +23,8 @@ MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 # --------------------------------------------------------------------------- forward processes
 #: forward processes (THEORY 0); times convert exactly through ``tau = D_t / a_t^2``
 PROCESSES = ("ou", "ve", "ddpm")
-#: processes with a continuous-time reverse SDE (the reverse-time integrators cover these)
+#: processes with a continuous-time reverse SDE (``reverse_sde`` covers these; the probability
+#: flow covers every process)
 REVERSIBLE_PROCESSES = ("ou", "ve")
 #: ddpm noise schedules
 SCHEDULES = ("linear", "li-yan", "cosine")
