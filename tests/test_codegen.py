@@ -14,13 +14,13 @@ import pytest
 import sympy as sp
 
 from diffphase.solvers.codegen import (
+    BACKENDS,
     ScalarKernel,
+    Template,
     c_operation,
-    cupy_elementwise,
+    compile_kernel,
+    compile_kernels,
     module_source,
-    mpmath_function,
-    numba_function,
-    numba_module,
 )
 
 x, y = sp.symbols("x y")
@@ -28,7 +28,7 @@ EXPR = sp.exp(-x**2) * sp.sin(y) / (1 + x**2) + sp.sqrt(1 + y**2)
 
 
 def test_numba_kernel_matches_sympy_at_sampled_points():
-    f = numba_function(ScalarKernel.of("sample_kernel", (x, y), EXPR))
+    f = compile_kernel(ScalarKernel.of("sample_kernel", (x, y), EXPR))
     rng = np.random.default_rng(1)
     for xv, yv in rng.normal(size=(20, 2)):
         expected = float(EXPR.subs({x: xv, y: yv}).evalf(30))
@@ -36,7 +36,7 @@ def test_numba_kernel_matches_sympy_at_sampled_points():
 
 
 def test_numba_kernel_complex_arguments():
-    f = numba_function(ScalarKernel.of("complex_kernel", (x,), 1 / (1 + x) - sp.sqrt(x)))
+    f = compile_kernel(ScalarKernel.of("complex_kernel", (x,), 1 / (1 + x) - sp.sqrt(x)))
     value = f(0.3 + 0.7j)
     expected = complex(sp.N((1 / (1 + x) - sp.sqrt(x)).subs(x, 0.3 + 0.7 * sp.I), 30))
     assert value == pytest.approx(expected, rel=1e-14)
@@ -45,12 +45,12 @@ def test_numba_kernel_complex_arguments():
 def test_multiple_outputs_and_common_subexpressions():
     kernel = ScalarKernel.of("pair_kernel", (x, y), (sp.exp(x + y) + 1, sp.exp(x + y) * 2))
     assert "_cse" in module_source([kernel])
-    a, b = numba_function(kernel)(0.5, 0.25)
+    a, b = compile_kernel(kernel)(0.5, 0.25)
     assert a == pytest.approx(np.exp(0.75) + 1) and b == pytest.approx(2 * np.exp(0.75))
 
 
 def test_mpmath_function_at_30_digits():
-    f = mpmath_function((x, y), EXPR)
+    f = compile_kernel(ScalarKernel.of("mp_kernel", (x, y), EXPR), "mpmath")
     with mpmath.workdps(30):
         value = f(mpmath.mpf("0.5"), mpmath.mpf("1.25"))
         exact = mpmath.exp(-0.25) * mpmath.sin(mpmath.mpf("1.25")) / mpmath.mpf("1.25") + \
@@ -84,9 +84,10 @@ def test_c_operation_prints_valid_c(tmp_path):
 
 CACHE_SCRIPT = """
 import json, sympy as sp
-from diffphase.solvers.codegen import ScalarKernel, numba_module
+from diffphase.solvers.codegen import ScalarKernel, compile_kernels
 x = sp.Symbol("x")
-mod = numba_module([ScalarKernel.of("cached_kernel", (x,), sp.cos(x) ** 3 + x)], tag="cachetest")
+mod = compile_kernels([ScalarKernel.of("cached_kernel", (x,), sp.cos(x) ** 3 + x)],
+                      tag="cachetest")
 value = mod.cached_kernel(0.25)
 stats = mod.cached_kernel.stats
 print(json.dumps({"value": value, "hits": sum(stats.cache_hits.values()),
@@ -123,7 +124,7 @@ def test_two_processes_compiling_the_same_kernel_at_once(tmp_path):
 
 def test_same_source_same_module():
     kernel = ScalarKernel.of("same_kernel", (x,), x**2 + 1)
-    assert numba_module([kernel]) is numba_module([kernel])
+    assert compile_kernels([kernel]) is compile_kernels([kernel])
 
 
 @pytest.mark.gpu
@@ -131,9 +132,70 @@ def test_cupy_elementwise_matches_numba():
     import cupy
 
     kernel = ScalarKernel.of("gpu_kernel", (x, y), EXPR)
-    ew = cupy_elementwise(kernel)
+    ew = compile_kernel(kernel, "cupy-elementwise")
     xs = np.linspace(-1, 1, 101)
     ys = np.linspace(0, 2, 101)
     got = cupy.asnumpy(ew(cupy.asarray(xs), cupy.asarray(ys)))
-    f = numba_function(kernel)
+    f = compile_kernel(kernel)
     np.testing.assert_allclose(got, [f(a, b) for a, b in zip(xs, ys, strict=True)], rtol=1e-13)
+
+
+def test_every_backend_evaluates_the_same_kernels():
+    """One entry point: numba, numpy, math and mpmath agree on one- and two-output kernels."""
+    single = ScalarKernel.of("backend_single", (x, y), EXPR)
+    pair = ScalarKernel.of("backend_pair", (x, y), (EXPR, sp.log(1 + x**2) * y))
+    rng = np.random.default_rng(4)
+    points = rng.normal(size=(10, 2))
+    for backend in ("numba", "numpy", "math", "mpmath"):
+        f, g = (compile_kernel(k, backend) for k in (single, pair))
+        for xv, yv in points:
+            expected = EXPR.subs({x: xv, y: yv}).evalf(30)
+            assert float(f(xv, yv)) == pytest.approx(float(expected), rel=1e-14), backend
+            first, second = g(xv, yv)
+            assert float(first) == pytest.approx(float(expected), rel=1e-14), backend
+            assert float(second) == pytest.approx(np.log1p(xv**2) * yv, rel=1e-13), backend
+    vectorized = compile_kernel(single, "numpy")(points[:, 0], points[:, 1])
+    np.testing.assert_allclose(vectorized, [compile_kernel(single)(a, b) for a, b in points],
+                               rtol=1e-14)
+
+
+def _template_sum(values):  # pragma: no cover - numba template
+    total = 0.0
+    for i in range(values.shape[0]):
+        total += template_kernel(values[i])  # noqa: F821
+    return total
+
+
+def _template_map(values, out):  # pragma: no cover - numba template
+    for i in prange(values.shape[0]):  # noqa: F821
+        out[i] = template_kernel(values[i])  # noqa: F821
+
+
+def test_templates_are_instantiated_next_to_their_kernels():
+    """A hand-written loop calls the generated kernel by name, serial and parallel."""
+    kernel = ScalarKernel.of("template_kernel", (x,), sp.exp(-x) * x**2)
+    module = compile_kernels([kernel], templates=[Template(_template_sum),
+                                                  Template(_template_map, parallel=True)],
+                             tag="templatetest")
+    values = np.linspace(0.0, 3.0, 17)
+    expected = compile_kernel(kernel, "numpy")(values)
+    out = np.empty_like(values)
+    module._template_map(values, out)
+    np.testing.assert_allclose(out, expected, rtol=1e-14)
+    assert module._template_sum(values) == pytest.approx(expected.sum(), rel=1e-14)
+    assert "parallel=True" in module_source([kernel], [Template(_template_map, parallel=True)])
+
+
+def test_unknown_backend_and_templates_off_numba_are_refused():
+    kernel = ScalarKernel.of("refused_kernel", (x,), x + 1)
+    with pytest.raises(ValueError, match="unknown backend 'fortran'"):
+        compile_kernels([kernel], "fortran")
+    with pytest.raises(ValueError, match="templates are numba functions"):
+        compile_kernels([kernel], "numpy", templates=[_template_sum])
+    assert set(BACKENDS) >= {"numba", "numpy", "math", "cupy", "mpmath", "cupy-elementwise"}
+
+
+def test_array_and_reference_backends_are_compiled_once():
+    kernel = ScalarKernel.of("once_kernel", (x, y), x * y + 1)
+    for backend in ("numpy", "math", "mpmath"):
+        assert compile_kernels([kernel], backend) is compile_kernels([kernel], backend)

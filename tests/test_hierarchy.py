@@ -456,3 +456,46 @@ def test_simulate_several_depths_in_one_call(tmp_path, capsys):
         if row["noise"] == "0.2":
             assert float(row["class_preservation_posterior"]) > 0.9
         assert "class_preservation_mean_field" in row
+
+
+def test_compiled_leaf_belief_noise_nu_and_scaling_variable_match_theory():
+    """The formulas the solver compiles (leaf belief, eps of a fixed point, nu, scaling variable)
+    are the symbolic ones, and the noise of a fixed point inverts the leaf belief."""
+    assert sp.simplify(th.noise_of_fixed_point().subs(th.b, th.leaf_belief()) - th.eps) == 0
+    assert sp.simplify(th.noise_of_fixed_point(True).subs(th.p, 1 - th.eps) - th.eps) == 0
+    rng = np.random.default_rng(7)
+    leaf = mf.compiled_map().leaf_belief
+    for eps_, v_ in zip(rng.uniform(0, 1, 8), rng.integers(2, 60, 8), strict=True):
+        expected = float(th.leaf_belief().subs({th.eps: eps_, th.v: int(v_)}))
+        assert_allclose(leaf(eps_, float(v_)), expected, rtol=1e-15)
+        assert_allclose(mf.mean_field_levels([eps_], int(v_), 1, 2, 2)[0, 2], expected,
+                        rtol=1e-15)
+    crit = mf.critical_point(32, 8, 2)
+    at = {th.v: 32, th.m: 8}
+    assert_allclose(crit["eps_star"], float(th.critical_noise(2).subs(at)), rtol=1e-12)
+    nu = th.correlation_exponent().subs({th.s: 2, th.lam: crit["slope"]})
+    assert_allclose(crit["nu"], float(nu), rtol=1e-14)
+    eps = np.linspace(0.5, 0.9, 5)
+    expected = [float(th.scaling_variable().subs({th.eps: e, th.eps_star: crit["eps_star"],
+                                                  th.lam: crit["slope"], th.depth: 6}))
+                for e in eps]
+    assert_allclose(mf.collapse_variable(eps, crit["eps_star"], crit["slope"], 6), expected,
+                    rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("v_, m_", [(32, 8), (16, 3), (64, 20)])
+def test_closed_form_slopes_match_the_compiled_map(v_, m_):
+    """``F'(1)``, ``F'(1/v)`` and (s = 2) ``F'(b_u)`` in closed form equal the compiled slope at
+    those points and the solver's slope at its numeric fixed point."""
+    crit = mf.critical_point(v_, m_, 2)
+    at = {th.v: v_, th.m: m_, th.s: 2}
+    assert_allclose(crit["slope_at_1"], float(th.slope_at_ordered().subs({**at, th.n: v_})),
+                    rtol=1e-13)
+    assert_allclose(crit["slope_at_uniform"], float(th.slope_at_disordered().subs(at)),
+                    rtol=1e-13)
+    if crit["regime"] == "transition":
+        assert_allclose(crit["slope"], float(th.slope_at_fixed_point(2).subs(at)), rtol=1e-11)
+    for f_ in (0.1, 0.3):
+        large = mf.critical_point_large_v(f_, 2)
+        assert_allclose(large["slope"], float(th.slope_at_fixed_point(2, large_v=True).subs(
+            th.f, f_)), rtol=1e-11)

@@ -411,3 +411,30 @@ def test_entropy_route_bad_input():
         entropy_collapse_tau(sampler, 100, rng, n_reference=300)
     with pytest.raises(ParameterError, match="n_probes"):
         entropy_collapse_tau(sampler, 100, rng, n_reference=1000, n_probes=5)
+
+
+def test_collapse_bracket_encloses_the_root_and_rem_time_inverts_the_participation():
+    """The theory's bracket of the collapse root (from ``ln x <= ln(1+x) <= x``) has the residual
+    of each sign at its ends; the REM critical time read off a participation ratio inverts
+    ``1 - tau/tau_c``."""
+    lower, upper = theory.collapse_log_tau_bracket()
+    assert sp.simplify(sp.exp(upper) - theory.w_trace / (2 * theory.rate)) == 0
+    rng = np.random.default_rng(11)
+    for _ in range(5):
+        eig = np.concatenate([rng.uniform(0.01, 5.0, rng.integers(1, 40)), np.zeros(10)])
+        spectrum = sol.CovarianceSpectrum.from_eigenvalues(eig)
+        n = float(rng.uniform(3, 1e5))
+        w, nodes = spectrum.weights, spectrum.nodes
+        at = {theory.w_total: w.sum(), theory.w_trace: np.sum(w * nodes),
+              theory.w_mean_log: np.sum(w * np.log(nodes)) / w.sum(),
+              theory.rate: np.log(n) / spectrum.dim}
+        lo, hi = float(lower.subs(at)), float(upper.subs(at))
+        assert sol.collapse_residual(spectrum, n, np.exp(lo))[0] >= 0
+        assert sol.collapse_residual(spectrum, n, np.exp(hi))[0] <= 0
+        assert lo <= np.log(sol.collapse_tau(spectrum, n).tau[0]) <= hi
+    ratio = theory.rem_participation_ratio().subs(theory.tau_c,
+                                                  theory.rem_critical_tau_of_participation())
+    assert sp.simplify(ratio - theory.participation) == 0
+    np.testing.assert_allclose(sol.rem_critical_tau_of_participation([0.1, 2.0], 0.5), [0.2, 4.0])
+    np.testing.assert_allclose(sol.rem_participation_ratio(
+        0.3, sol.rem_critical_tau_of_participation(0.3, 0.25)), 0.25)

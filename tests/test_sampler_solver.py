@@ -187,3 +187,58 @@ def test_bad_input_names_the_parameter(kwargs, name):
     args = {"T": 100, "dim": 16, "k": 2, **kwargs}
     with pytest.raises(ParameterError, match=name):
         sv.sampler_error(**args)
+
+
+def test_tv_bounds_are_the_symbolic_bounds():
+    """Hellinger, Pinsker and Bretagnolle–Huber as compiled from the theory module, combined with
+    the exact block TVs into the lower and upper bounds."""
+    rng = np.random.default_rng(5)
+    kl = rng.uniform(0, 3, 12)
+    log_bc = -rng.uniform(0, 2, 12)
+    tv_normal, tv_max, tv_sum = rng.uniform(0, 0.3, (3, 12))
+    lower, upper = sv.tv_bounds(kl, log_bc, tv_normal, tv_max, tv_sum + tv_max)
+    symbolic = th.tv_bounds()
+    for i in range(12):
+        at = {th.kl_value: kl[i], th.log_bc_value: log_bc[i]}
+        value = {name: float(expr.evalf(30, subs=at)) for name, expr in symbolic.items()}
+        expected_lower = max(tv_normal[i], tv_max[i], value["hellinger_lower"])
+        expected_upper = min(1.0, value["hellinger_upper"], value["pinsker"],
+                             value["bretagnolle_huber"], tv_normal[i] + tv_sum[i] + tv_max[i])
+        assert lower[i] == pytest.approx(expected_lower, rel=1e-14)
+        assert upper[i] == pytest.approx(max(expected_upper, expected_lower), rel=1e-14)
+    # BC = 1 up to rounding: the Hellinger upper bound is 0, never NaN
+    assert sv.tv_bounds(0.0, 1e-17, 0.0, 0.0, 0.0) == (0.0, 0.0)
+
+
+def test_compiled_chain_updates_and_tv_forms_match_the_symbolic_ones():
+    """The per-step updates of the chain loop, the chi-square window of the isotropic TV and the
+    Gaussian log-density ratio of the one-dimensional TV, against the theory expressions."""
+    rng = np.random.default_rng(6)
+    mod = sv.compiled_kernels()
+    forms = sv._window_and_bounds()
+    x = sp.Symbol("x", real=True)
+    log_p, log_q = th._gaussian_log_densities(x, th.variance_q)
+    for _ in range(6):
+        beta, q = sorted(rng.uniform(0.01, 0.9, 2))
+        lam, c, eta, m, b, e, rho, delta = rng.uniform(-1, 2, 8)
+        lam, n, w = abs(lam) + 0.1, int(rng.integers(1, 500)), 1 + abs(e)
+        at = {th.beta: beta, th.q: q, th.lam: lam, th.contraction_c: c, th.eta: eta,
+              th.mean: m, th.bias: b, th.rel_error: e, th.rho_t: rho, th.delta_t: delta,
+              th.n_dim: n, th.variance_q: w}
+        assert mod.mean_update(beta, c, eta, m, b) == pytest.approx(
+            float(th.mean_step(c=th.contraction_c).subs(at)), rel=1e-14)
+        assert mod.error_update(rho, delta, e) == pytest.approx(
+            float(th.relative_error_step(coefficients=(th.rho_t, th.delta_t)).subs(at)),
+            rel=1e-14, abs=1e-15)
+        assert mod.standardized_mean(q, lam, m) == pytest.approx(
+            float(th.standardized_mean().subs(at)), rel=1e-14)
+        radius2 = float(th.equal_density_radius2().subs(at))
+        scaled, upper, centre, half = forms.window(e, n)
+        np.testing.assert_allclose([scaled, upper, centre, abs(half)],
+                                   [radius2 / (1 + e), radius2, radius2 * (2 + e) / (2 + 2 * e),
+                                    abs(radius2 * e / (2 + 2 * e))], rtol=1e-13)
+        a_coef, b_coef, c_coef = forms.log_ratio(w, m)
+        for xv in rng.normal(size=3):
+            ratio = float((log_p - log_q).subs({**at, x: xv}))
+            assert a_coef * xv**2 + b_coef * xv + c_coef == pytest.approx(ratio, rel=1e-12,
+                                                                             abs=1e-13)

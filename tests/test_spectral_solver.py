@@ -247,3 +247,56 @@ def test_array_backend_solver_on_gpu():
     rho, _ = S.covariance_density(lam, THREE)
     assert converged.all()
     np.testing.assert_allclose(rho_gpu, rho, rtol=1e-9, atol=1e-11)
+
+
+def test_stieltjes_templates_match_the_symbolic_inverse_map():
+    """The hand-written loops sum the compiled parts of ``z(g)`` over groups; with the Newton
+    function ``F(g) = g (z(g) - z)`` they use ``F' = (z(g) - z) + g z'`` and
+    ``F'' = 2 z' + g z''``. Both are compared with the symbolic ``z(g)`` of THREE groups."""
+    import sympy as sp
+
+    from diffphase.theory import spectral as T
+
+    alphas, variances = T.group_symbols(THREE.K)
+    z_of_g = T.inverse_map(THREE.K)
+    values = dict(zip(alphas + variances, [*THREE.fractions, *THREE.variances], strict=True))
+    derivatives = [z_of_g.subs(values), sp.diff(z_of_g, T.g).subs(values),
+                   sp.diff(z_of_g, T.g, 2).subs(values)]
+    newton = T.g * (z_of_g - T.z)
+    assert sp.simplify(sp.diff(newton, T.g) - (z_of_g - T.z + T.g * sp.diff(z_of_g, T.g))) == 0
+    assert sp.simplify(sp.diff(newton, T.g, 2) - (2 * sp.diff(z_of_g, T.g)
+                                                  + T.g * sp.diff(z_of_g, T.g, 2))) == 0
+    mod = S.kernels()
+    rng = np.random.default_rng(8)
+    for gv in rng.normal(size=4) + 1j * rng.uniform(0.05, 2, 4):
+        got = mod.inverse_map_value(gv, THREE.fractions, THREE.variances)[:3]
+        expected = [complex(d.evalf(30, subs={T.g: gv})) for d in derivatives]
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    for gv in -rng.uniform(0.01, 0.5, 4):
+        slope, curvature = mod.inverse_map_curvature(gv, THREE.fractions, THREE.variances)
+        expected = [float(d.evalf(30, subs={T.g: gv})) for d in derivatives[1:]]
+        np.testing.assert_allclose([slope, curvature], expected, rtol=1e-11)
+        assert mod.inverse_map_slope(gv, THREE.fractions, THREE.variances) == pytest.approx(
+            expected[0], rel=1e-12)
+
+
+def test_hand_written_gaussian_scores_match_the_symbolic_eigenvalues():
+    """``LinearGaussian`` (data layer, numpy) forms ``-(a^2 C + D I)^{-1}`` and ``Jn`` by hand:
+    their eigenvalues are the compiled THEORY A expressions ``-1/(a^2 lambda + D)`` and
+    ``-tau/(tau + lambda)``, which agree with each other at ``D = tau a^2``."""
+    rng = np.random.default_rng(9)
+    manifold = LinearGaussian.manifold([0.25, 0.25], [4.0, 0.5], 12, "random", rng)
+    lam = manifold.covariance_eigenvalues()
+    for a, D in ((0.8, 0.3), (1.0, 2.5)):
+        expected = np.sort(S.formula("score_jacobian_eigenvalue", lam, a, D))
+        np.testing.assert_allclose(np.linalg.eigvalsh(manifold.jacobian(None, a, D)), expected,
+                                   rtol=1e-10)
+        x = rng.normal(size=(3, 12))
+        vals, vecs = np.linalg.eigh(manifold.covariance())
+        coefficient = S.formula("score_jacobian_eigenvalue", np.clip(vals, 0, None), a, D)
+        np.testing.assert_allclose(manifold.score(x, a, D),
+                                   ((x @ vecs) * coefficient) @ vecs.T, rtol=1e-10, atol=1e-12)
+        tau = D / a**2
+        np.testing.assert_allclose(manifold.normalized_jacobian_eigenvalues(tau),
+                                   np.sort(S.formula("jacobian_eigenvalue", lam, tau)),
+                                   rtol=1e-14)

@@ -79,3 +79,13 @@ def test_phase_boundaries_and_threshold():
     thr = float(T.dimension_threshold().subs({T.tau: 0.7, T.delta: delta}))
     assert -0.7 / (0.7 + thr) == pytest.approx(-1 + delta)
     assert _num(T.manifold_gap_width(), l=0.5, tau=0.5) == pytest.approx(0.5)
+
+
+def test_exact_gaussian_score_eigenvalue_gives_the_normalized_map():
+    """``D`` times the score Jacobian's eigenvalue ``-1/(a^2 lambda + D)`` (from the noised
+    density) is the normalized eigenvalue ``-tau/(tau + lambda)`` at ``D = tau a^2``, in every
+    process convention."""
+    eig = T.score_jacobian_eigenvalue()
+    assert sp.simplify(eig + 1 / (T.a_scale**2 * T.lam + T.noise_var)) == 0
+    normalized = (T.noise_var * eig).subs(T.noise_var, T.tau * T.a_scale**2)
+    assert sp.simplify(normalized - T.jacobian_eigenvalue()) == 0

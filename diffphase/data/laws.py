@@ -8,7 +8,10 @@ Every sampler has ``sample(n, rng) -> (n, d)``. Samplers with a closed-form nois
 * :class:`LinearGaussian`: ``y = F z``, ``z ~ N(0, diag(latent_variances))`` (full-rank Gaussian
   when ``F`` is square, a linear manifold of THEORY A otherwise). ``p_t = N(0, a^2 C + D I)``,
   ``s(x) = -(a^2 C + D I)^{-1} x``; normalized Jacobian eigenvalues ``-tau/(tau + lambda)`` and
-  ``-1``.
+  ``-1``. Written by hand in numpy (this layer comes before the compiled one); the eigenvalues
+  ``-1/(a^2 lambda + D)`` and ``-tau/(tau + lambda)`` are compared with the symbolic
+  :func:`~diffphase.theory.spectral.score_jacobian_eigenvalue` and
+  :func:`~diffphase.theory.spectral.jacobian_eigenvalue` in ``tests/test_spectral_solver.py``.
 * :class:`SphereNormalized`: any sampler's points divided by their norm (unit sphere); no
   closed-form score.
 * :class:`TwoGaussianMixture`: ``y = +-m + sigma z`` with equal weights;

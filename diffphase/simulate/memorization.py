@@ -27,6 +27,7 @@ from ..backend import to_numpy
 from ..data.laws import LinearGaussian, SphereNormalized, TwoGaussianMixture
 from ..errors import ParameterError
 from ..solvers import memorization as solvers
+from ..solvers import spectral as spectral_solver
 from .empirical import EmpiricalScore
 from .integrators import reverse_sde, time_grid
 
@@ -297,7 +298,8 @@ def geometric_experiment(n_train: int, normalized: bool, rng: np.random.Generato
         half = _crossing_increasing(taus, pr)
         out["blocks"][name] = {
             "variance": s2, "tau_c_predicted": predicted,
-            "tau_c_measured": 2 * half,  # REM: sum w^2 = 1 - tau/tau_c is 1/2 at tau_c / 2
+            # REM: sum w^2 = 1 - tau/tau_c crosses 1/2 at tau_c / 2
+            "tau_c_measured": float(solvers.rem_critical_tau_of_participation(half, 0.5)),
             "tau": taus, "participation_ratio": pr, "jn_along_direction": along,
             "dimension_readout": dims, "fraction_lost": lost,
             "tau_lost_jacobian": _crossing_increasing(taus, lost),
@@ -308,7 +310,8 @@ def geometric_experiment(n_train: int, normalized: bool, rng: np.random.Generato
 
 def _heldout_readout(sampler, engines, variances, taus, n_probes, delta, rng) -> dict:
     """Dimension read-out and per-subspace ``Jn`` spectra at held-out points ``x0 + sqrt(tau) z``
-    versus ``tau``, with the exact-score read-out ``#{i: s_i^2 / (tau + s_i^2) > delta}``."""
+    versus ``tau``, with the exact-score read-out ``#{i: -tau / (tau + s_i^2) > -1 + delta}``
+    (THEORY A's eigenvalue map, compiled)."""
     dims = np.zeros(taus.size)
     sub = {b: np.zeros((taus.size, i.size)) for b, i in LD_SUBSPACES.items()}
     for engine in engines:
@@ -319,7 +322,8 @@ def _heldout_readout(sampler, engines, variances, taus, n_probes, delta, rng) ->
             dims[k] += np.mean(np.sum(np.linalg.eigvalsh(jn) > -1 + delta, axis=1))
             for b, spec in _block_spectra(jn).items():
                 sub[b][k] += np.mean(spec, axis=0)
-    exact = np.sum(variances[None, :] / (taus[:, None] + variances[None, :]) > delta, axis=1)
+    eigenvalues = spectral_solver.formula("jacobian_eigenvalue", variances[None, :], taus[:, None])
+    exact = np.sum(eigenvalues > -1 + delta, axis=1)
     return {"tau": taus, "dimension_readout": dims / len(engines),
             "dimension_readout_exact_score": exact.astype(float),
             "subspace_spectra": {b: v / len(engines) for b, v in sub.items()}}

@@ -3,14 +3,18 @@
 Contract:
 
 * :func:`mean_field_levels` iterates the compiled map ``F`` (from
-  :func:`diffphase.theory.hierarchy.mean_field_map`, printed by ``solvers.codegen`` into a cached
-  numba module) from the leaves ``b_L = 1 - eps + eps/v`` to the root on a grid of ``eps``; it
-  returns the belief on the true value at every level (level 0 the root, ``L`` the leaves).
+  :func:`diffphase.theory.hierarchy.mean_field_map`, printed by :mod:`diffphase.solvers.codegen`
+  into a cached numba module) from the leaves ``b_L = 1 - eps + eps/v`` (the compiled
+  :func:`~diffphase.theory.hierarchy.leaf_belief`) to the root on a grid of ``eps``; it returns
+  the belief on the true value at every level (level 0 the root, ``L`` the leaves).
 * :func:`critical_point` and :func:`critical_point_large_v` return ``eps*``, the slope
-  ``lambda = F'(b_u)``, ``nu = ln s / ln lambda`` and the regime, for one parameter point; the
-  ``*_grid`` versions broadcast over grids of ``(v, m, s)`` or ``(f, s)``. The unstable fixed point
-  is the root in the open interval of the symbolic reduced polynomial (trivial roots divided out),
-  found with ``numpy.roots`` and explicit branch selection.
+  ``lambda = F'(b_u)``, ``nu = ln s / ln lambda`` and the regime, for one parameter point;
+  :func:`critical_grid_large_v` broadcasts over grids of ``(f, s)``. The unstable fixed point is
+  the root in the open interval of the symbolic reduced polynomial (trivial roots divided out),
+  found with ``numpy.roots`` and explicit branch selection; ``eps*`` and ``nu`` are the compiled
+  :func:`~diffphase.theory.hierarchy.noise_of_fixed_point` and
+  :func:`~diffphase.theory.hierarchy.correlation_exponent` there.
+* :func:`collapse_variable` is the compiled scaling variable ``(eps - eps*) lambda^L``.
 
 Regimes: ``transition`` (``0 < eps* < 1``), ``lost`` (``F'(1) > 1``: any noise destroys the class,
 ``eps* = 0``), ``kept`` (``F'(1/v) > 1``: no noise does, ``eps* = 1``), ``partial`` (both trivial
@@ -23,39 +27,50 @@ import functools
 import math
 
 import numpy as np
-import sympy as sp
 
 from ..errors import ParameterError, as_float_array, require_in_range, require_int
 from ..models import REGIMES as MODEL_REGIMES
 from ..theory import hierarchy as th
-from . import codegen
+from .codegen import ScalarKernel, Template, compile_kernel, compile_kernels
 
 REGIMES = MODEL_REGIMES
 
 
-#: numba template copied into the generated module, where ``mean_field_map`` is the compiled map
-MEAN_FIELD_LEVELS_SOURCE = """
-def mean_field_levels(eps, v, m, s, n_root, depth):
+def levels_batch(eps, v, m, s, n_root, depth):  # pragma: no cover - numba template
+    """Beliefs at every level for each ``eps`` (the loop of :func:`mean_field_levels`), with
+    ``leaf_belief`` and ``mean_field_map`` the kernels compiled next to it."""
     out = np.empty((eps.shape[0], depth + 1))
     for i in range(eps.shape[0]):
-        belief = 1.0 - eps[i] + eps[i] / v
+        belief = leaf_belief(eps[i], v)  # noqa: F821
         out[i, depth] = belief
         for level in range(depth - 1, -1, -1):
             parents = n_root if level == 0 else v
-            belief = mean_field_map(belief, v, m, s, parents)
+            belief = mean_field_map(belief, v, m, s, parents)  # noqa: F821
             out[i, level] = belief
     return out
-"""
 
 
 @functools.lru_cache(maxsize=1)
 def compiled_map():
-    """The numba module with ``mean_field_map``, ``mean_field_slope`` and ``mean_field_levels``."""
+    """The numba module with ``mean_field_map``, ``mean_field_slope``, ``leaf_belief`` and
+    ``levels_batch``."""
     args = (th.b, th.v, th.m, th.s, th.n)
-    kernels = [codegen.ScalarKernel.of("mean_field_map", args, th.mean_field_map()),
-               codegen.ScalarKernel.of("mean_field_slope", args, th.map_slope())]
-    return codegen.numba_module(kernels, templates=[MEAN_FIELD_LEVELS_SOURCE],
-                                tag="hierarchy_mf")
+    kernels = [ScalarKernel.of("mean_field_map", args, th.mean_field_map()),
+               ScalarKernel.of("mean_field_slope", args, th.map_slope()),
+               ScalarKernel.of("leaf_belief", (th.eps, th.v), th.leaf_belief())]
+    return compile_kernels(kernels, templates=[Template(levels_batch)], tag="hierarchy_mf")
+
+
+@functools.lru_cache(maxsize=1)
+def _scalar_formulas():
+    """Per-point formulas on Python floats: ``eps`` of a fixed point (finite and large ``v``),
+    ``nu`` and the large-``v`` slope ``G'(p)``."""
+    return compile_kernels([
+        ScalarKernel.of("noise", (th.b, th.v), th.noise_of_fixed_point()),
+        ScalarKernel.of("noise_large_v", (th.p,), th.noise_of_fixed_point(large_v=True)),
+        ScalarKernel.of("nu", (th.s, th.lam), th.correlation_exponent()),
+        ScalarKernel.of("slope_large_v", (th.p, th.f, th.s), th.map_slope(large_v=True)),
+    ], "math")
 
 
 def check_map_parameters(v: float, m: float, s: int, n_c: float | None = None) -> tuple:
@@ -80,21 +95,17 @@ def mean_field_levels(eps, v: float, m: float, s: int, L: int,
     eps = as_float_array("eps", eps)
     if np.any((eps < 0) | (eps > 1)):
         raise ParameterError("eps", eps, "in [0, 1]")
-    return compiled_map().mean_field_levels(eps, v, m, float(s), n_c, L)
-
-
-def mean_field_grid(eps, depths, v: float, m: float, s: int,
-                    n_c: float | None = None) -> np.ndarray:
-    """Class preservation ``b_0(eps, L)`` on a grid, shape ``(len(depths), len(eps))``."""
-    depths = [require_int("depth", d, 1) for d in np.atleast_1d(depths)]
-    return np.stack([mean_field_levels(eps, v, m, s, d, n_c)[:, 0] for d in depths])
+    return compiled_map().levels_batch(eps, v, m, float(s), n_c, L)
 
 
 @functools.cache
 def _polynomial_coefficients(s: int, large_v: bool):
+    """Coefficients (highest degree first, a tuple: the degree is ``s - 1 >= 1``) of the reduced
+    fixed-point polynomial: a function of ``f`` (large ``v``) or of ``(v, m)``, on Python floats."""
     poly = th.reduced_large_v_polynomial(s) if large_v else th.reduced_fixed_point_polynomial(s)
     params = (th.f,) if large_v else (th.v, th.m)
-    return [sp.lambdify(params, c, "math") for c in poly.all_coeffs()]
+    return compile_kernel(ScalarKernel.of(f"reduced_coefficients_s{s}", params,
+                                          poly.all_coeffs()), "math")
 
 
 def _interior_root(coeffs: list[float], lo: float, hi: float) -> float:
@@ -114,26 +125,23 @@ def critical_point(v: float, m: float, s: int) -> dict:
     mod = compiled_map()
     slope_one = mod.mean_field_slope(1.0, v, m, float(s), v)
     slope_uniform = mod.mean_field_slope(1.0 / v, v, m, float(s), v)
-    coeffs = [c(v, m) for c in _polynomial_coefficients(s, False)]
+    coeffs = list(_polynomial_coefficients(s, False)(v, m))
     b_u = _interior_root(coeffs, 1.0 / v, 1.0)
+    noise = _scalar_formulas().noise
     return _classify(b_u, slope_one, slope_uniform, lambda x: mod.mean_field_slope(
-        x, v, m, float(s), v), s, lambda x: (1.0 - x) / (1.0 - 1.0 / v))
+        x, v, m, float(s), v), s, lambda x: noise(x, v))
 
 
 def critical_point_large_v(f: float, s: int) -> dict:
     """The same for the large-``v`` map ``G(p) = p^s / (p^s + f (1 - p^s))``; ``eps* = 1 - p_u``."""
     f = require_in_range("f", f, 0, 1, closed=(False, True))
     s = require_int("s", s, 2)
-    slope = _large_v_slope()
-    coeffs = [c(f) for c in _polynomial_coefficients(s, True)]
+    formulas = _scalar_formulas()
+    slope = formulas.slope_large_v
+    coeffs = list(_polynomial_coefficients(s, True)(f))
     p_u = _interior_root(coeffs, 0.0, 1.0)
     return _classify(p_u, slope(1.0, f, s), slope(0.0, f, s), lambda x: slope(x, f, s), s,
-                     lambda x: 1.0 - x)
-
-
-@functools.lru_cache(maxsize=1)
-def _large_v_slope():
-    return sp.lambdify((th.p, th.f, th.s), th.map_slope(large_v=True), "math")
+                     formulas.noise_large_v)
 
 
 def _classify(root, slope_one, slope_uniform, slope, s, to_eps) -> dict:
@@ -149,18 +157,10 @@ def _classify(root, slope_one, slope_uniform, slope, s, to_eps) -> dict:
     elif math.isfinite(root):
         lam = slope(root)
         out.update(regime="transition", eps_star=to_eps(root), slope=lam,
-                   nu=math.log(s) / math.log(lam) if lam > 1 else math.nan)
+                   nu=_scalar_formulas().nu(s, lam) if lam > 1 else math.nan)
     else:  # both trivial points stable and no interior root: cannot happen for this map
         out["regime"] = "partial"
     return out
-
-
-def critical_grid(v, m, s) -> dict[str, np.ndarray]:
-    """:func:`critical_point` broadcast over arrays ``v, m, s``; dict of arrays (``regime`` str)."""
-    v, m, s = np.broadcast_arrays(np.asarray(v, float), np.asarray(m, float), np.asarray(s))
-    results = [critical_point(a, b_, int(c)) for a, b_, c in zip(v.ravel(), m.ravel(), s.ravel(),
-                                                                strict=True)]
-    return _stack(results, v.shape)
 
 
 def critical_grid_large_v(f, s) -> dict[str, np.ndarray]:
@@ -176,5 +176,13 @@ def _stack(results: list[dict], shape) -> dict[str, np.ndarray]:
 
 
 def collapse_variable(eps, eps_star: float, slope: float, L: int) -> np.ndarray:
-    """Scaling variable ``(eps - eps*) * lambda^L`` of the finite-depth curves."""
-    return (np.asarray(eps, float) - eps_star) * slope ** L
+    """Scaling variable ``(eps - eps*) * lambda^L`` of the finite-depth curves (the compiled
+    :func:`~diffphase.theory.hierarchy.scaling_variable`)."""
+    return _scaling_variable()(np.asarray(eps, float), eps_star, slope, L)
+
+
+@functools.lru_cache(maxsize=1)
+def _scaling_variable():
+    return compile_kernel(ScalarKernel.of("scaling_variable", (th.eps, th.eps_star, th.lam,
+                                                               th.depth), th.scaling_variable()),
+                          "numpy")

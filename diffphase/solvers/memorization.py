@@ -9,8 +9,9 @@ Contract
   latent variances (:meth:`CovarianceSpectrum.from_law`).
 * :func:`collapse_tau` solves ``sum_j w_j (1/2) ln(1 + lambda_j/tau) = ln N / d`` (THEORY B) for
   a batch of ``(N, d, spectrum)`` points with a compiled residual (sympy term, numba sum) and the
-  batched bracketed root finder, in ``ln tau`` between closed-form brackets; per-point convergence
-  flags are returned, never a silent NaN.
+  batched bracketed root finder, in ``ln tau`` between the closed-form brackets of
+  :func:`~diffphase.theory.memorization.collapse_log_tau_bracket`; per-point convergence flags
+  are returned, never a silent NaN.
 * :func:`speciation_tau` is ``Lambda - 1`` (``t_S = (1/2) ln Lambda`` in ``ou``); NaN with
   ``exists=False`` when ``Lambda <= 1`` (no speciation at positive time).
 * :func:`cloning_probability` is the compiled one-dimensional integral of THEORY B by
@@ -26,19 +27,18 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import sympy as sp
 
 from ..errors import ParameterError, as_float_array, require_choice, require_int
 from ..models import SUBSPACES
 from ..process import get_process
 from ..theory import memorization as theory
-from .codegen import ScalarKernel, numba_module
+from .codegen import ScalarKernel, Template, compile_kernel, compile_kernels
 from .roots import RootResult, bracketed_root
 
 
 # ----------------------------------------------------------------------------- templates
 def collapse_residual_batch(log_tau, nodes, weights, log_n_per_d):  # pragma: no cover - numba
-    """``sum_j w_j term(lambda_j, tau) - ln N / d`` for each row (compiled template)."""
+    """``sum_j w_j term(lambda_j, tau) - ln N / d`` for each row (numba template)."""
     out = np.empty(log_tau.shape[0])
     for g in range(log_tau.shape[0]):
         tau_g = math.exp(log_tau[g])
@@ -52,7 +52,7 @@ def collapse_residual_batch(log_tau, nodes, weights, log_n_per_d):  # pragma: no
 
 def cloning_batch(kappas, nodes, node_weights):  # pragma: no cover - numba
     """``E_z[q^2 + (1 - q)^2] = 1 - E_z[1 - same_cluster]`` for each ``kappa``, with per-``kappa``
-    quadrature nodes ``z`` and weights (rows) for ``N(0, 1)``."""
+    quadrature nodes ``z`` and weights (rows) for ``N(0, 1)`` (numba template)."""
     out = np.empty(kappas.shape[0])
     for i in range(kappas.shape[0]):
         total = 0.0
@@ -65,35 +65,37 @@ def cloning_batch(kappas, nodes, node_weights):  # pragma: no cover - numba
 @functools.lru_cache(maxsize=1)
 def kernels():
     """The generated numba module (collapse term, cloning integrand, batch templates)."""
-    import inspect
-    import textwrap
-
     specs = [ScalarKernel.of("collapse_term", (theory.lam, theory.tau), theory.collapse_term()),
              ScalarKernel.of("same_cluster", (theory.kappa, theory.zvar),
                              theory.cloning_same_cluster_given_z())]
-    sources = [textwrap.dedent(inspect.getsource(f)) for f in (collapse_residual_batch,
-                                                                cloning_batch)]
-    return numba_module(specs, sources, tag="memorization")
+    return compile_kernels(specs, templates=[Template(collapse_residual_batch),
+                                             Template(cloning_batch)], tag="memorization")
+
+
+_CLOSED_FORMS = {  # name -> (symbolic expression builder, argument symbols)
+    "collapse_isotropic": (theory.collapse_tau_isotropic,
+                           (theory.sigma2, theory.n_train, theory.m_dim)),
+    "rem_displaced": (theory.rem_critical_tau_displaced,
+                      (theory.rem_C, theory.rem_S4, theory.g_norm, theory.n_train)),
+    "rem_residual": (theory.rem_residual, (theory.tau, theory.rem_A, theory.rem_B, theory.rem_C,
+                                           theory.rem_S4, theory.g_norm, theory.n_train)),
+    "entropy_residual": (theory.entropy_form_residual,
+                         (theory.h_dim, theory.tau, theory.n_train, theory.d_dim)),
+    "kappa": (theory.mixture_kappa, (theory.tau, theory.m_norm2, theory.sigma2)),
+    "collapse_bracket": (theory.collapse_log_tau_bracket,
+                         (theory.w_total, theory.w_trace, theory.w_mean_log, theory.rate)),
+    "speciation_tau": (theory.speciation_tau, (theory.big_lambda,)),
+    "participation_ratio": (theory.rem_participation_ratio, (theory.tau, theory.tau_c)),
+    "tau_c_of_participation": (theory.rem_critical_tau_of_participation,
+                               (theory.tau, theory.participation)),
+}
 
 
 @functools.cache
 def _closed_form(name: str):
-    if name == "collapse_isotropic":
-        return sp.lambdify((theory.sigma2, theory.n_train, theory.m_dim),
-                           theory.collapse_tau_isotropic(), "numpy")
-    if name == "rem_displaced":
-        return sp.lambdify((theory.rem_C, theory.rem_S4, theory.g_norm, theory.n_train),
-                           theory.rem_critical_tau_displaced(), "numpy")
-    if name == "rem_residual":
-        return sp.lambdify((theory.tau, theory.rem_A, theory.rem_B, theory.rem_C, theory.rem_S4,
-                            theory.g_norm, theory.n_train), theory.rem_residual(), "numpy")
-    if name == "entropy_residual":
-        return sp.lambdify((theory.h_dim, theory.tau, theory.n_train, theory.d_dim),
-                           theory.entropy_form_residual(), "numpy")
-    if name == "kappa":
-        return sp.lambdify((theory.tau, theory.m_norm2, theory.sigma2), theory.mixture_kappa(),
-                           "numpy")
-    raise KeyError(name)
+    """numpy function of one closed form of :mod:`diffphase.theory.memorization` by name."""
+    build, args = _CLOSED_FORMS[name]
+    return compile_kernel(ScalarKernel.of(name, args, build()), "numpy")
 
 
 def entropy_residual(entropy_per_dim, tau, n_train, dim) -> np.ndarray:
@@ -172,11 +174,6 @@ class CovarianceSpectrum:
         top = float(bulk_edges(law).bulks[-1][1])
         return cls(nodes, weights, dim, top, "random")
 
-    def at_dim(self, dim: int) -> CovarianceSpectrum:
-        """The same per-dimension law at another dimension."""
-        return CovarianceSpectrum(self.nodes, self.weights, require_int("dim", dim, 1),
-                                  self.largest, self.label)
-
     @property
     def trace_per_dim(self) -> float:
         return float(np.sum(self.weights * self.nodes))
@@ -233,9 +230,10 @@ def collapse_tau(spectrum, n_train, dim=None) -> CollapseResult:
     alpha = weights.sum(axis=1)
     trace = np.sum(weights * nodes, axis=1)
     mean_log = np.sum(weights * np.log(nodes), axis=1) / alpha
-    # brackets: ln(1+x) <= x gives f(tau_hi) <= 0; ln(1+x) >= ln x gives f(tau_lo) >= 0
-    log_hi = np.log(trace / (2 * log_n_per_d)) + 1e-9
-    log_lo = np.minimum(mean_log - 2 * log_n_per_d / alpha, log_hi - 1e-6) - 1e-9
+    # brackets (theory): ln(1+x) <= x gives f(tau_hi) <= 0; ln(1+x) >= ln x gives f(tau_lo) >= 0
+    log_lo, log_hi = _closed_form("collapse_bracket")(alpha, trace, mean_log, log_n_per_d)
+    log_hi = log_hi + 1e-9
+    log_lo = np.minimum(log_lo, log_hi - 1e-6) - 1e-9
     module = kernels()
 
     def residual(log_tau):
@@ -261,7 +259,7 @@ def collapse_residual(spectrum: CovarianceSpectrum, n_train: float, tau) -> np.n
 def speciation_tau(largest_eigenvalue) -> tuple[np.ndarray, np.ndarray]:
     """``(tau_S, exists)``: ``tau_S = Lambda - 1`` where ``Lambda > 1``, NaN otherwise."""
     lam_max = np.asarray(largest_eigenvalue, dtype=float)
-    tau_s = sp.lambdify(theory.big_lambda, theory.speciation_tau(), "numpy")(lam_max)
+    tau_s = _closed_form("speciation_tau")(lam_max)
     exists = lam_max > 1
     return np.where(exists, tau_s, np.nan), exists
 
@@ -380,6 +378,11 @@ def rem_participation_ratio(tau, tau_critical) -> np.ndarray:
     """REM prediction of ``sum_mu w_mu^2``: ``1 - tau/tau_c`` below ``tau_c``, 0 above
     (``O(1/N)`` in reality)."""
     tau = np.asarray(tau, dtype=float)
-    expr = sp.lambdify((theory.tau, theory.tau_c), theory.rem_participation_ratio(), "numpy")
-    return np.clip(expr(tau, tau_critical), 0.0, 1.0)
+    return np.clip(_closed_form("participation_ratio")(tau, tau_critical), 0.0, 1.0)
+
+
+def rem_critical_tau_of_participation(tau, participation) -> np.ndarray:
+    """``tau_c`` at which the REM participation ratio ``1 - tau/tau_c`` equals ``participation``
+    at noise ``tau``: ``tau / (1 - participation)`` (e.g. twice the noise where it is 1/2)."""
+    return _closed_form("tau_c_of_participation")(np.asarray(tau, dtype=float), participation)
 

@@ -13,8 +13,9 @@ From the per-direction end errors at step 1 this module computes
 
 * ``KL(law X_1 || law Y_1) = sum_j kl(e_j, mu_j) + (d - k) kl(e_normal)`` (tangent + normal);
 * the exact TV of the normal part (two centred isotropic Gaussians in ``d - k`` dimensions,
-  through the chi-square law), exact one-dimensional TVs, and lower/upper bounds on the total TV
-  (Hellinger, Pinsker, Bretagnolle–Huber, subadditivity over independent blocks);
+  through the chi-square window of the theory module), exact one-dimensional TVs, and
+  lower/upper bounds on the total TV (:func:`tv_bounds`: Hellinger, Pinsker, Bretagnolle–Huber
+  from the theory module, subadditivity over independent blocks);
 * these on ``(T, d, k, design, spectrum)`` grids in one compiled pass over the distinct chains
   ``(T, design, lam)`` (``d`` enters only as the multiplicity of the normal term);
 * fitted power laws in ``T``.
@@ -36,6 +37,8 @@ from ..data.tangent import check_variances
 from ..errors import ParameterError, as_float_array, require_choice, require_finite, require_int
 from ..models import ALL_DESIGNS, DESIGNS, SCHEDULES
 from ..process import make_betas
+from ..theory import sampler as th
+from .codegen import ScalarKernel, Template, compile_kernel, compile_kernels
 
 #: below this |e| the divergences use their degree-9 Taylor series (the closed forms lose
 #: ~1e-16/e^2 relatively; the series truncation is ~e^8 relatively)
@@ -65,60 +68,56 @@ def schedule_arrays(betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- compiled kernels
-_GRID_TEMPLATE = '''
-@njit(cache=True, parallel=True)
 def chain_end_errors(betas, qs, starts, lengths, chain_schedule, chain_design, chain_lam,
-                     chain_bias, custom_start, custom_eta, custom_sigma2, out_e, out_m):
-    for j in prange(chain_lam.size):
+                     chain_bias, custom_start, custom_eta, custom_sigma2, out_e,
+                     out_m):  # pragma: no cover - numba template
+    """End errors ``e_1`` and standardized means ``mu_1`` of each chain (numba template: the
+    step coefficients and updates are the kernels compiled next to it)."""
+    for j in prange(chain_lam.size):  # noqa: F821
         s = chain_schedule[j]
         start = starts[s]
         T = lengths[s]
         lam = chain_lam[j]
         code = chain_design[j]
         b = chain_bias[j]
-        e = initial_error(qs[start + T - 1], lam)
+        e = initial_error(qs[start + T - 1], lam)  # noqa: F821
         m = 0.0
         for t in range(T - 1, 0, -1):
             be = betas[start + t]
             qq = qs[start + t]
             if code == 0:
-                rho, delta, c, eta = coefficients_star(be, qq, lam)
+                rho, delta, c, eta = coefficients_star(be, qq, lam)  # noqa: F821
             elif code == 1:
-                rho, delta, c, eta = coefficients_beta(be, qq, lam)
+                rho, delta, c, eta = coefficients_beta(be, qq, lam)  # noqa: F821
             elif code == 2:
-                rho, delta, c, eta = coefficients_ho_beta(be, qq, lam)
+                rho, delta, c, eta = coefficients_ho_beta(be, qq, lam)  # noqa: F821
             elif code == 3:
-                rho, delta, c, eta = coefficients_ddim(be, qq, lam)
+                rho, delta, c, eta = coefficients_ddim(be, qq, lam)  # noqa: F821
             else:
                 eta = custom_eta[custom_start[j] + t]
-                rho, delta, c = coefficients_custom(be, qq, lam, eta,
+                rho, delta, c = coefficients_custom(be, qq, lam, eta,  # noqa: F821
                                                     custom_sigma2[custom_start[j] + t])
-            e = rho * e + delta
-            m = (c * m + eta * b) / math.sqrt(1.0 - be)
+            e = error_update(rho, delta, e)  # noqa: F821
+            m = mean_update(be, c, eta, m, b)  # noqa: F821
         out_e[j] = e
-        out_m[j] = m / math.sqrt((1.0 - qs[start]) * lam + qs[start])
+        out_m[j] = standardized_mean(qs[start], lam, m)  # noqa: F821
 
 
-@njit(cache=True)
-def gaussian_divergences(e, mu, switch, out_kl, out_log_bc):
+def divergences_batch(e, mu, switch, out_kl, out_log_bc):  # pragma: no cover - numba template
+    """KL and log BC per direction: the Taylor series below ``switch``, else the closed form."""
     for i in range(e.size):
         if abs(e[i]) < switch:
-            out_kl[i] = kl_series(e[i], mu[i])
-            out_log_bc[i] = log_bc_series(e[i], mu[i])
+            out_kl[i] = kl_series(e[i], mu[i])  # noqa: F821
+            out_log_bc[i] = log_bc_series(e[i], mu[i])  # noqa: F821
         else:
-            out_kl[i] = kl_closed(e[i], mu[i])
-            out_log_bc[i] = log_bc_closed(e[i], mu[i])
-'''
+            out_kl[i] = kl_closed(e[i], mu[i])  # noqa: F821
+            out_log_bc[i] = log_bc_closed(e[i], mu[i])  # noqa: F821
 
 
 @functools.lru_cache(maxsize=1)
 def compiled_kernels():
-    """The generated numba module: per-design step coefficients, divergences, the grid loop."""
-    import sympy as sp
-
-    from ..theory import sampler as th
-    from .codegen import ScalarKernel, numba_module
-
+    """The generated numba module: per-design step coefficients, the error and mean updates,
+    divergences, and the loops :func:`chain_end_errors` and :func:`divergences_batch`."""
     kernels = [ScalarKernel.of("initial_error", (th.q, th.lam), th.initial_relative_error())]
     for name in DESIGNS:
         eta_expr, sigma2_expr = th.design_coefficients(name)
@@ -130,33 +129,56 @@ def compiled_kernels():
     kernels.append(ScalarKernel.of("coefficients_custom",
                                    (th.beta, th.q, th.lam, th.eta, th.sigma2),
                                    (rho, delta, th.contraction())))
+    kernels += [
+        ScalarKernel.of("error_update", (th.rho_t, th.delta_t, th.rel_error),
+                        th.relative_error_step(coefficients=(th.rho_t, th.delta_t))),
+        ScalarKernel.of("mean_update", (th.beta, th.contraction_c, th.eta, th.mean, th.bias),
+                        th.mean_step(c=th.contraction_c)),
+        ScalarKernel.of("standardized_mean", (th.q, th.lam, th.mean), th.standardized_mean()),
+    ]
     kl = th.gaussian_kl_1d()
     log_bc = th.gaussian_log_bhattacharyya_1d()
     args = (th.rel_error, th.mean)
     kernels += [
         ScalarKernel.of("kl_closed", args, kl),
-        ScalarKernel.of("kl_series", args, sp.expand(th.small_error_series(kl))),
+        ScalarKernel.of("kl_series", args, th.small_error_series(kl)),
         ScalarKernel.of("log_bc_closed", args, log_bc),
-        ScalarKernel.of("log_bc_series", args, sp.expand(th.small_error_series(log_bc))),
+        ScalarKernel.of("log_bc_series", args, th.small_error_series(log_bc)),
     ]
-    return numba_module(kernels, templates=[_GRID_TEMPLATE], tag="sampler")
+    loops = [Template(chain_end_errors, parallel=True), Template(divergences_batch)]
+    return compile_kernels(kernels, templates=loops, tag="sampler")
+
+
+@functools.cache
+def _design_functions(design: str):
+    """numpy ``(eta_t, sigma_t^2)`` of a named design as functions of ``(beta_t, q_t)``."""
+    return compile_kernel(ScalarKernel.of(f"design_{design.replace('-', '_')}", (th.beta, th.q),
+                                          th.design_coefficients(design)), "numpy")
+
+
+@functools.lru_cache(maxsize=1)
+def _window_and_bounds():
+    """numpy forms of the exact TVs and the TV bounds (theory module): the chi-square window of
+    the isotropic TV, the log-density ratio of two one-dimensional Gaussians, the bounds."""
+    window, bounds = th.chi_square_window(), th.tv_bounds()
+    return compile_kernels([
+        ScalarKernel.of("window", (th.rel_error, th.n_dim), tuple(window.values())),
+        ScalarKernel.of("log_ratio", (th.variance_q, th.mean), th.gaussian_log_ratio_1d()),
+        ScalarKernel.of("bounds", (th.kl_value, th.log_bc_value), tuple(bounds.values())),
+    ], "numpy")
 
 
 def design_arrays(design: str, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(eta_t, sigma_t^2)`` for t = 1..T of a named design; entry 0 belongs to step 1, which the
     sampler never takes (it stops at ``Y_1``), and is set to 0."""
-    import sympy as sp
-
-    from ..theory import sampler as th
-
     require_choice("design", design, DESIGNS)
     betas, qs = schedule_arrays(betas)
+    with np.errstate(invalid="ignore"):  # step 1 (q = beta) is never taken; it may round
+        values = _design_functions(design)(betas[1:], qs[1:])
     out = []
-    for expr in th.design_coefficients(design):
-        with np.errstate(invalid="ignore"):  # step 1 (q = beta) is never taken; it may round
-            values = sp.lambdify((th.beta, th.q), expr, "numpy")(betas[1:], qs[1:])
+    for value in values:
         full = np.zeros(betas.shape)
-        full[1:] = values
+        full[1:] = value
         out.append(full)
     return out[0], out[1]
 
@@ -219,7 +241,7 @@ def gaussian_divergences(e: np.ndarray, mu: np.ndarray | None = None
     e = np.ascontiguousarray(e, dtype=float).ravel()
     mu = np.zeros_like(e) if mu is None else np.ascontiguousarray(mu, dtype=float).ravel()
     kl, log_bc = np.empty_like(e), np.empty_like(e)
-    kernels.gaussian_divergences(e, mu, SERIES_SWITCH, kl, log_bc)
+    kernels.divergences_batch(e, mu, SERIES_SWITCH, kl, log_bc)
     return kl, log_bc
 
 
@@ -227,17 +249,18 @@ def gaussian_divergences(e: np.ndarray, mu: np.ndarray | None = None
 def isotropic_tv(e, n) -> np.ndarray:
     """Exact ``TV(N(0, I_n), N(0, (1 + e) I_n))``.
 
-    The first density is larger inside ``|x|^2 < r^2``, ``r^2 = n (1+e) log(1+e)/e`` (theory
-    module), so ``TV = |F_n(r^2) - F_n(r^2/(1+e))|`` with ``F_n`` the chi-square CDF. Where the two
-    arguments are close (``|log(1+e)| < 0.05``) the difference is integrated by 16-point
-    Gauss–Legendre on the chi-square density instead, which keeps full relative precision.
+    The first density is larger inside ``|x|^2 < r^2``, ``r^2 = n (1+e) log(1+e)/e``, so
+    ``TV = |F_n(r^2) - F_n(r^2/(1+e))|`` with ``F_n`` the chi-square CDF (the window of
+    :func:`diffphase.theory.sampler.chi_square_window`, compiled). Where the two arguments are
+    close (``|log(1+e)| < 0.05``) the difference is integrated by 16-point Gauss–Legendre on the
+    chi-square density instead (the window's centre and half-width are cancellation-free), which
+    keeps full relative precision.
     """
     e, n = np.broadcast_arrays(np.asarray(e, dtype=float), np.asarray(n, dtype=float))
     out = np.zeros(e.shape)
     width = np.abs(np.log1p(e))
-    ratio = np.where(e == 0, 1.0, np.log1p(e) / np.where(e == 0, 1.0, e))
-    x_low = n * ratio  # r^2 / (1 + e)
-    x_high = n * (1 + e) * ratio  # r^2
+    with np.errstate(invalid="ignore", divide="ignore"):  # e = 0: TV = 0, the window is unused
+        x_low, x_high, centre, half_width = _window_and_bounds().window(e, n)
     lo, hi = np.minimum(x_low, x_high), np.maximum(x_low, x_high)
     wide = (width >= 0.05) & (n > 0)
     out[wide] = special.gammainc(n[wide] / 2, hi[wide] / 2) - special.gammainc(n[wide] / 2,
@@ -246,9 +269,7 @@ def isotropic_tv(e, n) -> np.ndarray:
     if np.any(narrow):
         nodes, weights = np.polynomial.legendre.leggauss(16)
         k = n[narrow]
-        # centre and half-width written without forming 1 + e (which rounds for tiny e)
-        mid = k * ratio[narrow] * (1 + e[narrow] / 2)
-        half = k * width[narrow] / 2
+        mid, half = centre[narrow], np.abs(half_width[narrow])
         x = mid[:, None] + half[:, None] * nodes[None, :]
         log_pdf = ((k[:, None] / 2 - 1) * np.log(x) - x / 2 - (k[:, None] / 2) * np.log(2)
                    - special.gammaln(k[:, None] / 2))
@@ -267,10 +288,8 @@ def gaussian_tv_1d(e, mu) -> np.ndarray:
 
         ee, mm = e[shifted], mu[shifted]
         w = 1 + ee
-        # log p - log q = -x^2/2 + (x - m)^2/(2w) + log(w)/2 = A x^2 + B x + C
-        a_coef = 0.5 / w - 0.5
-        b_coef = -mm / w
-        c_coef = mm**2 / (2 * w) + 0.5 * np.log(w)
+        # log p - log q = A x^2 + B x + C (theory module)
+        a_coef, b_coef, c_coef = _window_and_bounds().log_ratio(w, mm)
         tv = np.empty(ee.size)
         linear = np.abs(a_coef) < 1e-14
         # equal variances: p > q on one side of x0 = m/2
@@ -309,10 +328,6 @@ class SamplerError:
     normal_relative_error: float
     tangent_means: np.ndarray
 
-    def as_dict(self) -> dict:
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else float(v))
-                for k, v in self.__dict__.items()}
-
 
 def combine_errors(e_tangent: np.ndarray, mu_tangent: np.ndarray, e_normal: float,
                    n_normal: int) -> SamplerError:
@@ -326,12 +341,29 @@ def combine_errors(e_tangent: np.ndarray, mu_tangent: np.ndarray, e_normal: floa
     tv_normal = float(isotropic_tv(e_normal, n_normal)) if n_normal > 0 else 0.0
     tv_tangent_1d = gaussian_tv_1d(e_tangent, mu_tangent)
     log_bc = float(np.sum(lbc_t) + n_normal * lbc_n[0])
-    lower = max(tv_normal, float(np.max(tv_tangent_1d, initial=0.0)), -np.expm1(log_bc))
-    upper = min(1.0, np.sqrt(max(-np.expm1(2 * log_bc), 0.0)), np.sqrt(kl / 2),
-                np.sqrt(-np.expm1(-kl)), tv_normal + float(np.sum(tv_tangent_1d)))
-    return SamplerError(kl, kl_tangent, kl_normal, kl_normal_per_dim, tv_normal, lower,
-                        max(upper, lower), np.asarray(e_tangent), float(e_normal),
+    lower, upper = tv_bounds(kl, log_bc, tv_normal, float(np.max(tv_tangent_1d, initial=0.0)),
+                             float(np.sum(tv_tangent_1d)))
+    return SamplerError(kl, kl_tangent, kl_normal, kl_normal_per_dim, tv_normal, float(lower),
+                        float(upper), np.asarray(e_tangent), float(e_normal),
                         np.asarray(mu_tangent))
+
+
+def tv_bounds(kl, log_bc, tv_normal, tv_tangent_max, tv_tangent_sum):
+    """Lower and upper bounds on the total TV of independent blocks (arrays broadcast).
+
+    ``lower = max(TV_normal, max_j TV_j, 1 - BC)``;
+    ``upper = min(1, sqrt(1 - BC^2), sqrt(KL / 2), sqrt(1 - exp(-KL)), TV_normal + sum_j TV_j)``
+    (Hellinger, Pinsker, Bretagnolle–Huber: the compiled
+    :func:`diffphase.theory.sampler.tv_bounds`; subadditivity), never below ``lower``.
+    """
+    kl, log_bc = np.asarray(kl, dtype=float), np.asarray(log_bc, dtype=float)
+    with np.errstate(invalid="ignore"):
+        h_lower, h_upper, pinsker, bretagnolle_huber = _window_and_bounds().bounds(kl, log_bc)
+    h_upper = np.where(log_bc < 0, h_upper, 0.0)  # BC <= 1; a rounded log BC >= 0 gives 0
+    lower = np.maximum(np.maximum(tv_normal, tv_tangent_max), h_lower)
+    upper = np.minimum.reduce([np.ones(np.shape(lower)), h_upper, pinsker, bretagnolle_huber,
+                               tv_normal + tv_tangent_sum])
+    return lower, np.maximum(lower, upper)
 
 
 def validate_configuration(T: int, dim: int, k: int) -> tuple[int, int, int]:
@@ -446,10 +478,7 @@ def sampler_error_grid(T_values: Sequence[int], dims: Sequence[int], ks: Sequenc
         kl = kl_t + kl_n
         tv_n = isotropic_tv(np.full(n_normal.shape, e[normal]), n_normal)
         log_bc = lbc_t + n_normal * lbc_dir[normal]
-        lower = np.maximum.reduce([tv_n, np.full(n_normal.shape, tv_t_max), -np.expm1(log_bc)])
-        upper = np.minimum.reduce([np.ones(n_normal.shape),
-                                   np.sqrt(np.maximum(-np.expm1(2 * log_bc), 0.0)),
-                                   np.sqrt(kl / 2), np.sqrt(-np.expm1(-kl)), tv_n + tv_t_sum])
+        lower, upper = tv_bounds(kl, log_bc, tv_n, tv_t_max, tv_t_sum)
         for i, d in enumerate(valid_dims):
             rows["T"].append(T_values[s])
             rows["dim"].append(d)
@@ -462,7 +491,7 @@ def sampler_error_grid(T_values: Sequence[int], dims: Sequence[int], ks: Sequenc
             rows["kl_normal_per_dim"].append(kl_dir[normal])
             rows["tv_normal"].append(tv_n[i])
             rows["tv_lower"].append(lower[i])
-            rows["tv_upper"].append(max(upper[i], lower[i]))
+            rows["tv_upper"].append(upper[i])
     return {key: np.asarray(val) for key, val in rows.items()}
 
 

@@ -10,7 +10,8 @@ Everything is compiled from :mod:`diffphase.theory.spectral`:
   polynomial form (companion matrices) with explicit branch selection.
 * :func:`bulk_edges` gives the exact edges ``z(g*)`` at the critical points ``z'(g*) = 0``.
 * :func:`gap_summary` gives the manifold and intermediate gap widths, ``tau*``, visibility windows,
-  the phase and the dimension read-out, from the symbolic formulas compiled with ``lambdify``.
+  the phase and the dimension read-out, from the symbolic formulas compiled (``numpy`` backend
+  of :mod:`diffphase.solvers.codegen`) and evaluated by name with :func:`formula`.
 
 Two subspace models: ``random`` (``F`` Gaussian; Marchenko–Pastur-type bulks) and ``orthonormal``
 (``F`` axis-aligned; the nonzero eigenvalues of ``C`` are exactly the latent variances, atoms).
@@ -23,13 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import sympy as sp
 
 from ..errors import ParameterError, as_float_array, require_choice, require_in_range, require_int
 from ..models import SUBSPACES
 from ..theory import spectral as theory
 from . import stieltjes as templates
-from .codegen import ScalarKernel, numba_module
+from .codegen import ScalarKernel, Template, compile_kernel, compile_kernels
 
 
 # ----------------------------------------------------------------------------- the model
@@ -120,29 +120,18 @@ def kernels():
         ScalarKernel.of("dzterm", (g, a, s), parts["dterm"]),
         ScalarKernel.of("d2zterm", (g, a, s), parts["d2term"]),
     ]
-    funcs = [
-        templates.inverse_map_value,
-        templates.inverse_map_slope,
-        templates.inverse_map_curvature,
-        templates.newton_stieltjes,
-        templates.continuation_stieltjes,
-        templates.is_physical,
-        templates._critical_in_interval,
-        templates.critical_points,
+    loops = [
+        Template(templates.inverse_map_value),
+        Template(templates.inverse_map_slope),
+        Template(templates.inverse_map_curvature),
+        Template(templates.newton_stieltjes),
+        Template(templates.continuation_stieltjes),
+        Template(templates.is_physical),
+        Template(templates._critical_in_interval),
+        Template(templates.critical_points),
+        Template(templates.stieltjes_lines, parallel=True),
     ]
-    source_lines = [_template(f) for f in funcs]
-    source_lines.append(
-        '@njit(cache=True, parallel=True, error_model="numpy")\n'
-        + _template(templates.stieltjes_lines)
-    )
-    return numba_module(specs, source_lines, tag="spectral")
-
-
-def _template(func) -> str:
-    import inspect
-    import textwrap
-
-    return textwrap.dedent(inspect.getsource(func))
+    return compile_kernels(specs, templates=loops, tag="spectral")
 
 
 _FORMULAS = {  # name -> (symbolic expression builder, argument symbols)
@@ -158,30 +147,30 @@ _FORMULAS = {  # name -> (symbolic expression builder, argument symbols)
     ),
     "gap_tau_max": (theory.intermediate_gap_tau_max, (theory.lower, theory.upper)),
     "gap_max": (theory.intermediate_gap_max_width, (theory.lower, theory.upper)),
-    "gap_window": (
-        lambda: sp.Matrix(theory.intermediate_gap_window()),
-        (theory.lower, theory.upper, theory.delta),
-    ),
+    "gap_window": (theory.intermediate_gap_window, (theory.lower, theory.upper, theory.delta)),
     "trivial_tau": (theory.trivial_phase_tau, (theory.upper, theory.delta)),
     "consolidation_tau": (theory.consolidation_phase_tau, (theory.lower, theory.delta)),
     "dimension_threshold": (theory.dimension_threshold, (theory.tau, theory.delta)),
     "jacobian_eigenvalue": (theory.jacobian_eigenvalue, (theory.lam, theory.tau)),
+    "score_jacobian_eigenvalue": (theory.score_jacobian_eigenvalue,
+                                  (theory.lam, theory.a_scale, theory.noise_var)),
     "lambda_of_j": (theory.covariance_eigenvalue_of_jacobian, (theory.j, theory.tau)),
     "jacobian_factor": (theory.jacobian_density_factor, (theory.j, theory.tau)),
 }
 
 
 @functools.cache
-def _lambdified(name: str) -> Callable:
+def _compiled_formula(name: str) -> Callable:
     """numpy function of one gap/phase formula of :mod:`diffphase.theory.spectral`."""
     build, args = _FORMULAS[name]
-    return sp.lambdify(args, build(), "numpy")
+    return compile_kernel(ScalarKernel.of(name, args, build()), "numpy")
 
 
 def formula(name: str, *args):
-    """Evaluate a compiled gap/phase formula by name (see :func:`_lambdified`)."""
+    """Evaluate a compiled formula of :mod:`diffphase.theory.spectral` by name (the keys of
+    ``_FORMULAS``); a formula with two results (``gap_window``) returns a tuple."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return _lambdified(name)(*args)
+        return _compiled_formula(name)(*args)
 
 
 # ----------------------------------------------------------------------------- edges
@@ -253,15 +242,27 @@ def bulk_edges_polynomial(law, variances=None) -> Edges:
 @functools.cache
 def _edge_polynomial_coefficients(K: int) -> Callable:
     alphas, variances = theory.group_symbols(K)
-    poly = theory.edge_polynomial(K)
-    return sp.lambdify((*alphas, *variances), poly.all_coeffs(), "numpy")
+    coeffs = theory.edge_polynomial(K).all_coeffs()
+    return compile_kernel(ScalarKernel.of("edge_coefficients", (*alphas, *variances), coeffs),
+                          "numpy")
 
 
 @functools.cache
-def _stieltjes_polynomial_coefficients(K: int) -> Callable:
+def _stieltjes_polynomial_coefficients(K: int, backend: str = "numpy") -> Callable:
+    """Coefficients (highest degree first) of the polynomial form at ``z`` (args: ``z``, the
+    fractions, the variances)."""
     alphas, variances = theory.group_symbols(K)
-    poly = theory.stieltjes_polynomial(K)
-    return sp.lambdify((theory.z, *alphas, *variances), poly.all_coeffs(), "numpy")
+    coeffs = theory.stieltjes_polynomial(K).all_coeffs()
+    return compile_kernel(ScalarKernel.of("stieltjes_coefficients",
+                                          (theory.z, *alphas, *variances), coeffs), backend)
+
+
+@functools.cache
+def _inverse_map_slope_mpmath(K: int) -> Callable:
+    """``z'(g)`` for ``K`` groups, evaluated in mpmath (args: ``g``, fractions, variances)."""
+    alphas, variances = theory.group_symbols(K)
+    return compile_kernel(ScalarKernel.of("inverse_map_slope", (theory.g, *alphas, *variances),
+                                          theory.inverse_map_slope(K)), "mpmath")
 
 
 def physical_root_polynomial(zc, law, variances=None) -> np.ndarray:
@@ -713,18 +714,15 @@ def stieltjes_mpmath(zc: complex, law, variances=None, dps: int = 30):
     import mpmath
 
     law = as_law(law, variances)
-    alphas, svars = theory.group_symbols(law.K)
-    poly = theory.stieltjes_polynomial(law.K)
-    coeff_fns = [sp.lambdify((theory.z, *alphas, *svars), c, "mpmath") for c in poly.all_coeffs()]
+    coefficients = _stieltjes_polynomial_coefficients(law.K, "mpmath")
     with mpmath.workdps(dps):
         args = [mpmath.mpf(float(v)) for v in (*law.fractions, *law.variances)]
         zm = mpmath.mpc(complex(zc).real, complex(zc).imag)
-        coeffs = [f(zm, *args) for f in coeff_fns]
+        coeffs = list(coefficients(zm, *args))
         roots = mpmath.polyroots(coeffs, maxsteps=400, extraprec=4 * dps)
         best = max(roots, key=lambda r: mpmath.im(r))
         if complex(zc).imag == 0 and abs(mpmath.im(best)) < mpmath.mpf(10) ** (-dps // 2):
-            z_of_g = theory.inverse_map(law.K)
-            dz = sp.lambdify((theory.g, *alphas, *svars), sp.diff(z_of_g, theory.g), "mpmath")
+            dz = _inverse_map_slope_mpmath(law.K)
             real = [mpmath.re(r) for r in roots]
             increasing = [r for r in real if dz(r, *args) > 0]
             best = min(increasing, key=lambda r: abs(r + 1 / zm.real))

@@ -1,11 +1,13 @@
 """numba templates: batched Stieltjes-transform solvers for ``z = z(g)`` (THEORY A).
 
-These functions are *templates*: :mod:`diffphase.solvers.spectral` copies their source into a
-generated, cached numba module where ``zbase_triple``, ``zterm_triple``, ``dzbase``, ... are
-the kernels
-compiled from :func:`diffphase.theory.spectral.inverse_map_derivatives`
-(``z(g) = base(g) + sum_k term(g; alpha_k, s_k)`` and derivatives). They are plain Python and
-run uncompiled too.
+These functions are hand-written numba loops (sympy cannot emit them), instantiated as
+:class:`~diffphase.solvers.codegen.Template` s by :func:`diffphase.solvers.spectral.kernels`
+through :func:`diffphase.solvers.codegen.compile_kernels`: their source is copied into the
+generated, cached numba module where ``zbase_triple``, ``zterm_triple``, ``dzbase``, ... are the
+kernels compiled from :func:`diffphase.theory.spectral.inverse_map_derivatives`
+(``z(g) = base(g) + sum_k term(g; alpha_k, s_k)`` and derivatives). The sums over groups and the
+derivatives of the Newton function ``F(g) = g (z(g) - z)`` written here are compared with the
+symbolic expressions in ``tests/test_spectral_solver.py``.
 
 * ``newton_stieltjes``: complex Newton on ``z(g) - z`` from a start ``g``.
 * ``continuation_stieltjes``: follows the physical branch (``Im g > 0``, ``g ~ -1/z``) from

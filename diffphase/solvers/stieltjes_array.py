@@ -7,8 +7,9 @@ warm start along the grid: each point follows the physical branch by continuatio
 from ``eta_start`` (where ``g ~ -1/z``) down to ``eta_floor`` with a fixed number of Newton steps
 per stage, then Newton at the target ``Im z``, then the same branch test as the compiled solver
 (inside a bulk ``Im g > 0``; outside, a real root with ``z'(g) > 0``). The inverse-map parts are
-the symbolic ones of :func:`diffphase.theory.spectral.inverse_map_derivatives`, lambdified for the
-array module. Per-point convergence flags and iteration counts are returned, as everywhere.
+the symbolic ones of :func:`diffphase.theory.spectral.inverse_map_derivatives`, compiled for the
+array module by :func:`diffphase.solvers.codegen.compile_kernels` (``numpy`` or ``cupy``
+backend). Per-point convergence flags and iteration counts are returned, as everywhere.
 """
 
 from __future__ import annotations
@@ -16,25 +17,27 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import sympy as sp
 
 from ..backend import get_array_module, to_numpy
 from ..theory import spectral as theory
+from .codegen import ScalarKernel, compile_kernels
 
 
 @functools.cache
 def _parts(module_name: str):
+    """``zbase(g) -> (base, base')`` and ``zterm(g, alpha, s) -> (term, term')`` on arrays."""
     parts = theory.inverse_map_derivatives()
     g, a, s = theory.g, theory.alpha_g, theory.s_g
-    modules = "cupy" if module_name == "cupy" else "numpy"
-    base = sp.lambdify((g,), [parts["base"], parts["dbase"]], modules)
-    term = sp.lambdify((g, a, s), [parts["term"], parts["dterm"]], modules)
-    return base, term
+    backend = "cupy" if module_name == "cupy" else "numpy"
+    return compile_kernels([ScalarKernel.of("zbase", (g,), (parts["base"], parts["dbase"])),
+                            ScalarKernel.of("zterm", (g, a, s), (parts["term"], parts["dterm"]))],
+                           backend)
 
 
 def _inverse_map(xp, g, alphas, variances):
     """``z(g)`` and ``z'(g)`` for arrays ``g (n,)`` and per-point groups ``(n, K)``."""
-    base, term = _parts(xp.__name__)
+    parts = _parts(xp.__name__)
+    base, term = parts.zbase, parts.zterm
     val, der = base(g)
     val = val + 0 * g
     der = der + 0 * g

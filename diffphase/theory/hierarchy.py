@@ -12,7 +12,13 @@ Contract: pure sympy functions of symbols, no numbers baked in. They return
   whose root in the open interval is the unstable fixed point;
 * closed forms where sympy finds them (``s = 2`` at finite ``v``; ``s = 2, 3`` at large ``v``),
   ``eps* = (1 - b_u)/(1 - 1/v)``, the slope ``lambda = F'(b_u)``, ``nu = ln s / ln lambda``, and
-  the slopes at the trivial fixed points that decide the regime.
+  the slopes at the trivial fixed points that decide the regime;
+* the leaf belief ``1 - eps + eps/v`` the iteration starts from, the noise at which a fixed point
+  is the leaf belief (``eps = (1 - b)/(1 - 1/v)``, ``1 - p`` at large ``v``) and the scaling
+  variable ``(eps - eps*) lambda^L`` of the finite-depth curves.
+
+The solvers (:mod:`diffphase.solvers.hierarchy`) compile these expressions; for every ``s`` they
+find the unstable fixed point numerically as the interior root of the reduced polynomial.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ b, p, eps = sp.symbols("b p eps", real=True)
 v, m, n, f = sp.symbols("v m n f", positive=True)
 s = sp.Symbol("s", positive=True)
 lam = sp.Symbol("lambda", positive=True)
+eps_star = sp.Symbol("eps_star", real=True)
+depth = sp.Symbol("L", positive=True)
 
 
 def mean_field_map(branching: sp.Expr = s, parents: sp.Expr = n) -> sp.Expr:
@@ -105,12 +113,19 @@ def unstable_fixed_point(branching: int, large_v: bool = False) -> sp.Expr:
     return sp.simplify(good[0])
 
 
+def noise_of_fixed_point(large_v: bool = False) -> sp.Expr:
+    """Noise whose leaf belief is ``b``: solves ``leaf_belief(v) = b`` for ``eps``, i.e.
+    ``(1 - b)/(1 - 1/v)``; at large ``v`` (in ``p``) ``1 - p``. At the unstable fixed point this is
+    ``eps*``."""
+    if large_v:
+        return 1 - p
+    return (1 - b) / (1 - 1 / v)
+
+
 def critical_noise(branching: int, large_v: bool = False) -> sp.Expr:
     """``eps* = (1 - b_u)/(1 - 1/v)`` (``= 1 - p_u`` at large ``v``)."""
     root = unstable_fixed_point(branching, large_v)
-    if large_v:
-        return sp.simplify(1 - root)
-    return sp.simplify((1 - root) / (1 - 1 / v))
+    return sp.simplify(noise_of_fixed_point(large_v).subs(p if large_v else b, root))
 
 
 def map_slope(branching: sp.Expr = s, parents: sp.Expr = n, large_v: bool = False) -> sp.Expr:
@@ -140,3 +155,9 @@ def slope_at_disordered() -> sp.Expr:
 def correlation_exponent() -> sp.Expr:
     """``nu = ln s / ln lambda``: changed blocks grow like ``|eps - eps*|^(-nu)``."""
     return sp.log(s) / sp.log(lam)
+
+
+def scaling_variable() -> sp.Expr:
+    """``(eps - eps*) lambda^L``: the finite-depth curves collapse in this variable (the
+    transition width shrinks like ``lambda^(-L)``)."""
+    return (eps - eps_star) * lam**depth

@@ -4,7 +4,8 @@ memorization.
 Derives, with sympy and without numbers baked in:
 
 * the collapse criterion [DR] ``ln N = (1/2) sum_i ln(1 + lambda_i / tau_C)`` as a per-eigenvalue
-  term (the solvers sum it over any spectrum) and its ``tau``-derivative; the isotropic closed form
+  term (the solvers sum it over any spectrum) and a bracket of its root in ``ln tau`` from
+  ``ln x <= ln(1 + x) <= x``; the isotropic closed form
   ``tau_C = sigma^2 / (N^(2/m) - 1)`` for ``m`` equal nonzero eigenvalues; the equivalence with the
   entropy form ``f(t) = ln N / d + (1/2) ln(2 pi e D_t) - s(t)`` for Gaussian data, and that form
   in ``tau`` for any data law (its entropy estimated by Monte Carlo in the validation layer);
@@ -20,7 +21,8 @@ Derives, with sympy and without numbers baked in:
   ``V = (A + 2 sqrt(tau) B + tau C + g S4 / 2) / tau^2`` with ``A = sum x0_i^2 s_i^2``,
   ``B = sum x0_i v_i s_i^2``, ``C = sum v_i^2 s_i^2``, ``S4 = sum s_i^4`` (``g = 0`` for data on the
   unit sphere, ``1`` otherwise); condensation at ``V = 2 ln N``; the closed form for ``x0 = 0``;
-  the REM participation ratio ``1 - tau / tau_c`` below ``tau_c``.
+  the REM participation ratio ``1 - tau / tau_c`` below ``tau_c`` and its inverse (``tau_c`` from
+  a measured participation ratio).
 
 Every function returns sympy objects in the module's symbols.
 """
@@ -49,6 +51,12 @@ rem_A, rem_C, rem_S4 = sp.symbols("A C S4", nonnegative=True)
 rem_B = sp.Symbol("B", real=True)
 g_norm = sp.Symbol("g", nonnegative=True)
 tau_c = sp.Symbol("tau_c", positive=True)
+participation = sp.Symbol("P", positive=True)  # a participation ratio sum_mu w_mu^2
+# aggregates of a spectrum with per-dimension weights w_j: sum w_j, sum w_j lambda_j,
+# (sum w_j ln lambda_j) / sum w_j, and ln N / d
+w_total, w_trace, w_mean_log = sp.symbols("alpha trace mean_log", positive=True)
+rate = sp.Symbol("rate", positive=True)
+log_tau = sp.Symbol("log_tau", real=True)
 h_dim = sp.Symbol("h", real=True)  # entropy per dimension of the noised law
 
 
@@ -58,9 +66,17 @@ def collapse_term() -> sp.Expr:
     return sp.log(1 + lam / tau) / 2
 
 
-def collapse_term_dtau() -> sp.Expr:
-    """``d/dtau`` of :func:`collapse_term` (negative: the sum decreases with ``tau``)."""
-    return sp.simplify(sp.diff(collapse_term(), tau))
+def collapse_log_tau_bracket() -> tuple[sp.Expr, sp.Expr]:
+    """``(ln tau_lo, ln tau_hi)`` bracketing the root of ``sum_j w_j term(lambda_j, tau) = ln N/d``
+    (weights ``w_j`` per dimension; the sum decreases in ``tau``).
+
+    ``term <= lambda / (2 tau)`` (from ``ln(1 + x) <= x``): the sum is below ``rate`` at
+    ``tau_hi = trace / (2 rate)``; ``term >= (ln lambda - ln tau)/2`` (from ``ln(1 + x) >= ln x``):
+    it is above ``rate`` at ``ln tau_lo = mean_log - 2 rate / alpha``.
+    """
+    (upper,) = sp.solve(sp.Eq(w_trace / (2 * tau) - rate, 0), tau)
+    (lower,) = sp.solve(sp.Eq(w_total * (w_mean_log - log_tau) / 2 - rate, 0), log_tau)
+    return lower, sp.log(upper)
 
 
 def collapse_residual_isotropic() -> sp.Expr:
@@ -176,3 +192,10 @@ def rem_critical_tau_displaced() -> sp.Expr:
 def rem_participation_ratio() -> sp.Expr:
     """REM ``sum_mu w_mu^2`` in the condensed phase: ``1 - tau / tau_c`` (for ``tau < tau_c``)."""
     return 1 - tau / tau_c
+
+
+def rem_critical_tau_of_participation() -> sp.Expr:
+    """``tau_c`` at which the REM participation ratio at ``tau`` equals ``P``:
+    ``tau / (1 - P)`` (``2 tau`` where ``P = 1/2``)."""
+    (solution,) = sp.solve(sp.Eq(rem_participation_ratio(), participation), tau_c)
+    return solution

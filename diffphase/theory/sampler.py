@@ -17,8 +17,9 @@ Contract: pure functions returning sympy expressions (no numbers baked in) for
   ``sigma = 0`` solution (``ddim``, equal to the DDIM update of Song et al.);
 * the designs ``star``, ``beta``, ``ho-beta``, ``ddim`` as ``(eta, sigma^2)``;
 * one-dimensional Gaussian divergences as functions of the relative error (KL, log Bhattacharyya
-  coefficient) with their Taylor series for small errors, and the radius where two centred
-  isotropic Gaussians have equal density (for the exact TV of the normal part).
+  coefficient) with their Taylor series for small errors, the radius where two centred
+  isotropic Gaussians have equal density and the chi-square window it gives (for the exact TV of
+  the normal part), and the bounds on TV from KL and the Bhattacharyya coefficient.
 
 Step variables are written in the numerically safe pair ``beta = 1 - alpha_t`` and
 ``q = 1 - abar_t`` (so ``alpha - abar = q - beta``); all expressions are checked against the
@@ -30,6 +31,7 @@ from __future__ import annotations
 import functools
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
 
 from ..models import DESIGNS
 
@@ -41,6 +43,15 @@ rel_error = sp.Symbol("e", real=True)
 bias, mean = sp.symbols("b m", real=True)
 #: design coefficients and the output variance of the sampler at step t
 eta, sigma2, variance = sp.symbols("eta sigma2 v", real=True)
+#: the contraction c_t and the coefficients of e_{t-1} = rho_t e_t + delta_t, as symbols (the
+#: compiled chain loop evaluates them once per step and passes them on)
+contraction_c, rho_t, delta_t = sp.symbols("c rho delta", real=True)
+#: a KL divergence and the log of a Bhattacharyya coefficient (bounds on TV)
+kl_value = sp.Symbol("kl", nonnegative=True)
+log_bc_value = sp.Symbol("log_bc", nonpositive=True)
+#: dimension of an isotropic block; the variance ``1 + e`` of a second one-dimensional law
+n_dim = sp.Symbol("n", positive=True)
+variance_q = sp.Symbol("w", positive=True)
 #: the textbook pair, used to state conditions and to cross-check the (beta, q) forms
 alpha, abar = sp.symbols("alpha abar", positive=True)
 
@@ -75,9 +86,16 @@ def variance_step(eta_: sp.Expr = eta, sigma2_: sp.Expr = sigma2, lam_: sp.Expr 
 
 
 def mean_step(eta_: sp.Expr = eta, lam_: sp.Expr = lam, m: sp.Expr = mean,
-              b: sp.Expr = bias) -> sp.Expr:
-    """``m_{t-1} = (c_t m_t + eta_t b) / sqrt(alpha_t)`` for the biased score ``s* + b``."""
-    return (contraction(eta_, lam_) * m + eta_ * b) / sp.sqrt(1 - beta)
+              b: sp.Expr = bias, c: sp.Expr | None = None) -> sp.Expr:
+    """``m_{t-1} = (c_t m_t + eta_t b) / sqrt(alpha_t)`` for the biased score ``s* + b``
+    (``c`` defaults to :func:`contraction` ``(eta, lam)``)."""
+    c = contraction(eta_, lam_) if c is None else c
+    return (c * m + eta_ * b) / sp.sqrt(1 - beta)
+
+
+def standardized_mean(lam_: sp.Expr = lam, m: sp.Expr = mean) -> sp.Expr:
+    """``mu = m / sqrt(Sigma_t)``: a mean in units of the data's standard deviation."""
+    return m / sp.sqrt(data_variance(lam_))
 
 
 def relative_error_coefficients(eta_: sp.Expr = eta, sigma2_: sp.Expr = sigma2,
@@ -103,9 +121,11 @@ def initial_relative_error(lam_: sp.Expr = lam) -> sp.Expr:
 
 
 def relative_error_step(eta_: sp.Expr = eta, sigma2_: sp.Expr = sigma2,
-                        lam_: sp.Expr = lam, e: sp.Expr = rel_error) -> sp.Expr:
-    """``e_{t-1} = rho_t e_t + delta_t``."""
-    rho, delta = relative_error_coefficients(eta_, sigma2_, lam_)
+                        lam_: sp.Expr = lam, e: sp.Expr = rel_error,
+                        coefficients: tuple[sp.Expr, sp.Expr] | None = None) -> sp.Expr:
+    """``e_{t-1} = rho_t e_t + delta_t`` (``coefficients = (rho, delta)`` defaults to
+    :func:`relative_error_coefficients`)."""
+    rho, delta = coefficients or relative_error_coefficients(eta_, sigma2_, lam_)
     return rho * e + delta
 
 
@@ -172,6 +192,24 @@ def design_coefficients(name: str) -> tuple[sp.Expr, sp.Expr]:
 
 
 # --------------------------------------------------------------------------- divergences
+def _gaussian_log_densities(x: sp.Expr, w: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """``log p(x)``, ``log q(x)`` for ``P = N(0, 1)`` and ``Q = N(m, w)``."""
+    log_p = -x**2 / 2 - sp.log(2 * sp.pi) / 2
+    log_q = -(x - mean) ** 2 / (2 * w) - sp.log(2 * sp.pi * w) / 2
+    return log_p, log_q
+
+
+def gaussian_log_ratio_1d() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    """``(A, B, C)`` with ``log p(x) - log q(x) = A x^2 + B x + C`` for ``P = N(0, 1)`` and
+    ``Q = N(m, w)`` (``w = 1 + e``, the symbol :data:`variance_q`): ``P`` has the larger density
+    where the quadratic is positive, so the exact TV is a difference of the two laws' masses
+    between its roots."""
+    x = sp.Symbol("x", real=True)
+    log_p, log_q = _gaussian_log_densities(x, variance_q)
+    poly = sp.Poly(sp.expand(log_p - log_q), x)
+    return tuple(poly.coeff_monomial(x**k) for k in (2, 1, 0))
+
+
 def gaussian_kl_1d() -> sp.Expr:
     """``KL(N(0, S) || N(m, S(1 + e)))`` per unit ``S`` of mean shift: with ``m`` measured in
     units of ``sqrt(S)``, ``0.5 (1/(1+e) - 1 + log(1+e) + m^2/(1+e))``.
@@ -180,9 +218,7 @@ def gaussian_kl_1d() -> sp.Expr:
     Gaussians ``P = N(0, 1)`` and ``Q = N(m, 1 + e)``.
     """
     x = sp.Symbol("x", real=True)
-    var_q = 1 + rel_error
-    log_p = -x**2 / 2 - sp.log(2 * sp.pi) / 2
-    log_q = -(x - mean) ** 2 / (2 * var_q) - sp.log(2 * sp.pi * var_q) / 2
+    log_p, log_q = _gaussian_log_densities(x, 1 + rel_error)
     # E_P[x] = 0 and E_P[x^2] = 1 for P = N(0, 1)
     integrand = sp.expand(log_p - log_q)
     poly = sp.Poly(integrand, x)
@@ -196,24 +232,54 @@ def gaussian_log_bhattacharyya_1d() -> sp.Expr:
     """``log BC(N(0, 1), N(m, 1 + e))`` from ``BC = int sqrt(p q) dx``:
     ``(1/4) log(1+e) - (1/2) log(1 + e/2) - m^2 / (4 (2 + e))``."""
     x = sp.Symbol("x", real=True)
-    w = sp.Symbol("w", positive=True)  # the variance 1 + e of the second law
-    log_p = -x**2 / 2 - sp.log(2 * sp.pi) / 2
-    log_q = -(x - mean) ** 2 / (2 * w) - sp.log(2 * sp.pi * w) / 2
+    log_p, log_q = _gaussian_log_densities(x, variance_q)
     bc = sp.integrate(sp.exp(sp.expand((log_p + log_q) / 2)), (x, -sp.oo, sp.oo), conds="none")
     log_bc = sp.expand_log(sp.log(sp.simplify(bc)), force=True)
-    return sp.simplify(log_bc.subs(w, 1 + rel_error))
+    return sp.simplify(log_bc.subs(variance_q, 1 + rel_error))
 
 
 def small_error_series(expr: sp.Expr, order: int = SERIES_ORDER) -> sp.Expr:
-    """Taylor polynomial in ``e`` (at ``e = 0``) used where the closed form cancels."""
-    return sp.series(expr, rel_error, 0, order).removeO()
+    """Taylor polynomial in ``e`` (at ``e = 0``, expanded) used where the closed form cancels."""
+    return sp.expand(sp.series(expr, rel_error, 0, order).removeO())
 
 
 def equal_density_radius2(n: sp.Expr | None = None) -> sp.Expr:
     """``r^2`` with ``N(0, I_n)`` and ``N(0, (1 + e) I_n)`` of equal density on ``|x|^2 = r^2``:
     ``r^2 = n (1 + e) log(1 + e) / e``; the first density is larger inside."""
-    n = sp.Symbol("n", positive=True) if n is None else n
+    n = n_dim if n is None else n
     r2 = sp.Symbol("r2", positive=True)
     log_ratio = (-r2 / 2) - (-r2 / (2 * (1 + rel_error)) - n * sp.log(1 + rel_error) / 2)
     (solution,) = sp.solve(sp.Eq(log_ratio, 0), r2)
     return sp.simplify(solution)
+
+
+@functools.cache
+def chi_square_window() -> dict[str, sp.Expr]:
+    """``TV(N(0, I_n), N(0, (1 + e) I_n)) = |F_n(r^2) - F_n(r^2 / (1 + e))|`` (``F_n`` the
+    chi-square CDF, ``r^2`` from :func:`equal_density_radius2`): the window's ends ``scaled``
+    (``r^2 / (1 + e)``, where the second law's ``|x|^2 / (1 + e)`` crosses) and ``radius2``
+    (``r^2``), and its ``centre`` and ``half_width`` simplified so that they evaluate without
+    cancellation for small ``e``; written with ``log1p``."""
+    r2 = equal_density_radius2(n_dim)
+    scaled = sp.simplify(r2 / (1 + rel_error))
+    window = {"scaled": scaled, "radius2": r2, "centre": sp.simplify((r2 + scaled) / 2),
+              "half_width": sp.simplify((r2 - scaled) / 2)}
+    return {k: v.subs(sp.log(1 + rel_error), log1p(rel_error)) for k, v in window.items()}
+
+
+def tv_bounds() -> dict[str, sp.Expr]:
+    """Bounds on ``TV(P, Q)`` from ``kl = KL(P || Q)`` and ``BC = exp(log_bc)`` (the Bhattacharyya
+    coefficient), written with ``expm1`` (no cancellation for close laws):
+
+    * ``hellinger_lower``: ``TV >= H^2 = 1 - BC``;
+    * ``hellinger_upper``: ``TV <= H sqrt(2 - H^2) = sqrt(1 - BC^2)``;
+    * ``pinsker``: ``TV <= sqrt(kl / 2)``;
+    * ``bretagnolle_huber``: ``TV <= sqrt(1 - exp(-kl))``.
+
+    The lower bound and the exact TVs of independent blocks give ``max``; the upper bounds, 1 and
+    the sum of the blocks' TVs (subadditivity) give ``min``.
+    """
+    return {"hellinger_lower": -expm1(log_bc_value),
+            "hellinger_upper": sp.sqrt(-expm1(2 * log_bc_value)),
+            "pinsker": sp.Pow(kl_value / 2, sp.Rational(1, 2), evaluate=False),
+            "bretagnolle_huber": sp.sqrt(-expm1(-kl_value))}

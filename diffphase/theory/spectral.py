@@ -9,6 +9,9 @@ Derives, with sympy and without numbers baked in:
 * the inverse map ``z(g)`` split into a group-independent part and one per-group term (the solvers
   compile the parts once and sum them over any number of groups), and its derivatives;
 * the edge condition ``z'(g) = 0`` (polynomial of degree ``2K``);
+* the exact score of Gaussian data along an eigen-direction of ``C`` (eigenvalue ``lambda``),
+  from the noised density ``N(0, a^2 lambda + D)``: ``s = -x / (a^2 lambda + D)``, its Jacobian
+  eigenvalue ``-1 / (a^2 lambda + D)``;
 * the map ``lambda -> j = -tau / (tau + lambda)`` to the normalized Jacobian ``Jn = D J`` and the
   transformed density ``rho_J(j) = (tau / j^2) rho_C(-tau (1 + j) / j)``;
 * the manifold gap ``W_M``, the intermediate gap ``W_i``, its maximiser ``tau*`` and the visibility
@@ -34,6 +37,8 @@ delta = sp.Symbol("delta", positive=True)  # resolution
 alpha_g = sp.Symbol("alpha_g", positive=True)  # fraction of one group
 s_g = sp.Symbol("s_g", positive=True)  # variance of one group
 lower, upper = sp.symbols("l u", positive=True)  # bulk edges (lower of one, upper of another)
+a_scale, noise_var = sp.symbols("a D", positive=True)  # signal scale a_t and noise variance D_t
+x_coord = sp.Symbol("x", real=True)  # a coordinate along an eigen-direction of C
 
 
 def group_symbols(K: int) -> tuple[tuple[sp.Symbol, ...], tuple[sp.Symbol, ...]]:
@@ -101,16 +106,33 @@ def stieltjes_polynomial(K: int) -> sp.Poly:
 
 
 @functools.cache
+def inverse_map_slope(K: int) -> sp.Expr:
+    """``z'(g)`` for K groups."""
+    return sp.diff(inverse_map(K), g)
+
+
+@functools.cache
 def edge_polynomial(K: int) -> sp.Poly:
     """Polynomial (degree ``2K`` in ``g``) whose real roots are the critical points of ``z(g)``."""
-    numerator, _ = sp.fraction(sp.together(sp.diff(inverse_map(K), g)))
+    numerator, _ = sp.fraction(sp.together(inverse_map_slope(K)))
     return sp.Poly(sp.expand(numerator), g)
 
 
-# ------------------------------------------------------------------ normalized Jacobian
+# ------------------------------------------------------------- exact score, normalized Jacobian
+@functools.cache
+def score_jacobian_eigenvalue() -> sp.Expr:
+    """Eigenvalue of the exact score's Jacobian ``J = -(a^2 C + D I)^{-1}`` along an eigen-direction
+    of ``C`` with eigenvalue ``lambda``: the second derivative of ``ln N(x; 0, a^2 lambda + D)``,
+    ``-1 / (a^2 lambda + D)`` (the score there is this times ``x``)."""
+    variance = a_scale**2 * lam + noise_var
+    log_density = -x_coord**2 / (2 * variance) - sp.log(2 * sp.pi * variance) / 2
+    return sp.simplify(sp.diff(log_density, x_coord, 2))
+
+
 @functools.cache
 def jacobian_eigenvalue() -> sp.Expr:
-    """Tangent eigenvalue of ``Jn`` at an eigenvalue ``lambda`` of ``C``: ``-tau/(tau+lambda)``."""
+    """Tangent eigenvalue of ``Jn`` at an eigenvalue ``lambda`` of ``C``: ``-tau/(tau+lambda)``
+    (``D`` times :func:`score_jacobian_eigenvalue` with ``D = tau a^2``, checked in the tests)."""
     return -tau / (tau + lam)
 
 
