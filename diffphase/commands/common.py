@@ -1,19 +1,29 @@
-"""Shared command-line plumbing: output options, list parsing, the phase-diagram group.
+"""Shared command-line plumbing: output options, list parsing, option spelling in errors, the
+phase-diagram and simulate groups.
 
 Every command writes into ``--out DIR`` (CSV + JSON + figure), refuses to overwrite without
 ``--force``, and prints its summary to stdout with ``--json`` (DESIGN.md, "Outputs").
+
+A command parses its options, calls the library, and writes. The library checks its arguments
+under their Python names (``n_train``); :func:`option_names` reports those errors under the
+options' spelling (``--n-train``). A quick computation (under a second or so) runs before the
+output files are claimed; a longer one first builds its grid or plan through the library (which
+checks every argument), then the files are claimed, then it runs: an overwrite refusal never
+follows heavy work, and bad input never leaves a folder behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import click
 
-from ..errors import parse_float_list
+from ..errors import ParameterError, parse_float_list
 from ..outputs import OutputSet, dumps
 
 #: name -> function(out: OutputSet, formats) -> dict summary, run by ``phase-diagram all``
@@ -81,6 +91,52 @@ def emit(summary: dict, as_json: bool, outputs: OutputSet) -> None:
 
 def progress_enabled() -> bool:
     return sys.stderr.isatty()
+
+
+def progress_bar(**options) -> Callable[[Iterable], Iterable] | None:
+    """A ``tqdm`` wrapper for library loops when stderr is a terminal, else ``None``;
+    ``options`` (``desc``, ``unit``) are tqdm's, and a ``desc`` given per loop overrides them."""
+    if not progress_enabled():
+        return None
+    from tqdm import tqdm
+
+    def wrap(items: Iterable, desc: str | None = None) -> Iterable:
+        return tqdm(items, **{**options, **({"desc": desc} if desc else {})})
+
+    return wrap
+
+
+def _respelling(names: Mapping[str, str]) -> dict[str, str]:
+    """Word -> option spelling; a combined name (``tau/t`` -> ``--tau/--t``) also maps its
+    parts, so an allowed range that names them (``exactly one of tau or t``) reads right."""
+    words = dict(names)
+    for name, option in names.items():
+        parts, options = name.split("/"), option.split("/")
+        if len(parts) > 1 and len(parts) == len(options):
+            words.update({p: o for p, o in zip(parts, options, strict=True) if p not in words})
+    return words
+
+
+@contextlib.contextmanager
+def option_names(names: Mapping[str, str]) -> Iterator[None]:
+    """Report a library :class:`~diffphase.errors.ParameterError` under the option's spelling.
+
+    ``names`` maps a parameter name to its option (``{"n_train": "--n-train"}``). An error whose
+    name is mapped is raised again with the option's name, and mapped names inside its allowed
+    range (``> rate_min = 0.1``) are respelled too; any other error passes unchanged. Wrap only
+    calls whose errors under a mapped name come from their own argument checks: an error raised
+    deeper under a mapped name would be respelled as well.
+    """
+    try:
+        yield
+    except ParameterError as exc:
+        if exc.name not in names:
+            raise
+        words = _respelling(names)
+        pattern = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+        allowed = re.sub(rf"(?<![\w-])(?:{pattern})(?![\w-])",
+                         lambda match: words[match.group(0)], str(exc.allowed))
+        raise ParameterError(names[exc.name], exc.value, allowed) from None
 
 
 @click.group("phase-diagram")

@@ -7,33 +7,27 @@ error over ``(T, d)`` per design and fits its decay in ``T``. Both write CSV + J
 
 from __future__ import annotations
 
-import click
-import numpy as np
+import math
 
-from ..errors import ParameterError, require_finite, require_int, require_positive
+import click
+
 from ..models import ALL_DESIGNS, SCHEDULES
 from ..outputs import OutputSet, run_metadata
-from .common import FLOATS, emit, output_options, phase_diagram, register_default_diagram
+from .common import (
+    FLOATS,
+    emit,
+    option_names,
+    output_options,
+    phase_diagram,
+    register_default_diagram,
+)
 
 DESIGN_CHOICES = ALL_DESIGNS
-
-
-def _schedule_params(schedule: str, c0: float, c1: float) -> dict:
-    if schedule != "li-yan":
-        return {}
-    return {"c0": require_positive("--c0", c0), "c1": require_positive("--c1", c1)}
-
-
-def _custom_design(betas: np.ndarray, eta_scale: float, sigma2_scale: float):
-    """``eta = eta_scale (1 - alpha)``, ``sigma^2 = sigma2_scale * sigma_star^2``."""
-    from ..solvers.sampler import design_arrays
-
-    require_finite("--eta-scale", eta_scale)
-    if require_finite("--sigma2-scale", sigma2_scale) < 0:
-        raise ParameterError("--sigma2-scale", sigma2_scale, ">= 0")
-    eta_star, sigma2_star = design_arrays("star", betas)
-    eta, sigma2 = eta_scale * eta_star, sigma2_scale * sigma2_star
-    return eta, sigma2
+#: library parameter -> option, for error messages
+OPTIONS = {"c0": "--c0", "c1": "--c1", "score_bias": "--score-bias", "eta_scale": "--eta-scale",
+           "sigma2_scale": "--sigma2-scale"}
+DIAGRAM_OPTIONS = {"T_min": "--T-min", "T_max": "--T-max", "n_T": "--n-T", "k": "--k",
+                   "dims": "--dims", "c0": "--c0", "c1": "--c1"}
 
 
 @click.command("sampler-error")
@@ -61,113 +55,62 @@ def sampler_error_command(T, dim, k, design, schedule, c0, c1, variances, score_
     """
     from ..plotting import close
     from ..plotting.sampler import sampler_error_figure
-    from ..process import make_betas
-    from ..solvers.sampler import (
-        SERIES_SWITCH,
-        check_variances,
-        gaussian_divergences,
-        geometric_spectrum,
-        sampler_error,
-        validate_configuration,
-    )
+    from ..solvers import sampler_diagrams as diagrams
+    from ..solvers.sampler import SERIES_SWITCH
 
-    T, dim, k = validate_configuration(T, dim, k)
-    lam = geometric_spectrum(k) if variances is None else check_variances(variances, k)
-    require_finite("--score-bias", score_bias)
-    params = _schedule_params(schedule, c0, c1)
-    betas = make_betas(schedule, T, **params)
-    eta = sigma2 = None
-    if design == "custom":
-        eta, sigma2 = _custom_design(betas, eta_scale, sigma2_scale)
+    with option_names(OPTIONS):
+        report = diagrams.sampler_error_report(T, dim, k, design, schedule, c0, c1, variances,
+                                               score_bias, eta_scale, sigma2_scale)
+    T, dim, k, result = report.T, report.dim, report.k, report.error
     outputs.claim(["sampler_error.csv", "sampler_error.json"]
                   + [f"sampler_error.{f}" for f in formats])
-    result = sampler_error(T, dim, k, design, betas=betas, variances=lam, score_bias=score_bias,
-                           eta=eta, sigma2=sigma2)
-    kl_tangent_dir, _ = gaussian_divergences(result.tangent_relative_errors, result.tangent_means)
-    outputs.write_csv("sampler_error.csv", {
-        "direction": [f"tangent_{j}" for j in range(k)] + ["normal"],
-        "data_variance": np.r_[lam, 0.0],
-        "multiplicity": np.r_[np.ones(k, dtype=int), dim - k],
-        "relative_variance_error_step1": np.r_[result.tangent_relative_errors,
-                                               result.normal_relative_error],
-        "standardized_mean_step1": np.r_[result.tangent_means, 0.0],
-        "kl_per_direction_step1": np.r_[kl_tangent_dir, result.kl_normal_per_dim],
-    })
-    summary = {
-        "kl": result.kl, "kl_tangent": result.kl_tangent, "kl_normal": result.kl_normal,
-        "kl_normal_per_dim": result.kl_normal_per_dim, "tv_normal": result.tv_normal,
-        "tv_lower": result.tv_lower, "tv_upper": result.tv_upper,
-        "time_convention": "ddpm steps; error between law(X_1) and law(Y_1)",
-    }
+    outputs.write_csv("sampler_error.csv", report.table())
+    summary = report.summary()
     parameters = {"T": T, "dim": dim, "k": k, "design": design, "schedule": schedule,
-                  "schedule_params": params, "variances": lam, "score_bias": score_bias,
+                  "schedule_params": report.schedule_params, "variances": report.variances,
+                  "score_bias": score_bias,
                   "eta_scale": eta_scale if design == "custom" else None,
                   "sigma2_scale": sigma2_scale if design == "custom" else None}
     outputs.write_json("sampler_error.json", {
         **run_metadata("sampler-error", parameters), "result": summary,
-        "solver": {"method": "exact per-direction relative-error recursion (compiled)",
-                   "series_switch": SERIES_SWITCH, "steps": T - 1},
-        "convergence": {"non_finite": int(not np.isfinite(result.kl))}, "seed": None})
-    fig = sampler_error_figure(lam, kl_tangent_dir, result.kl_normal_per_dim,
+        "solver": {"method": diagrams.SOLVER_METHOD, "series_switch": SERIES_SWITCH,
+                   "steps": T - 1},
+        "convergence": {"non_finite": int(not math.isfinite(result.kl))}, "seed": None})
+    fig = sampler_error_figure(report.variances, report.kl_tangent_directions,
+                               result.kl_normal_per_dim,
                                f"{design}, T={T}, d={dim}, k={k}: KL={result.kl:.3g}")
     outputs.save_figure(fig, "sampler_error", formats)
     close(fig)
     emit(summary, as_json, outputs)
 
 
-def build_sampler_diagram(outputs: OutputSet, formats, T_min: int = 16, T_max: int = 10_000,
+def write_sampler_diagram(outputs: OutputSet, formats, T_min: int = 16, T_max: int = 10_000,
                           n_T: int = 13, dims=None, k: int = 8, schedule: str = "li-yan",
                           c0: float = 2.0, c1: float = 4.0) -> dict:
-    """The ``(T, d)`` error maps per design and the fitted rates in ``T`` (writes the files)."""
+    """Write the ``(T, d)`` error maps per design and the fitted rates in ``T`` (CSV + JSON +
+    figure) and return their summary."""
     from ..plotting import close
     from ..plotting.sampler import sampler_phase_diagram_figure
-    from ..solvers.sampler import DESIGNS, fit_rate, sampler_error_grid
+    from ..solvers import sampler_diagrams as diagrams
+    from ..solvers.sampler import DESIGNS
 
-    T_min = require_int("--T-min", T_min, minimum=2)
-    T_max = require_int("--T-max", T_max, minimum=T_min + 1)
-    n_T = require_int("--n-T", n_T, minimum=2)
-    k = require_int("--k", k, minimum=1)
-    if dims is None:
-        dims = np.unique(np.geomspace(k, 65_536, 13).astype(int))
-    dims = [require_int("--dims", d, minimum=k) for d in np.atleast_1d(dims)]
-    params = _schedule_params(schedule, c0, c1)
-    T_values = np.unique(np.geomspace(T_min, T_max, n_T).astype(int))
+    with option_names(DIAGRAM_OPTIONS):
+        T_values, dims = diagrams.sampler_diagram_axes(T_min, T_max, n_T, dims, k)
+        params = diagrams.schedule_parameters(schedule, c0, c1)
     stems = ["sampler_phase_diagram.csv", "sampler_phase_diagram.json"]
     outputs.claim(stems + [f"sampler_phase_diagram.{f}" for f in formats])
-    grid = sampler_error_grid(T_values, dims, [k], DESIGNS, ("geometric",), schedule, params)
-    dim_for_rates = min(dims, key=lambda d: abs(d - 4096))
-    fits, failed = {}, 0
-    for design in DESIGNS:
-        sel = (grid["design"] == design) & (grid["dim"] == dim_for_rates)
-        entry = {}
-        for column in ("kl", "tv_upper", "tv_lower"):
-            try:
-                fit = fit_rate(grid["T"][sel], grid[column][sel])
-                entry[f"{column}_slope"] = fit.slope
-                entry[f"{column}_slope_stderr"] = fit.slope_se
-                entry[f"{column}_prefactor"] = fit.prefactor
-            except ParameterError:
-                failed += 1
-                entry[f"{column}_slope"] = entry[f"{column}_prefactor"] = float("nan")
-        fits[design] = entry
-    outputs.write_csv("sampler_phase_diagram.csv", {
-        "T_steps": grid["T"], "dim": grid["dim"], "k": grid["k"], "design": grid["design"],
-        "spectrum": grid["spectrum"], "kl_step1": grid["kl"],
-        "kl_tangent_step1": grid["kl_tangent"],
-        "kl_normal_step1": grid["kl_normal"], "kl_normal_per_dim_step1": grid["kl_normal_per_dim"],
-        "tv_normal_step1": grid["tv_normal"], "tv_lower_step1": grid["tv_lower"],
-        "tv_upper_step1": grid["tv_upper"]})
+    diagram = diagrams.sampler_diagram(T_values, dims, k, schedule, params)
+    outputs.write_csv("sampler_phase_diagram.csv", diagram.table())
     parameters = {"T_values": T_values, "dims": dims, "k": k, "schedule": schedule,
                   "schedule_params": params, "designs": list(DESIGNS),
-                  "spectrum": "geometric 0.25..4", "dim_for_rates": dim_for_rates}
-    summary = {"configurations": int(grid["T"].size), "fits": fits,
-               "dim_for_rates": dim_for_rates}
+                  "spectrum": diagrams.DIAGRAM_SPECTRUM, "dim_for_rates": diagram.dim_for_rates}
+    summary = diagram.summary()
     outputs.write_json("sampler_phase_diagram.json", {
         **run_metadata("phase-diagram sampler", parameters), "result": summary,
-        "solver": {"method": "exact per-direction relative-error recursion (compiled)"},
-        "convergence": {"non_finite": int(np.count_nonzero(~np.isfinite(grid["kl"]))),
-                        "failed_fits": failed}, "seed": None})
-    fig = sampler_phase_diagram_figure(grid, DESIGNS, fits, dim_for_rates)
+        "solver": {"method": diagrams.SOLVER_METHOD}, "convergence": diagram.convergence(),
+        "seed": None})
+    fig = sampler_phase_diagram_figure(diagram.grid, DESIGNS, diagram.fits,
+                                       diagram.dim_for_rates)
     outputs.save_figure(fig, "sampler_phase_diagram", formats)
     close(fig)
     return summary
@@ -175,7 +118,7 @@ def build_sampler_diagram(outputs: OutputSet, formats, T_min: int = 16, T_max: i
 
 @register_default_diagram("sampler")
 def default_sampler_diagram(outputs: OutputSet, formats) -> dict:
-    return build_sampler_diagram(outputs, formats)
+    return write_sampler_diagram(outputs, formats)
 
 
 @phase_diagram.command("sampler")
@@ -192,7 +135,8 @@ def default_sampler_diagram(outputs: OutputSet, formats) -> dict:
 def sampler_diagram_command(T_min, T_max, n_T, dims, k, schedule, c0, c1, outputs: OutputSet,
                             formats, as_json: bool) -> None:
     """(T, d) maps of the exact sampler error per design, and error vs T with fitted slopes."""
-    summary = build_sampler_diagram(outputs, formats, T_min, T_max, n_T, dims, k, schedule, c0, c1)
+    summary = write_sampler_diagram(outputs, formats, T_min, T_max, n_T, dims, k, schedule, c0,
+                                    c1)
     emit(summary, as_json, outputs)
 
 

@@ -5,6 +5,9 @@
 * :func:`ratio_time_diagram`: two groups (fractions ``a1, a2``; variances ``1`` and ``r``),
   variance ratio ``r`` vs ``tau``: phase, number of bulks, manifold and intermediate gap widths and
   whether the intermediate gap is visible at resolution ``delta``.
+* :func:`phase_diagram_axes` and :func:`phase_diagrams`: both maps on the grids of
+  ``diffphase phase-diagram spectral`` (:data:`DEFAULT_AXES`), with the share of each phase
+  (:func:`phase_fractions`) and the solve time, as a :class:`PhaseDiagrams`.
 
 Edges come from the exact solver for every row of the grid (never from the per-group
 Marchenko–Pastur approximation); the gap/phase formulas are the compiled symbolic ones.
@@ -12,11 +15,13 @@ Marchenko–Pastur approximation); the gap/phase formulas are the compiled symbo
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import ParameterError, require_in_range, require_int
+from ..process import time_from_tau
 from . import spectral as sp_solver
 
 
@@ -62,7 +67,7 @@ def alpha_time_diagram(
             "alpha": grid_alpha.ravel(),
             "variance": np.full(grid_tau.size, variance),
             "tau": grid_tau.ravel(),
-            "t_ou": 0.5 * np.log1p(grid_tau.ravel()),
+            "t_ou": time_from_tau(grid_tau.ravel(), "ou"),
             "phase": phase.ravel(),
             "manifold_gap": manifold_gap.ravel(),
             "dimension_fraction": dimension.ravel(),
@@ -97,7 +102,7 @@ def ratio_time_diagram(ratios=None, taus=None, fractions=(0.2, 0.2), delta: floa
         columns={
             "variance_ratio": grid_r.ravel(),
             "tau": grid_tau.ravel(),
-            "t_ou": 0.5 * np.log1p(grid_tau.ravel()),
+            "t_ou": time_from_tau(grid_tau.ravel(), "ou"),
             "phase": phase.ravel(),
             "n_bulks": np.repeat(n_bulks, taus.size),
             "manifold_gap": manifold_gap.ravel(),
@@ -110,3 +115,59 @@ def ratio_time_diagram(ratios=None, taus=None, fractions=(0.2, 0.2), delta: floa
             "rows_with_separate_bulks": int(np.count_nonzero(n_bulks > 1)),
         },
     )
+
+
+# ----------------------------------------------------------------------------- both maps
+#: ``(first, last)`` of the axes of ``diffphase phase-diagram spectral`` (``alpha`` linear, the
+#: others geometric); the ratio map has two groups of fractions ``RATIO_FRACTIONS``
+DEFAULT_AXES = {"alpha": (0.02, 1.0), "alpha_tau": (1e-4, 1e4), "variance_ratio": (1e-3, 0.5),
+                "ratio_tau": (1e-5, 1e3)}
+RATIO_FRACTIONS = (0.2, 0.2)
+
+
+def phase_diagram_axes(n_tau: int = 161, n_rows: int = 50) -> dict[str, np.ndarray]:
+    """:data:`DEFAULT_AXES` with ``n_tau >= 2`` points along ``tau`` and ``n_rows >= 2`` along
+    ``alpha`` and the variance ratio."""
+    n_tau = require_int("n_tau", n_tau, minimum=2)
+    n_rows = require_int("n_rows", n_rows, minimum=2)
+    sizes = {"alpha": n_rows, "alpha_tau": n_tau, "variance_ratio": n_rows, "ratio_tau": n_tau}
+    return {name: (np.linspace if name == "alpha" else np.geomspace)(*ends, sizes[name])
+            for name, ends in DEFAULT_AXES.items()}
+
+
+def phase_fractions(phases) -> dict[str, float]:
+    """Phase name -> share of the grid points in that phase."""
+    values, counts = np.unique(np.asarray(phases).astype(str), return_counts=True)
+    return {v: float(c / counts.sum()) for v, c in zip(values, counts, strict=True)}
+
+
+@dataclass
+class PhaseDiagrams:
+    """Both maps of ``diffphase phase-diagram spectral`` and the time their solve took."""
+
+    alpha_time: Diagram
+    ratio_time: Diagram
+    solve_seconds: float
+
+    def summary(self) -> dict:
+        ratio = self.ratio_time.columns
+        return {"alpha_time": {"counts": self.alpha_time.counts, "phase_fractions":
+                               phase_fractions(self.alpha_time.columns["phase"])},
+                "ratio_time": {"counts": self.ratio_time.counts,
+                               "phase_fractions": phase_fractions(ratio["phase"]),
+                               "visible_gap_fraction":
+                                   float(np.mean(ratio["intermediate_gap_visible"]))},
+                "solve_seconds": self.solve_seconds}
+
+
+def phase_diagrams(delta: float = 0.1, axes: dict[str, np.ndarray] | None = None
+                   ) -> PhaseDiagrams:
+    """:func:`alpha_time_diagram` (variance 1) and :func:`ratio_time_diagram` (fractions
+    :data:`RATIO_FRACTIONS`) at resolution ``delta`` on ``axes`` (:func:`phase_diagram_axes`)."""
+    delta = sp_solver.check_delta(delta)
+    axes = phase_diagram_axes() if axes is None else axes
+    start = time.perf_counter()
+    alpha = alpha_time_diagram(alphas=axes["alpha"], taus=axes["alpha_tau"], delta=delta)
+    ratio = ratio_time_diagram(ratios=axes["variance_ratio"], taus=axes["ratio_tau"],
+                               fractions=RATIO_FRACTIONS, delta=delta)
+    return PhaseDiagrams(alpha, ratio, time.perf_counter() - start)
