@@ -4,7 +4,7 @@ Every import in ``diffphase/`` (module level or inside a function) is read with 
 module belongs to a layer; a module may import only from its own layer or the layers before it:
 
     base modules (errors, models, process, backend, outputs, _version)
-    -> theory -> data -> solvers -> simulate -> plotting, validate -> commands -> cli
+    -> theory -> data -> solvers -> simulate -> studies, plotting, validate -> commands -> cli
 
 ``theory/`` imports no other subpackage, ``validate/`` is imported only by the command line, no
 two modules import each other through any chain, no module exceeds 800 lines and no subpackage
@@ -23,7 +23,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "diffphase"
 LAYERS = {
     "_version": 0, "errors": 0, "models": 1, "process": 2, "backend": 2, "outputs": 2,
     "theory": 3, "data": 4, "solvers": 5, "simulate": 6,
-    "plotting": 7, "validate": 7, "commands": 8, "cli": 9, "__main__": 10, "__init__": 10,
+    "studies": 7, "plotting": 7, "validate": 7, "commands": 8, "cli": 9, "__main__": 10,
+    "__init__": 10,
 }
 MAX_MODULE_LINES = 800
 MAX_SUBPACKAGE_SHARE = 0.30

@@ -15,16 +15,13 @@ from diffphase.cli import cli
 from diffphase.commands.common import option_names
 from diffphase.errors import ParameterError
 from diffphase.outputs import dumps
-from diffphase.simulate import hierarchy as fb
-from diffphase.simulate import memorization_runs as runs
 from diffphase.solvers import hierarchy as mf
-from diffphase.solvers import hierarchy_diagrams as hd
-from diffphase.solvers import memorization_diagrams as md
 from diffphase.solvers import sampler as sv
-from diffphase.solvers import sampler_diagrams as sd
 from diffphase.solvers import spectral as sp_solver
-from diffphase.solvers import spectral_densities as dens
-from diffphase.solvers import spectral_diagrams as spd
+from diffphase.studies import hierarchy as hd
+from diffphase.studies import memorization as md
+from diffphase.studies import sampler as sd
+from diffphase.studies import spectral as spd
 from diffphase.theory import hierarchy as th
 
 
@@ -101,8 +98,8 @@ def test_memorization_diagram_table_is_the_cli_csv_and_its_collapse_line_the_clo
 
 
 def test_memorization_run_is_the_cli_experiment(tmp_path):
-    plan = runs.plan_memorization_run("speciation", probes=2, seed=3)
-    run = runs.run_memorization(plan)
+    plan = md.plan_memorization_run("speciation", probes=2, seed=3)
+    run = md.run_memorization(plan)
     assert run.group == "series" and run.x_key == "tau" and len(run.columns["tau"]) == 9
     assert np.all(np.asarray(run.columns["same_cluster_predicted"]) <= 1.0)
     _cli(["simulate", "memorization", "--experiment", "speciation", "--probes", "2",
@@ -111,11 +108,11 @@ def test_memorization_run_is_the_cli_experiment(tmp_path):
     with open(tmp_path / "simulate_speciation.json") as handle:
         assert json.load(handle)["predictions"] == run.summary()["predictions"]
     with pytest.raises(ParameterError, match="^invalid probes"):
-        runs.plan_memorization_run(probes=0)
+        md.plan_memorization_run(probes=0)
     with pytest.raises(ParameterError, match="^invalid dims = 1"):
-        runs.plan_memorization_run("collapse", dims=[8, 1])
+        md.plan_memorization_run("collapse", dims=[8, 1])
     with pytest.raises(ParameterError, match="^invalid seed"):
-        runs.plan_memorization_run(seed=-2)
+        md.plan_memorization_run(seed=-2)
 
 
 # ----------------------------------------------------------------------------- hierarchy
@@ -159,11 +156,11 @@ def test_hierarchy_diagram_against_the_mean_field_map_and_the_cli(tmp_path):
 
 
 def test_forward_backward_runs_are_the_cli_experiment(tmp_path):
-    plan = fb.plan_forward_backward(8, 2, 2, depths=[2, 3], channel="eps", noise=[0.2, 0.9],
+    plan = hd.plan_forward_backward(8, 2, 2, depths=[2, 3], channel="eps", noise=[0.2, 0.9],
                                     samples=150, population=0, seed=1)
     assert plan.depths == [2, 3]
-    depth_runs = fb.run_forward_backward(plan)
-    columns, levels = fb.forward_backward_tables(depth_runs)
+    depth_runs = hd.run_forward_backward(plan)
+    columns, levels = hd.forward_backward_tables(depth_runs)
     assert columns["depth_L"] == [2, 2, 3, 3] and len(levels["level"]) == 2 * 3 + 2 * 4
     for run in depth_runs:  # the class is kept at low noise; mean field is the eps prediction
         assert run.measured["class_posterior"][0] > 0.9
@@ -175,30 +172,30 @@ def test_forward_backward_runs_are_the_cli_experiment(tmp_path):
     _assert_table_matches_csv(columns, tmp_path / "hierarchy_simulation.csv")
     _assert_table_matches_csv(levels, tmp_path / "hierarchy_simulation_levels.csv")
     with pytest.raises(ParameterError, match="^invalid population"):
-        fb.plan_forward_backward(8, 2, 2, population=50)
+        hd.plan_forward_backward(8, 2, 2, population=50)
     with pytest.raises(ParameterError, match="^invalid L = 20.*too large for memory"):
-        fb.plan_forward_backward(32, 8, 2, depths=[20])
+        hd.plan_forward_backward(32, 8, 2, depths=[20])
 
 
 # ----------------------------------------------------------------------------- spectral
 def test_resolve_tau_and_bulk_grid():
-    assert dens.resolve_tau(tau=0.3) == 0.3
-    assert_allclose(dens.resolve_tau(t=0.5, process="ou"), np.expm1(1.0), rtol=1e-14)
+    assert spd.resolve_tau(tau=0.3) == 0.3
+    assert_allclose(spd.resolve_tau(t=0.5, process="ou"), np.expm1(1.0), rtol=1e-14)
     with pytest.raises(ParameterError, match="exactly one of tau or t"):
-        dens.resolve_tau(tau=0.1, t=0.2)
+        spd.resolve_tau(tau=0.1, t=0.2)
     with pytest.raises(ParameterError, match="^invalid tau"):
-        dens.resolve_tau(tau=-1.0)
-    grid = dens.bulk_grid([[0.1, 0.5], [2.0, 3.0]], 40)
+        spd.resolve_tau(tau=-1.0)
+    grid = spd.bulk_grid([[0.1, 0.5], [2.0, 3.0]], 40)
     assert np.all(np.diff(grid) > 0) and {0.1, 0.5, 2.0, 3.0} <= set(grid.tolist())
     assert np.diff(grid[:20]).max() > 5 * np.diff(grid[:20]).min()  # clustered at the edges
 
 
 def test_spectrum_tables_atoms_density_mass_and_the_cli(tmp_path):
     law = sp_solver.VarianceLaw.from_groups([0.2, 0.2], [1.0, 0.09])
-    atoms = dens.spectrum_tables(law, 0.1, subspace="orthonormal", process="ou")
+    atoms = spd.spectrum_tables(law, 0.1, subspace="orthonormal", process="ou")
     assert_allclose(atoms.jacobian["jn"], -0.1 / (0.1 + np.array([0.09, 1.0])))
     assert atoms.summary["t"] == pytest.approx(0.5 * np.log1p(0.1))
-    tables = dens.spectrum_tables(law, 0.1, points=3000)
+    tables = spd.spectrum_tables(law, 0.1, points=3000)
     lam, rho = tables.covariance["lambda"], tables.covariance["density"]
     assert np.all(rho >= 0)
     assert_allclose(np.trapezoid(rho, lam), law.alpha, rtol=0.02)  # square-root edges: coarse
@@ -206,7 +203,7 @@ def test_spectrum_tables_atoms_density_mass_and_the_cli(tmp_path):
     _assert_table_matches_csv(tables.covariance, tmp_path / "spectrum_covariance.csv")
     _assert_table_matches_csv(tables.jacobian, tmp_path / "spectrum_jacobian.csv")
     with pytest.raises(ParameterError, match="^invalid points"):
-        dens.spectrum_tables(law, 0.1, points=5)
+        spd.spectrum_tables(law, 0.1, points=5)
 
 
 def test_phase_diagrams_against_the_single_maps_and_the_cli(tmp_path):

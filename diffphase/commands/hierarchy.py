@@ -1,5 +1,5 @@
 """Command line of the hierarchy model (THEORY C): ``thresholds``, ``phase-diagram hierarchy``,
-``simulate hierarchy``. Thin: parse, call the library (:mod:`diffphase.solvers.hierarchy_diagrams`,
+``simulate hierarchy``. Thin: parse, call the library (:mod:`diffphase.studies.hierarchy`,
 :mod:`diffphase.simulate.hierarchy`), write CSV + JSON + PNG.
 Level 0 is the root (the class), level ``L`` the leaves, in every output."""
 
@@ -53,7 +53,7 @@ def thresholds(v, m, s, n_c, channel, depth, population, repeats, seed, as_json)
     """Critical noise eps*, slope, nu and regime of the hierarchy mean-field map; with --channel
     and --depth, the noise eps_half at which the class survives with probability 1/2 (for
     gaussian: t/T of the linear ddpm schedule)."""
-    from ..solvers.hierarchy_diagrams import hierarchy_thresholds
+    from ..studies.hierarchy import hierarchy_thresholds
 
     with option_names(OPTIONS):
         summary = hierarchy_thresholds(v, m, s, n_c, channel, depth, population, repeats, seed)
@@ -70,7 +70,7 @@ def write_hierarchy_diagram(outputs: OutputSet, formats=("png",), v: int = 32, m
     """Write the mean-field maps (two CSVs + JSON + figure) and return their summary."""
     from ..plotting import close
     from ..plotting.hierarchy import preservation_map_figure
-    from ..solvers import hierarchy_diagrams as diagrams
+    from ..studies import hierarchy as diagrams
 
     with option_names(DIAGRAM_OPTIONS):
         diagram = diagrams.hierarchy_diagram(v, m, s, n_c, eps, depths, f_values, s_values)
@@ -136,7 +136,7 @@ def simulate_hierarchy(v, m, s, n_c, depths, channel, noise, samples, population
     to the predictions (one random rule set per depth, drawn from --seed)."""
     from ..plotting import close
     from ..plotting.hierarchy import forward_backward_figure
-    from ..simulate import hierarchy as sim
+    from ..studies import hierarchy as sim
 
     with option_names(SIMULATION_OPTIONS):
         plan = sim.plan_forward_backward(v, m, s, n_c, depths, channel, noise, samples,

@@ -1,6 +1,6 @@
 """Command line of the memorization model (THEORY B): ``critical-times``,
 ``phase-diagram memorization``, ``simulate memorization``. Thin: parse, call the library
-(:mod:`diffphase.solvers.memorization_diagrams`, :mod:`diffphase.simulate.memorization_runs`),
+(:mod:`diffphase.studies.memorization`),
 write CSV + JSON (+ PNG)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import click
 
 from ..models import DEVICES, MEMORIZATION_EXPERIMENTS, REVERSIBLE_PROCESSES, SUBSPACES
 from ..outputs import OutputSet, dumps, run_metadata
-from ..solvers.memorization_diagrams import critical_times
+from ..studies.memorization import critical_times
 from .common import (
     FLOATS,
     emit,
@@ -29,7 +29,7 @@ OPTIONS = {"dim": "--dim", "n_train": "--n-train", "rate_min": "--rate-min",
 
 def critical_times_summary(fractions, variances, dim: int, n_train: int, process: str = "ou",
                            subspace: str = "random") -> dict:
-    """:func:`~diffphase.solvers.memorization_diagrams.critical_times` with errors spelled as
+    """:func:`~diffphase.studies.memorization.critical_times` with errors spelled as
     the options of ``critical-times``."""
     with option_names(OPTIONS):
         return critical_times(fractions, variances, dim, n_train, process, subspace)
@@ -85,7 +85,7 @@ def write_memorization_diagram(outputs: OutputSet, formats, fractions=(0.1, 0.1)
     """Write the ``(ln N / d, t)`` map (CSV + JSON + figure) and return its summary."""
     from ..plotting import close
     from ..plotting.memorization import diagram_figure
-    from ..solvers import memorization_diagrams as diagrams
+    from ..studies import memorization as diagrams
 
     with option_names(OPTIONS):
         rates = diagrams.log_n_per_d_grid(rate_min, rate_max, points, dim)
@@ -144,7 +144,7 @@ def simulate_memorization(experiment, dims, rate, n_train, probes, seed, device,
     """Measured curves next to the predictions (collapse, geometric memorization, speciation)."""
     from ..plotting import close
     from ..plotting.memorization import curves_figure
-    from ..simulate.memorization_runs import plan_memorization_run, run_memorization
+    from ..studies.memorization import plan_memorization_run, run_memorization
 
     with option_names(OPTIONS):
         plan = plan_memorization_run(experiment, dims, rate, n_train, probes, seed, device)

@@ -55,8 +55,8 @@ def sampler_error_command(T, dim, k, design, schedule, c0, c1, variances, score_
     """
     from ..plotting import close
     from ..plotting.sampler import sampler_error_figure
-    from ..solvers import sampler_diagrams as diagrams
     from ..solvers.sampler import SERIES_SWITCH
+    from ..studies import sampler as diagrams
 
     with option_names(OPTIONS):
         report = diagrams.sampler_error_report(T, dim, k, design, schedule, c0, c1, variances,
@@ -91,8 +91,8 @@ def write_sampler_diagram(outputs: OutputSet, formats, T_min: int = 16, T_max: i
     figure) and return their summary."""
     from ..plotting import close
     from ..plotting.sampler import sampler_phase_diagram_figure
-    from ..solvers import sampler_diagrams as diagrams
     from ..solvers.sampler import DESIGNS
+    from ..studies import sampler as diagrams
 
     with option_names(DIAGRAM_OPTIONS):
         T_values, dims = diagrams.sampler_diagram_axes(T_min, T_max, n_T, dims, k)

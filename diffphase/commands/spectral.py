@@ -1,6 +1,5 @@
 """Commands of the spectral model (THEORY A): ``spectrum`` and ``phase-diagram spectral``.
-Thin: parse, call the library (:mod:`diffphase.solvers.spectral_densities`,
-:mod:`diffphase.solvers.spectral_diagrams`), write CSV + JSON + PNG."""
+Thin: parse, call the library (:mod:`diffphase.studies.spectral`), write CSV + JSON + PNG."""
 
 from __future__ import annotations
 
@@ -104,7 +103,7 @@ def spectrum_command(
     from ..plotting import close
     from ..plotting.spectral import spectrum_figure
     from ..solvers import spectral as solver
-    from ..solvers.spectral_densities import resolve_tau, spectrum_tables
+    from ..studies.spectral import resolve_tau, spectrum_tables
 
     law_text = law
     law = (
@@ -152,8 +151,8 @@ def write_spectral_diagram(
     """Write both spectral phase maps (two CSVs + JSON + figure) and return their summary."""
     from ..plotting import close
     from ..plotting.spectral import phase_diagram_figure
-    from ..solvers import spectral_diagrams as diagrams
     from ..solvers.spectral import check_delta
+    from ..studies import spectral as diagrams
 
     check_delta(delta)
     with option_names({"n_tau": "--n-tau", "n_rows": "--n-rows"}):

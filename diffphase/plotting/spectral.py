@@ -62,7 +62,7 @@ def phase_map(ax, x, y, phase_grid, contour_grid=None, contour_label="", levels=
 
 
 def _diagram_panel(ax, diagram, row_axis: str, contour: str, label: str, levels) -> None:
-    """One phase map of a :class:`~diffphase.solvers.spectral_diagrams.Diagram` (rows x tau)."""
+    """One phase map of a :class:`~diffphase.studies.spectral.Diagram` (rows x tau)."""
     shape = (diagram.axes[row_axis].size, diagram.axes["tau"].size)
     phase_map(
         ax,

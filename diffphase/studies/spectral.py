@@ -11,6 +11,15 @@
 
 Edges come from the exact solver for every row of the grid (never from the per-group
 Marchenko–Pastur approximation); the gap/phase formulas are the compiled symbolic ones.
+
+The spectrum of the spectral model at one noise level, as tables (THEORY A).
+
+Contract: :func:`resolve_tau` gives ``tau = D/a^2`` from ``tau`` or from a time of the ``ou`` or
+``ve`` process; :func:`spectrum_tables` gives what ``diffphase spectrum`` reports: the summary of
+:func:`~diffphase.solvers.spectral.spectral_summary` (edges, gaps, phase, dimension read-out) with
+the time and the solver's convergence counts, and the densities of ``C`` and of ``Jn = D J`` on a
+grid clustered at the bulk edges (:func:`bulk_grid`), or the atoms at the latent variances for an
+orthonormal subspace. The normal atom ``1 - alpha`` is not in the tables.
 """
 
 from __future__ import annotations
@@ -20,9 +29,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ParameterError, require_in_range, require_int
-from ..process import time_from_tau
-from . import spectral as sp_solver
+from ..errors import ParameterError, require_choice, require_in_range, require_int
+from ..models import REVERSIBLE_PROCESSES
+from ..process import get_process, time_from_tau
+from ..solvers import spectral as solver
 
 
 @dataclass
@@ -46,21 +56,21 @@ def alpha_time_diagram(
 ) -> Diagram:
     alphas = np.linspace(0.02, 1.0, 50) if alphas is None else np.asarray(alphas, dtype=float)
     taus = _tau_grid(1e-4, 1e4, 161) if taus is None else np.asarray(taus, dtype=float)
-    sp_solver.check_delta(delta)
+    solver.check_delta(delta)
     if np.any((alphas <= 0) | (alphas > 1)):
         raise ParameterError("alpha", alphas, "in (0, 1]")
     phase = np.empty((alphas.size, taus.size), dtype=object)
     manifold_gap = np.empty((alphas.size, taus.size))
     dimension = np.empty((alphas.size, taus.size))
     n_bulks = np.empty(alphas.size, dtype=int)
-    threshold = sp_solver.formula("dimension_threshold", taus, delta)
+    threshold = solver.formula("dimension_threshold", taus, delta)
     for row, alpha in enumerate(alphas):
-        law = sp_solver.VarianceLaw.from_groups([alpha], [variance])
-        edges = sp_solver.spectrum_edges(law)
+        law = solver.VarianceLaw.from_groups([alpha], [variance])
+        edges = solver.spectrum_edges(law)
         n_bulks[row] = edges.shape[0]
-        phase[row] = sp_solver.phase_of(taus, edges, delta)
-        manifold_gap[row] = sp_solver.formula("manifold_gap", edges[0, 0], taus)
-        dimension[row] = sp_solver.spectral_mass_above(threshold, law)
+        phase[row] = solver.phase_of(taus, edges, delta)
+        manifold_gap[row] = solver.formula("manifold_gap", edges[0, 0], taus)
+        dimension[row] = solver.spectral_mass_above(threshold, law)
     grid_alpha, grid_tau = np.meshgrid(alphas, taus, indexing="ij")
     return Diagram(
         columns={
@@ -80,7 +90,7 @@ def alpha_time_diagram(
 def ratio_time_diagram(ratios=None, taus=None, fractions=(0.2, 0.2), delta: float = 0.1) -> Diagram:
     ratios = np.geomspace(1e-3, 0.5, 50) if ratios is None else np.asarray(ratios, dtype=float)
     taus = _tau_grid(1e-5, 1e3, 161) if taus is None else np.asarray(taus, dtype=float)
-    sp_solver.check_delta(delta)
+    solver.check_delta(delta)
     if np.any((ratios <= 0) | (ratios >= 1)):
         raise ParameterError("variance ratio", ratios, "in (0, 1)")
     a1, a2 = (require_in_range("fractions", f, 0, 1, closed=(False, True)) for f in fractions)
@@ -89,13 +99,13 @@ def ratio_time_diagram(ratios=None, taus=None, fractions=(0.2, 0.2), delta: floa
     manifold_gap, gap, gap_visible = np.empty(shape), np.zeros(shape), np.zeros(shape, bool)
     n_bulks = np.empty(ratios.size, dtype=int)
     for row, r in enumerate(ratios):
-        law = sp_solver.VarianceLaw.from_groups([a1, a2], [1.0, r])
-        edges = sp_solver.spectrum_edges(law)
+        law = solver.VarianceLaw.from_groups([a1, a2], [1.0, r])
+        edges = solver.spectrum_edges(law)
         n_bulks[row] = edges.shape[0]
-        phase[row] = sp_solver.phase_of(taus, edges, delta)
-        manifold_gap[row] = sp_solver.formula("manifold_gap", edges[0, 0], taus)
+        phase[row] = solver.phase_of(taus, edges, delta)
+        manifold_gap[row] = solver.formula("manifold_gap", edges[0, 0], taus)
         if edges.shape[0] > 1:
-            gap[row] = sp_solver.formula("gap", edges[1, 0], edges[0, 1], taus)
+            gap[row] = solver.formula("gap", edges[1, 0], edges[0, 1], taus)
             gap_visible[row] = gap[row] >= delta
     grid_r, grid_tau = np.meshgrid(ratios, taus, indexing="ij")
     return Diagram(
@@ -164,10 +174,80 @@ def phase_diagrams(delta: float = 0.1, axes: dict[str, np.ndarray] | None = None
                    ) -> PhaseDiagrams:
     """:func:`alpha_time_diagram` (variance 1) and :func:`ratio_time_diagram` (fractions
     :data:`RATIO_FRACTIONS`) at resolution ``delta`` on ``axes`` (:func:`phase_diagram_axes`)."""
-    delta = sp_solver.check_delta(delta)
+    delta = solver.check_delta(delta)
     axes = phase_diagram_axes() if axes is None else axes
     start = time.perf_counter()
     alpha = alpha_time_diagram(alphas=axes["alpha"], taus=axes["alpha_tau"], delta=delta)
     ratio = ratio_time_diagram(ratios=axes["variance_ratio"], taus=axes["ratio_tau"],
                                fractions=RATIO_FRACTIONS, delta=delta)
     return PhaseDiagrams(alpha, ratio, time.perf_counter() - start)
+
+
+def resolve_tau(tau: float | None = None, t: float | None = None, process: str = "ve") -> float:
+    """``tau`` itself (finite, > 0) or converted from a time ``t`` of ``process``; exactly one of
+    the two must be given."""
+    if (tau is None) == (t is None):
+        raise ParameterError("tau/t", {"tau": tau, "t": t}, "exactly one of tau or t")
+    proc = get_process(process)
+    if tau is None:
+        return float(proc.tau_from_time(t))
+    if not (np.isfinite(tau) and tau > 0):
+        raise ParameterError("tau", tau, "> 0")
+    return float(tau)
+
+
+def bulk_grid(edges, points: int = 1500) -> np.ndarray:
+    """About ``points`` values over the bulks ``[[l, u], ...]``, cosine-spaced in each (so
+    clustered at every edge; at least 10 per bulk), ascending, without duplicates or zeros."""
+    edges = np.asarray(edges, dtype=float).reshape(-1, 2)
+    per_bulk = max(require_int("points", points, minimum=1) // max(len(edges), 1), 10)
+    theta = np.linspace(0, np.pi, per_bulk)
+    grid = np.unique(np.concatenate([lo + (hi - lo) * (1 - np.cos(theta)) / 2
+                                     for lo, hi in edges]))
+    return grid[grid > 0]
+
+
+@dataclass
+class SpectrumTables:
+    """The summary and the columns of ``C`` (``lambda``) and ``Jn`` (``jn``), each with its
+    ``density`` (random subspace) or atom ``mass`` (orthonormal)."""
+
+    summary: dict
+    covariance: dict[str, np.ndarray]
+    jacobian: dict[str, np.ndarray]
+
+
+def spectrum_tables(law, tau: float, delta: float = 0.1, subspace: str = "random",
+                    dim: int | None = None, points: int = 1500,
+                    process: str = "ve") -> SpectrumTables:
+    """Summary and densities of ``C`` and ``Jn`` at ``tau``.
+
+    Parameters
+    ----------
+    law : a :class:`~diffphase.solvers.spectral.VarianceLaw` (groups or a continuous law).
+    tau, delta : effective noise variance (:func:`resolve_tau`) and resolution in ``(0, 1)``.
+    subspace : ``random`` (bulks) or ``orthonormal`` (atoms at the variances).
+    dim : ambient dimension, to add ``dimension_count = d x mass`` (None: not added).
+    points : density grid size (>= 10); ``process``: of the summary's time ``t``.
+    """
+    delta = solver.check_delta(delta)
+    points = require_int("points", points, minimum=10)
+    if dim is not None:
+        dim = require_int("dim", dim, minimum=1)
+    require_choice("process", process, REVERSIBLE_PROCESSES)
+    law = solver.as_law(law)
+    summary = solver.spectral_summary(law, tau, delta, subspace, dim)
+    tau = summary["tau"]
+    summary.update(process=process, t=float(get_process(process).time_from_tau(tau)))
+    if subspace == "orthonormal":
+        lam, mass = np.sort(law.variances), law.fractions[np.argsort(law.variances)]
+        summary["convergence"] = {"points": 0, "failed": 0}
+        jn = solver.formula("jacobian_eigenvalue", lam, tau)
+        return SpectrumTables(summary, {"lambda": lam, "mass": mass}, {"jn": jn, "mass": mass})
+    lam = bulk_grid(summary["edges"], points)
+    rho_c, res_c = solver.covariance_density(lam, law)
+    jn = np.sort(solver.formula("jacobian_eigenvalue", lam, tau))
+    rho_j, res_j = solver.jacobian_density(jn, tau, law)
+    summary["convergence"] = {"covariance": res_c.summary(), "jacobian": res_j.summary()}
+    return SpectrumTables(summary, {"lambda": lam, "density": rho_c},
+                          {"jn": jn, "density": rho_j})

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import ParameterError, require_choice, require_finite, require_int, require_positive
 from ..models import ALL_DESIGNS, SCHEDULES
 from ..process import make_betas
-from . import sampler as sv
+from ..solvers import sampler as sv
 
 RATE_DIMENSION = 4096
 DIAGRAM_SPECTRUM = "geometric 0.25..4"
