@@ -18,12 +18,14 @@ from .process import Process, get_process, tau_from_time, time_from_tau
 #: public name -> the module that defines it (loaded on first attribute access)
 ENTRY_POINTS: dict[str, str] = {
     # spectral phases (THEORY A)
+    "spectrum_tables": "diffphase.studies.spectral",
     "VarianceLaw": "diffphase.solvers.spectral",
     "spectral_summary": "diffphase.solvers.spectral",
     "covariance_density": "diffphase.solvers.spectral",
     "jacobian_density": "diffphase.solvers.spectral",
     "bulk_edges": "diffphase.solvers.spectral",
     # memorization (THEORY B)
+    "critical_times": "diffphase.studies.memorization",
     "CovarianceSpectrum": "diffphase.solvers.memorization",
     "collapse_tau": "diffphase.solvers.memorization",
     "speciation_tau": "diffphase.solvers.memorization",
@@ -31,6 +33,7 @@ ENTRY_POINTS: dict[str, str] = {
     "EmpiricalScore": "diffphase.simulate.empirical",
     "entropy_collapse_tau": "diffphase.simulate.memorization",
     # hierarchy (THEORY C)
+    "hierarchy_thresholds": "diffphase.studies.hierarchy",
     "RandomHierarchyModel": "diffphase.data.rhm",
     "noisy_leaf_likelihood": "diffphase.data.channels",
     "belief_propagation": "diffphase.solvers.bp",
@@ -39,6 +42,7 @@ ENTRY_POINTS: dict[str, str] = {
     "half_point": "diffphase.solvers.population",
     "forward_backward": "diffphase.simulate.hierarchy",
     # sampler design (THEORY D)
+    "sampler_error_report": "diffphase.studies.sampler",
     "sampler_error": "diffphase.solvers.sampler",
     "simulate_sampler": "diffphase.simulate.sampler",
     # score-field geometry (THEORY E)
