@@ -8,6 +8,7 @@ import scipy.linalg
 from hypothesis import given
 from hypothesis import strategies as st
 
+from diffphase.commands import fields as requests
 from diffphase.data.laws import LinearGaussian
 from diffphase.errors import ParameterError
 from diffphase.process import get_process
@@ -405,12 +406,12 @@ def test_user_time_callable_gives_the_diagnostics_of_the_exact_field():
 
 # --------------------------------------------------------------------------- requests
 def test_prepare_diagnosis_from_python_matches_the_staircase():
-    plan = diag.prepare_diagnosis("ve", [0.1, 1.0], rng=np.random.default_rng(0), points=2,
+    plan = requests.prepare_diagnosis("ve", [0.1, 1.0], rng=np.random.default_rng(0), points=2,
                                   model="linear-manifold", subspace="orthonormal")
     assert plan.times.tolist() == [1.0, 0.1] and plan.source.field.dim == 16
     summaries = [r.summary() for r in plan.run()]
     assert [s["local_dimension"] for s in summaries] == [2, 4]
-    spectra, per_time = diag.diagnosis_tables(summaries, "t_ve")
+    spectra, per_time = requests.diagnosis_tables(summaries, "t_ve")
     assert spectra["t_ve"].shape == (32,) and spectra["index"].tolist()[:3] == [1, 2, 3]
     assert per_time["t_ve"] == [1.0, 0.1] and "max_principal_angle" in per_time
 
@@ -419,7 +420,7 @@ def test_field_source_takes_a_callable_and_a_reference_array():
     def isotropic(x, t):
         return -x / (1.0 + t)
 
-    source = diag.field_source("ve", score=isotropic, dim=4, reference=np.eye(4)[:, :2] * 3.0)
+    source = requests.field_source("ve", score=isotropic, dim=4, reference=np.eye(4)[:, :2] * 3.0)
     assert source.label.startswith("user score ") and source.label.endswith("isotropic")
     np.testing.assert_allclose(np.abs(source.reference_basis), np.eye(4)[:, :2], atol=1e-15)
     np.testing.assert_allclose(source.field.score(np.ones((1, 4)), 1.0, 0.5),
@@ -435,7 +436,7 @@ def test_field_source_takes_a_callable_and_a_reference_array():
 ])
 def test_prepare_diagnosis_rejects_bad_requests(options, message):
     with pytest.raises(ParameterError, match=message):
-        diag.prepare_diagnosis("ve", [1.0], rng=np.random.default_rng(0), **options)
+        requests.prepare_diagnosis("ve", [1.0], rng=np.random.default_rng(0), **options)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -28,10 +28,13 @@ descending array of times of ``process`` (a name or a :class:`~diffphase.process
   ``t - h``: ``x <- x + h (-f_t x + g_t^2 s(x; a_t, D_t)) + g_t sqrt(h) xi``.
 
 Both record the states at the grid times closest to ``record_times`` and, when
-``spectrum(x, a, D)`` is given, whatever it returns there. Grids: :func:`time_grid` (geometric or
-linear in ``t``, so the small times where memorization happens are resolved) and
-:func:`log_tau_grid` (uniform in ``log tau`` through given times). :func:`start_points` draws the
-start of backward trajectories.
+``spectrum(x, a, D)`` is given, whatever it returns there. A state that leaves the finite range
+(a score too large for the step) stops the run with :class:`NonFiniteTrajectory`, a
+:class:`~diffphase.errors.ParameterError` that says at which time. Grids: :func:`time_grid`
+(geometric or linear in ``t``, so the small times where memorization happens are resolved) and
+:func:`log_tau_grid` (uniform in ``log tau`` through given times; :func:`log_tau_grid_size`
+counts its nodes without building it). :func:`start_points` draws the start of backward
+trajectories.
 """
 
 from __future__ import annotations
@@ -88,6 +91,28 @@ def time_grid(t_start: float, t_end: float, n_steps: int, spacing: str = "geomet
     return np.unique(np.concatenate([grid, extra]))[::-1]
 
 
+def _log_tau_gaps(proc: Process, t_start: float, times, steps_per_efold: int):
+    """Stops below ``t_start`` (descending), the ``tau`` of ``t_start`` and of each stop, and the
+    number of steps of each gap (what :func:`log_tau_grid` builds and :func:`log_tau_grid_size`
+    counts)."""
+    steps_per_efold = require_int("steps_per_efold", steps_per_efold, minimum=1)
+    stops = np.unique(as_float_array("times", times))[::-1]
+    t_start = float(t_start)
+    if stops[0] > t_start:
+        raise ParameterError("t_start", t_start, f">= the largest time {stops[0]:g}")
+    stops = stops[stops < t_start]
+    taus = np.atleast_1d(proc.tau_from_time(np.concatenate([[t_start], stops])))
+    counts = np.maximum(1.0, np.ceil(steps_per_efold * np.log(taus[:-1] / taus[1:])))
+    return stops, taus, counts
+
+
+def log_tau_grid_size(process: str | Process, t_start: float, times: Sequence[float],
+                      steps_per_efold: int = 40) -> int:
+    """The number of nodes of :func:`log_tau_grid` with these arguments, without building it."""
+    _, _, counts = _log_tau_gaps(as_process(process), t_start, times, steps_per_efold)
+    return 1 + int(counts.sum())
+
+
 def log_tau_grid(process: str | Process, t_start: float, times: Sequence[float],
                  steps_per_efold: int = 40) -> np.ndarray:
     """Descending times from ``t_start`` through each of ``times``, uniform in ``log tau``.
@@ -97,19 +122,11 @@ def log_tau_grid(process: str | Process, t_start: float, times: Sequence[float],
     ``log tau`` in every process. ``t_start`` and ``times`` are nodes exactly.
     """
     proc = as_process(process)
-    steps_per_efold = require_int("steps_per_efold", steps_per_efold, minimum=1)
-    stops = np.unique(as_float_array("times", times))[::-1]
-    t_start = float(t_start)
-    if stops[0] > t_start:
-        raise ParameterError("t_start", t_start, f">= the largest time {stops[0]:g}")
-    tau_now = float(proc.tau_from_time(t_start))
-    nodes = [np.array([t_start])]
-    for t in stops[stops < t_start]:
-        tau_end = float(proc.tau_from_time(t))
-        count = max(1, int(np.ceil(steps_per_efold * np.log(tau_now / tau_end))))
-        inner = np.exp(np.linspace(np.log(tau_now), np.log(tau_end), count + 1))[1:-1]
+    stops, taus, counts = _log_tau_gaps(proc, t_start, times, steps_per_efold)
+    nodes = [np.array([float(t_start)])]
+    for t, tau_now, tau_end, count in zip(stops, taus[:-1], taus[1:], counts, strict=True):
+        inner = np.exp(np.linspace(np.log(tau_now), np.log(tau_end), int(count) + 1))[1:-1]
         nodes += [np.atleast_1d(proc.time_from_tau(inner)) if inner.size else inner, [t]]
-        tau_now = tau_end
     return np.concatenate(nodes).astype(float)
 
 
@@ -123,8 +140,11 @@ def start_points(n: int, dim: int, process: str | Process, t_start: float,
     noise = float(proc.noise_variance(t_start))
     z = rng.standard_normal((require_int("n", n, 1), require_int("dim", dim, 1)))
     if sampler is not None:
-        return a * sampler(n, rng) + np.sqrt(noise) * z
-    return np.sqrt(a * a * data_variance + noise) * z
+        y = np.asarray(sampler(n, rng), dtype=float)
+        if y.shape != z.shape:
+            raise ParameterError("sampler output shape", y.shape, f"{z.shape}")
+        return a * y + np.sqrt(noise) * z
+    return np.sqrt(a * a * require_positive("data_variance", data_variance) + noise) * z
 
 
 # --------------------------------------------------------------------------- integrators
@@ -141,15 +161,32 @@ class Trajectories:
 
 
 def _record_indices(grid: np.ndarray, record_times) -> np.ndarray:
+    """Indices of the (descending) ``grid`` nodes closest to each of ``record_times`` (a tie goes
+    to the larger time), found by bisection."""
     if record_times is None:
         return np.array([], dtype=int)
-    rt = np.atleast_1d(np.asarray(record_times, dtype=float))
-    return np.unique([int(np.argmin(np.abs(grid - r))) for r in rt])
+    rt = np.atleast_1d(np.asarray(record_times, dtype=float)).ravel()
+    ascending = grid[::-1]
+    right = np.clip(np.searchsorted(ascending, rt), 0, ascending.size - 1)
+    left = np.clip(right - 1, 0, ascending.size - 1)
+    closer_left = np.abs(ascending[left] - rt) < np.abs(ascending[right] - rt)
+    return np.unique(ascending.size - 1 - np.where(closer_left, left, right))
+
+
+class NonFiniteTrajectory(ParameterError):
+    """A trajectory left the finite range (NaN or inf) at ``time`` (the score, or the step
+    along it, was too large); ``name`` is ``"score"``, to be renamed by the caller."""
+
+    def __init__(self, time: float, count: int):
+        super().__init__("score", f"{count} non-finite state entries at t = {time:.6g}",
+                         "a score whose probability flow stays finite")
+        self.time = time
 
 
 def _integrate(step, x_start, proc: Process, grid, record_times, spectrum,
                progress) -> Trajectories:
-    """Run ``x <- step(x, k)`` from node ``k`` to ``k + 1`` along ``grid``, recording."""
+    """Run ``x <- step(x, k)`` from node ``k`` to ``k + 1`` along ``grid``, recording; a
+    non-finite state raises :class:`NonFiniteTrajectory`."""
     x = np.array(x_start, dtype=float, copy=True)
     if x.ndim != 2 or not np.all(np.isfinite(x)):
         raise ParameterError("x_start", f"shape {np.shape(x_start)}", "finite (M, d) array")
@@ -166,7 +203,10 @@ def _integrate(step, x_start, proc: Process, grid, record_times, spectrum,
     if 0 in marks:
         record(0)
     for k in range(grid.size - 1):
-        x = step(x, k)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = step(x, k)
+        if not np.all(np.isfinite(x)):
+            raise NonFiniteTrajectory(float(grid[k + 1]), int(np.count_nonzero(~np.isfinite(x))))
         if k + 1 in marks:
             record(k + 1)
         if progress is not None:
@@ -207,9 +247,10 @@ def probability_flow(score: Callable, x_start, process: str | Process, grid, rec
     backwards along ``grid`` (any process; see the module docstring)."""
     proc = as_process(process)
     grid = _checked_grid(grid, proc)
-    sigma = [float(np.sqrt(proc.tau_from_time(t))) for t in grid]
-    scale = [float(proc.signal_scale(t)) for t in grid]
-    noise = [float(proc.noise_variance(t)) for t in grid]
+    # one vectorized conversion per quantity (elementwise the same numbers as node by node)
+    sigma = np.sqrt(proc.tau_from_time(grid)).tolist()
+    scale = proc.signal_scale(grid).tolist()
+    noise = proc.noise_variance(grid).tolist()
 
     def velocity(u, k):  # du/dsigma = -sigma a s(a u; a, D)
         a = scale[k]
@@ -219,7 +260,11 @@ def probability_flow(score: Callable, x_start, process: str | Process, grid, rec
         u = x / scale[k]
         h = sigma[k + 1] - sigma[k]
         k0 = velocity(u, k)
-        k1 = velocity(u + h * k0, k + 1)
+        predicted = u + h * k0
+        if not np.all(np.isfinite(predicted)):
+            raise NonFiniteTrajectory(float(grid[k + 1]),
+                                      int(np.count_nonzero(~np.isfinite(predicted))))
+        k1 = velocity(predicted, k + 1)
         return (u + 0.5 * h * (k0 + k1)) * scale[k + 1]
 
     return _integrate(step, x_start, proc, grid, record_times, spectrum, progress)

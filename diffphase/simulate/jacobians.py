@@ -27,13 +27,28 @@ show its bias; :func:`jacobian` never uses it.
 Edges. A score written in the time of a process, ``score(x, t)`` (a user callable, a torch network
 that takes ``t``), enters through :class:`TimeScore`, which holds the process and is called as
 ``score(x, a, D)``; see its docstring for the exact map. :class:`CallableScore` checks a user
-callable's output (shape, finiteness) and raises :class:`~diffphase.errors.ParameterError` naming
-the problem.
+callable's output (shape, real dtype, finiteness) and raises
+:class:`~diffphase.errors.ParameterError` naming the problem.
+
+User code. Every call into a user's code (importing it in :func:`load_callable`, calling it in
+:class:`CallableScore` and :class:`TimeScore`) goes through :func:`call_user_code`: whatever it
+raises comes back as :class:`UserCodeError`, a :class:`~diffphase.errors.ParameterError` whose one
+line names the callable (``--score mypkg.mod:f``), the exception's type and message, and the time
+of the call when known.
+
+Inputs. Public functions check their arguments (:func:`checked_array`, :func:`checked_points`,
+:func:`checked_level`, :func:`check_field`) and raise :class:`~diffphase.errors.ParameterError`
+for empty or misshapen arrays, non-finite entries, ``a <= 0`` or ``D <= 0``, never a raw numpy
+error. :func:`central_difference_roundoff` estimates the rounding error of a difference step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import math
+import warnings
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -58,6 +73,97 @@ class ScoreField(Protocol):
     def score(self, x: np.ndarray, a: float, D: float) -> np.ndarray: ...
 
 
+# --------------------------------------------------------------------------- input checks
+def checked_array(name: str, value, *, ndim: int | tuple[int, ...],
+                  shape: tuple[int | None, ...] | None = None) -> np.ndarray:
+    """``value`` as a non-empty finite float array with ``ndim`` axes (one of them when a tuple)
+    and, where ``shape`` gives a size, that size; else a :class:`ParameterError` naming ``name``."""
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ParameterError(name, type(value).__name__, "an array of real numbers") from None
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if array.ndim not in allowed:
+        raise ParameterError(f"{name} shape", array.shape,
+                             f"an array with {' or '.join(map(str, allowed))} axes")
+    if shape is not None and any(want is not None and want != got
+                                 for want, got in zip(shape, array.shape, strict=False)):
+        wanted = ", ".join("n" if want is None else str(want) for want in shape)
+        raise ParameterError(f"{name} shape", array.shape, f"({wanted})")
+    if array.size == 0:
+        raise ParameterError(f"{name} shape", array.shape, "a non-empty array")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise ParameterError(name, f"{bad} non-finite entries (NaN or inf)", "finite numbers")
+    return array
+
+
+def checked_level(a, D) -> tuple[float, float]:
+    """The noise level ``(a, D)`` as finite positive floats (``x = a y + sqrt(D) z``)."""
+    level = []
+    for name, value in (("a", a), ("D", D)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ParameterError(name, value, "a finite number > 0") from None
+        level.append(require_positive(name, number))
+    return level[0], level[1]
+
+
+def check_field(field) -> int:
+    """``field.dim`` when ``field`` is a score field (an integer ``dim >= 1`` and a callable
+    ``score``); else a :class:`ParameterError`."""
+    dim = getattr(field, "dim", None)
+    if not callable(getattr(field, "score", None)) or dim is None:
+        raise ParameterError("field", type(field).__name__,
+                             "a score field: an object with dim and score(x, a, D)")
+    return require_int("field dim", dim, minimum=1)
+
+
+# --------------------------------------------------------------------------- user code
+class UserCodeError(ParameterError):
+    """User code (a ``--score`` callable, its module) raised an exception; the message names the
+    callable, the exception's type and message, and where the call happened."""
+
+    def __init__(self, name: str, exc: BaseException, where: str = ""):
+        message = " ".join(str(exc).split()) or "(no message)"
+        if len(message) > 240:
+            message = message[:237] + "..."
+        super().__init__(name, f"{type(exc).__name__}: {message}",
+                         "code that runs without raising")
+        self.exception = exc
+        at = f" {where}" if where else ""
+        self.args = (f"{name} raised {type(exc).__name__}{at}: {message}",)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def call_user_code(name: str, function: Callable, *args, where: str = ""):
+    """``function(*args)``; any exception it raises (``SystemExit`` included, ``KeyboardInterrupt``
+    not) comes back as :class:`UserCodeError` naming ``name``. A :class:`UserCodeError` from an
+    inner guard passes unchanged. What it prints is kept off stdout (:func:`_quiet`)."""
+    try:
+        with _quiet(name):
+            return function(*args)
+    except UserCodeError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise UserCodeError(name, exc, where) from exc
+
+
+@contextlib.contextmanager
+def _quiet(name: str):
+    """Hold what user code prints off stdout (which carries the results, ``--json``); when it
+    printed anything, one warning says so."""
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        yield
+    if captured.getvalue():
+        warnings.warn(f"{name} printed to stdout; that output was dropped (stdout carries the "
+                      "results)", stacklevel=3)
+
+
 class TimeScore:
     """A score written in the time of ``process``, ``function(x, t)``, called as ``(x, a, D)``.
 
@@ -74,19 +180,24 @@ class TimeScore:
     function : ``function(x, t)``, numpy or torch (only ``x * c`` and ``c * output`` are applied
         to its input and output, so autograd Jacobians come out as ``c^2 J_t(c x)``).
     process : the :class:`~diffphase.process.Process` whose time ``t`` is.
+    name : how errors name the function; every call goes through :func:`call_user_code`.
     """
 
-    def __init__(self, function: Callable, process: Process):
+    #: calls into ``function`` are guarded here, so a wrapper need not guard them again
+    guards_user_code = True
+
+    def __init__(self, function: Callable, process: Process, name: str = "score"):
         if not callable(function):
-            raise ParameterError("score", function, "a callable score(x, t)")
+            raise ParameterError(name, function, "a callable score(x, t)")
         if not isinstance(process, Process):
             raise ParameterError("process", process, "a diffphase Process")
         self.function = function
         self.process = process
+        self.name = name
 
     def time_of(self, a: float, D: float) -> tuple[float, float]:
         """``(t, c)``: the process time with ``tau_t = D / a^2`` and the scale ``c = a_t / a``."""
-        a, D = require_positive("a", float(a)), require_positive("D", float(D))
+        a, D = checked_level(a, D)
         t = float(self.process.time_from_tau(D / (a * a)))
         if self.process.name == "ddpm":
             step = round(t)
@@ -94,11 +205,17 @@ class TimeScore:
                 t = float(step)
         return t, float(self.process.signal_scale(t)) / a
 
+    def where(self, a: float, D: float) -> str:
+        """``"at t = ..."``: the time of the level ``(a, D)``, for messages."""
+        return f"at t = {self.time_of(a, D)[0]:.6g}"
+
     def __call__(self, x, a: float, D: float):
         t, scale = self.time_of(a, D)
+        where = f"at t = {t:.6g}"
         if scale == 1.0:
-            return self.function(x, t)
-        return scale * self.function(x * scale, t)
+            return call_user_code(self.name, self.function, x, t, where=where)
+        return call_user_code(self.name, lambda: scale * self.function(x * scale, t),
+                              where=where)
 
 
 class CallableScore:
@@ -111,6 +228,8 @@ class CallableScore:
         A callable of a process's time ``f(x, t)`` comes in as ``TimeScore(f, process)``.
     dim : ambient dimension ``d``.
     name : how errors name the callable (for example ``"--score mypkg.mod:score"``).
+
+    Every call is guarded (:func:`call_user_code`) and its output checked (:func:`checked_output`).
     """
 
     def __init__(self, function: Callable, dim: int, *, batched: bool = True,
@@ -122,48 +241,83 @@ class CallableScore:
         self.batched = batched
         self.name = name
 
+    def _call(self, x, a: float, D: float):
+        if getattr(self.function, "guards_user_code", False):
+            return self.function(x, a, D)
+        return call_user_code(self.name, self.function, x, a, D)
+
     def score(self, x: np.ndarray, a: float, D: float) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
+        x = checked_points(x, self.dim)
+        a, D = checked_level(a, D)
+        def where() -> str:
+            if isinstance(self.function, TimeScore):
+                return self.function.where(a, D)
+            return f"at a = {a:.6g}, D = {D:.6g}"
+
         if self.batched:
-            out = self.function(x, a, D)
-        else:
-            out = np.stack([np.asarray(self.function(point, a, D), dtype=float) for point in x])
-        return checked_output(self.name, out, x.shape)
+            return checked_output(self.name, self._call(x, a, D), x.shape, where)
+        return np.stack([checked_output(self.name, self._call(point, a, D), point.shape, where)
+                         for point in x])
 
 
-def checked_output(name: str, output, expected_shape: tuple[int, ...]) -> np.ndarray:
-    """``output`` as a float array of ``expected_shape`` with finite entries, or a clear error."""
+def checked_output(name: str, output, expected_shape: tuple[int, ...],
+                   where: str | Callable[[], str] = "") -> np.ndarray:
+    """``output`` as a float array of ``expected_shape`` with finite real entries, or a clear
+    error naming ``name`` (a non-numeric output, a complex or object dtype, a wrong shape, NaN)
+    and ``where`` the call happened (``"at t = 0.5"``, or a function giving it, called only
+    for an error)."""
+
+    def at() -> str:
+        text = where() if callable(where) else where
+        return f" {text}" if text else ""
+
     try:
-        array = np.asarray(output, dtype=float)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} output", type(output).__name__,
-                             "a numeric array (numpy in, numpy out)") from None
+        array = np.asarray(output)
+    except Exception:  # an object whose conversion itself fails
+        array = None
+    if array is None or array.dtype.kind not in "iuf":
+        kind = type(output).__name__
+        if isinstance(output, np.ndarray) or (array is not None and array.ndim > 0):
+            kind += f" of dtype {array.dtype}"
+        raise ParameterError(f"{name} output", kind + at(),
+                             "a real numeric array (numpy in, numpy out)")
+    array = array.astype(float, copy=False)
     if array.shape != tuple(expected_shape):
         raise ParameterError(f"{name} output shape", array.shape,
-                             f"{tuple(expected_shape)} (the shape of its input x)")
+                             f"{tuple(expected_shape)} (the shape of its input x){at()}")
     if not np.all(np.isfinite(array)):
         bad = int(np.count_nonzero(~np.isfinite(array)))
-        raise ParameterError(f"{name} output", f"{bad} non-finite entries (NaN or inf)",
+        raise ParameterError(f"{name} output", f"{bad} non-finite entries (NaN or inf){at()}",
                              "finite numbers at every point")
     return array
 
 
 def load_callable(path: str) -> Callable:
-    """Import ``"package.module:function"`` (attribute paths with dots allowed after ``:``)."""
+    """Import ``"package.module:function"`` (attribute paths with dots allowed after ``:``).
+
+    Any failure of the user's module (a syntax error, an exception at import, a failing
+    attribute lookup) is a :class:`ParameterError` naming ``--score``, the exception's type and
+    its message."""
     if not isinstance(path, str) or path.count(":") != 1:
         raise ParameterError("--score", path, "'package.module:function'")
     module_name, attribute = path.split(":")
-    if not module_name or not attribute:
+    if not module_name.strip() or not attribute.strip():
         raise ParameterError("--score", path, "'package.module:function'")
     try:
-        target = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ParameterError("--score", path,
-                             f"an importable module ({type(exc).__name__}: {exc})") from None
+        with _quiet("--score"):
+            target = importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ParameterError("--score", path, f"an importable module ({reason})") from None
     for part in attribute.split("."):
-        if not hasattr(target, part):
+        try:
+            found = hasattr(target, part)
+        except (Exception, SystemExit):
+            found = False
+        if not found:
             raise ParameterError("--score", path, f"a name defined in module {module_name}")
-        target = getattr(target, part)
+        target = call_user_code(f"--score {path}", getattr, target, part,
+                                where="when looked up")
     if not callable(target):
         raise ParameterError("--score", path, "a callable score(x, t) -> array")
     return target
@@ -176,17 +330,24 @@ def orthonormal_probes(dim: int, count: int, rng: np.random.Generator) -> np.nda
     count = require_int("probes", count, minimum=1)
     if count > dim:
         raise ParameterError("probes", count, f"an integer in [1, {dim}] (the dimension)")
+    if not isinstance(rng, np.random.Generator):
+        raise ParameterError("rng", type(rng).__name__, "a numpy.random.Generator")
     gaussian = rng.standard_normal((dim, count))
     q, r = np.linalg.qr(gaussian)
     return q * np.sign(np.diag(r))  # sign fix makes the law Haar, not QR-convention dependent
 
 
-def _points(x: np.ndarray, dim: int) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
+def checked_points(x: np.ndarray, dim: int) -> np.ndarray:
+    """Points ``x`` as a finite ``(n, dim)`` float array with ``n >= 1`` (one ``(dim,)`` point
+    becomes ``(1, dim)``)."""
+    try:
+        x = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise ParameterError("x", type(x).__name__, f"an (n, {dim}) array of numbers") from None
     if x.ndim == 1:
         x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise ParameterError("x shape", x.shape, f"(n, {dim})")
+    if x.ndim != 2 or x.shape[1] != dim or x.shape[0] == 0:
+        raise ParameterError("x shape", x.shape, f"(n, {dim}) with n >= 1")
     if not np.all(np.isfinite(x)):
         raise ParameterError("x", "non-finite entries", "finite points")
     return x
@@ -196,10 +357,10 @@ def _probe_matrix(dim: int, probes: np.ndarray | int | None,
                   rng: np.random.Generator | None) -> np.ndarray:
     if probes is None:
         probes = dim
-    if isinstance(probes, (int, np.integer)):
+    if isinstance(probes, (int, np.integer)) and not isinstance(probes, bool):
         return orthonormal_probes(dim, int(probes), rng or np.random.default_rng())
-    q = np.asarray(probes, dtype=float)
-    if q.ndim != 2 or q.shape[0] != dim or q.shape[1] > dim:
+    q = checked_array("probes", probes, ndim=2)
+    if q.shape[0] != dim or q.shape[1] > dim:
         raise ParameterError("probes shape", q.shape, f"(dim={dim}, k <= {dim})")
     if not np.allclose(q.T @ q, np.eye(q.shape[1]), atol=1e-10):
         raise ParameterError("probes", "columns not orthonormal", "orthonormal columns")
@@ -230,14 +391,16 @@ def central_difference_jacobian(field: ScoreField, x: np.ndarray, a: float, D: f
     -------
     ``(n, dim, dim)``: the Jacobian ``J`` (``k = dim``) or ``J Q Q^T`` (``k < dim``).
     """
+    dim = check_field(field)
+    a, D = checked_level(a, D)
     step = require_positive("step", step)
-    x = _points(x, field.dim)
-    q = _probe_matrix(field.dim, probes, rng)
+    x = checked_points(x, dim)
+    q = _probe_matrix(dim, probes, rng)
     n, k = x.shape[0], q.shape[1]
     shifts = step * q.T  # (k, dim)
     stacked = np.concatenate([(x[:, None, :] + shifts).reshape(n * k, -1),
                               (x[:, None, :] - shifts).reshape(n * k, -1)])
-    values = _values(field, stacked, a, D).reshape(2, n, k, field.dim)
+    values = _values(field, stacked, a, D).reshape(2, n, k, dim)
     directional = (values[0] - values[1]) / (2.0 * step)  # (n, k, dim): row i is J q_i
     return np.einsum("nki,jk->nij", directional, q)
 
@@ -247,16 +410,26 @@ def one_sided_jacobian(field: ScoreField, x: np.ndarray, a: float, D: float, ste
                        rng: np.random.Generator | None = None) -> np.ndarray:
     """Forward differences ``[s(x + h q_i) - s(x)]/h``: biased at ``O(h)``; never used by
     :func:`jacobian`, kept to demonstrate the bias against :func:`central_difference_jacobian`."""
+    dim = check_field(field)
+    a, D = checked_level(a, D)
     step = require_positive("step", step)
-    x = _points(x, field.dim)
-    q = _probe_matrix(field.dim, probes, rng)
+    x = checked_points(x, dim)
+    q = _probe_matrix(dim, probes, rng)
     n, k = x.shape[0], q.shape[1]
     shifted = (x[:, None, :] + step * q.T).reshape(n * k, -1)
     values = _values(field, np.concatenate([shifted, x]), a, D)
-    forward = values[: n * k].reshape(n, k, field.dim)
+    forward = values[: n * k].reshape(n, k, dim)
     base = values[n * k:]
     directional = (forward - base[:, None, :]) / step
     return np.einsum("nki,jk->nij", directional, q)
+
+
+def central_difference_roundoff(x: np.ndarray, step: float) -> float:
+    """Relative rounding error of a central difference of step ``step`` at the points ``x``:
+    ``eps |x| / h`` (largest over the points), the error from the rounding of ``x + h q`` and of
+    the score values, relative to the Jacobian (THEORY E; the truncation error is ``O(h^2)``)."""
+    size = float(np.max(np.linalg.norm(np.asarray(x, dtype=float), axis=-1)))
+    return float(np.finfo(float).eps * size / float(step)) if math.isfinite(size) else math.inf
 
 
 def available_route(field: ScoreField) -> str:
@@ -275,18 +448,21 @@ def jacobian(field: ScoreField, x: np.ndarray, a: float, D: float, *, route: str
     differences (:func:`central_difference_jacobian`) with ``probes`` and the step ``step``
     (default ``relative_step * sqrt(D)``). Returns ``(n, dim, dim)`` numpy.
     """
+    dim = check_field(field)
     require_choice("route", route, JACOBIAN_ROUTES)
-    a, D = require_positive("a", float(a)), require_positive("D", float(D))
+    a, D = checked_level(a, D)
     own = available_route(field)
     if route == "auto":
         route = own
     if route in ("closed-form", "autograd"):
         if own != route:
             raise ParameterError("route", route, f"one this field supports: {own} or central")
-        x = _points(x, field.dim)
+        x = checked_points(x, dim)
         jac = np.asarray(to_numpy(field.jacobian(x, a, D)), dtype=float)
-        shape = (x.shape[0], field.dim, field.dim)
+        shape = (x.shape[0], dim, dim)
+        if jac.shape not in (shape, shape[1:]):
+            raise ParameterError("field jacobian shape", jac.shape, f"{shape} or {shape[1:]}")
         return np.broadcast_to(jac, shape).copy() if jac.shape != shape else jac
     if step is None:
-        step = require_positive("relative_step", relative_step) * float(np.sqrt(D))
+        step = require_positive("relative_step", relative_step) * math.sqrt(D)
     return central_difference_jacobian(field, x, a, D, step, probes=probes, rng=rng)

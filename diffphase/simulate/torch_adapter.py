@@ -11,6 +11,11 @@ uses it by default (route ``"autograd"``). A network that takes the time ``t`` o
 :class:`~diffphase.simulate.jacobians.TimeScore` holds the process and maps ``(a, D)`` to ``t``
 exactly, and autograd differentiates through that map.
 
+Calls into ``function`` (user code) go through
+:func:`~diffphase.simulate.jacobians.call_user_code`: an exception there is a
+:class:`~diffphase.simulate.jacobians.UserCodeError` naming ``name``; points and noise levels are
+checked before the call, outputs after it.
+
 torch is imported only when a :class:`TorchScore` is built; importing :mod:`diffphase` never
 imports it. Without torch, :func:`require_torch` raises
 :class:`~diffphase.errors.MissingDependencyError` naming the ``torch`` extra.
@@ -24,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import MissingDependencyError, require_choice, require_int
-from .jacobians import checked_output
+from .jacobians import call_user_code, checked_level, checked_output, checked_points
 
 
 def torch_available() -> bool:
@@ -65,24 +70,32 @@ class TorchScore:
         self.name = name
 
     def _tensor(self, x: np.ndarray):
-        return self.torch.as_tensor(np.asarray(x, dtype=float), dtype=self.dtype,
-                                    device=self.device)
+        return self.torch.as_tensor(x, dtype=self.dtype, device=self.device)
+
+    def _call(self, *args):
+        if getattr(self.function, "guards_user_code", False):
+            return self.function(*args)
+        return call_user_code(self.name, self.function, *args)
+
+    @staticmethod
+    def _host(value):
+        """A tensor's values as numpy (anything else unchanged, for :func:`checked_output`)."""
+        return value.detach().cpu().numpy() if hasattr(value, "detach") else value
 
     def score(self, x: np.ndarray, a: float, D: float) -> np.ndarray:
-        x = np.atleast_2d(np.asarray(x, dtype=float))
+        x, (a, D) = checked_points(x, self.dim), checked_level(a, D)
         with self.torch.no_grad():
-            out = self.function(self._tensor(x), float(a), float(D))
-        return checked_output(self.name, out.detach().cpu().numpy(), x.shape)
+            out = self._call(self._tensor(x), a, D)
+        return checked_output(self.name, self._host(out), x.shape)
 
     def jacobian(self, x: np.ndarray, a: float, D: float) -> np.ndarray:
         """``(n, dim, dim)``: ``J[p, i, j] = d s_i / d x_j`` per point (reverse-mode autograd)."""
-        x = np.atleast_2d(np.asarray(x, dtype=float))
+        x, (a, D) = checked_points(x, self.dim), checked_level(a, D)
         func = self.torch.func
-        a, D = float(a), float(D)
 
         def single(point):
             return self.function(point[None, :], a, D)[0]
 
-        jac = func.vmap(func.jacrev(single))(self._tensor(x))
-        return checked_output(f"{self.name} Jacobian", jac.detach().cpu().numpy(),
+        jac = call_user_code(self.name, lambda: func.vmap(func.jacrev(single))(self._tensor(x)))
+        return checked_output(f"{self.name} Jacobian", self._host(jac),
                               (x.shape[0], self.dim, self.dim))
