@@ -47,8 +47,15 @@ def _short(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _number(name: str, value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError(name, value, "a number") from None
+
+
 def require_finite(name: str, value: float) -> float:
-    value = float(value)
+    value = _number(name, value)
     if not math.isfinite(value):
         raise ParameterError(name, value, "a finite number")
     return value
@@ -82,7 +89,7 @@ def require_in_range(
 
 
 def require_int(name: str, value: object, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not float(value).is_integer():  # type: ignore[arg-type]
+    if isinstance(value, bool) or not _number(name, value).is_integer():
         raise ParameterError(name, value, "an integer")
     value = int(value)  # type: ignore[arg-type]
     if minimum is not None and value < minimum:
@@ -117,3 +124,38 @@ def parse_float_list(name: str, text: str) -> np.ndarray:
     except ValueError:
         raise ParameterError(name, text, "comma-separated numbers, e.g. 0.2,0.2") from None
     return as_float_array(name, values)
+
+
+class KernelCacheWarning(UserWarning):
+    """A damaged entry of the compiled-kernel cache was discarded; it is rebuilt."""
+
+
+def require_array(name: str, values, *, low: float = -math.inf, high: float = math.inf,
+                  closed: tuple[bool, bool] = (True, True), finite: bool = True) -> np.ndarray:
+    """A float array of any shape (empty allowed) with every entry in ``[low, high]`` (open ends
+    where ``closed`` says False) and finite unless ``finite`` is False (then only NaN is refused);
+    the error names ``name``, the offending entries and the range."""
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ParameterError(name, values, "numbers") from None
+    ok_low = arr >= low if closed[0] else arr > low
+    ok_high = arr <= high if closed[1] else arr < high
+    bad = ~(ok_low & ok_high) | (~np.isfinite(arr) if finite else np.isnan(arr))
+    if np.any(bad):
+        bracket = ("[" if closed[0] else "(") + f"{low:g}, {high:g}" + ("]" if closed[1] else ")")
+        allowed = f"{'finite ' if finite else ''}numbers in {bracket}"
+        raise ParameterError(name, arr[bad] if arr.ndim else float(arr), allowed)
+    return arr
+
+
+class ConvergenceWarning(UserWarning):
+    """A solver kept a best estimate it could not converge; the result says so too."""
+
+
+def require_count(name: str, value: object, low: int, high: int) -> int:
+    """An integer in ``[low, high]`` (a size whose upper end bounds memory or time)."""
+    value = require_int(name, value)
+    if not low <= value <= high:
+        raise ParameterError(name, value, f"an integer in [{low}, {high}]")
+    return value

@@ -9,6 +9,11 @@ temporary file). Each file is written to a temporary name in the same folder
 half-written file; temporaries left by a process that no longer runs (killed before it could
 clean up) are removed by the next claim on that folder. Files get the permissions the umask
 allows (``0666 & ~umask``), as any file a program creates.
+
+The command line defers the renames (``OutputSet(..., defer=True)``) to :meth:`OutputSet.commit`
+at the end of a command, which renames the JSON sidecar last: a command's outputs appear
+together, and a sidecar present means its set is complete (what ``phase-diagram all`` resumes
+from). :class:`ClaimProbe` learns the names a command claims without running it.
 """
 
 from __future__ import annotations
@@ -100,27 +105,20 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = temporary_file(path)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class OutputSet:
-    """The files one command writes into ``out_dir``."""
+    """The files one command writes into ``out_dir``.
 
-    def __init__(self, out_dir: str | os.PathLike, force: bool = False):
-        self.out_dir = Path(out_dir)
-        self.force = force
+    With ``defer`` the files written stay under temporary names until :meth:`commit` renames
+    them all, JSON sidecars last, so that a set of outputs appears whole (its sidecar marks it
+    complete) or not at all; :meth:`discard` deletes them instead (an interrupted run).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, force: bool = False, defer: bool = False):
         if str(out_dir) == "":
             raise ParameterError("--out", "", "a folder name (not empty)")
+        self.out_dir = Path(out_dir)
+        self.force = force
+        self.defer = defer
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ParameterError("--out", str(self.out_dir), "a folder (this path is a file)")
         blocking = next((p for p in self.out_dir.parents if p.exists() and not p.is_dir()), None)
@@ -128,9 +126,14 @@ class OutputSet:
             raise ParameterError("--out", str(self.out_dir),
                                  f"a folder path ({blocking} is a file)")
         self.written: list[Path] = []
+        self._pending: list[tuple[str, Path]] = []
 
     def path(self, name: str) -> Path:
         return self.out_dir / name
+
+    def existing(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` that exist in the folder now."""
+        return [n for n in names if self.path(n).exists()]
 
     def claim(self, names: Iterable[str]) -> None:
         """Fail now, before any work, unless every target can be written: none exists (or
@@ -143,7 +146,7 @@ class OutputSet:
                                  f"a folder where {', '.join(folders)} can be a file "
                                  "(a folder of that name is in the way)")
         if not self.force:
-            existing = [n for n in names if self.path(n).exists()]
+            existing = self.existing(names)
             if existing:
                 raise ParameterError(
                     "--out",
@@ -175,10 +178,26 @@ class OutputSet:
             self._ensure_writable()
         return path
 
+    def _finish(self, tmp: str, path: Path) -> None:
+        """Rename a written temporary onto its target now, or at :meth:`commit`."""
+        if self.defer:
+            self._pending.append((tmp, path))
+        else:
+            os.replace(tmp, path)
+        if path not in self.written:
+            self.written.append(path)
+
     def write_text(self, name: str, text: str) -> Path:
         path = self._target(name)
-        atomic_write_text(path, text)
-        self.written.append(path)
+        fd, tmp = temporary_file(path)
+        try:
+            with os.fdopen(fd, "w", newline="") as handle:
+                handle.write(text)
+            self._finish(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         return path
 
     def write_json(self, name: str, obj) -> Path:
@@ -209,13 +228,59 @@ class OutputSet:
             try:
                 with os.fdopen(fd, "wb") as handle:
                     fig.savefig(handle, format=fmt, dpi=dpi, bbox_inches="tight")
-                os.replace(tmp, path)
-            finally:
+                self._finish(tmp, path)
+            except BaseException:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-            self.written.append(path)
+                raise
             paths.append(path)
         return paths
+
+    def commit(self) -> list[Path]:
+        """Rename the deferred files onto their targets, JSON sidecars last; return them."""
+        pending = sorted(self._pending, key=lambda item: item[1].suffix == ".json")
+        self._pending = []
+        done = []
+        try:
+            for tmp, path in pending:
+                os.replace(tmp, path)
+                done.append(path)
+        except BaseException:
+            for tmp, _ in pending:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            raise
+        return done
+
+    def discard(self) -> None:
+        """Delete the deferred files (nothing of them reaches the folder)."""
+        for tmp, path in self._pending:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            if path in self.written:
+                self.written.remove(path)
+        self._pending = []
+
+
+class ClaimReached(Exception):
+    """Raised by :meth:`ClaimProbe.claim`: the names a command will write are known."""
+
+
+class ClaimProbe(OutputSet):
+    """An output set that records the names a command claims and stops it there, before any
+    heavy work (so nothing is computed or written): ``phase-diagram all`` learns every model's
+    files, and checks every model's arguments, before it computes any."""
+
+    def __init__(self, out_dir: str | os.PathLike, force: bool = False):
+        super().__init__(out_dir, force=force)
+        self.claimed: list[str] = []
+
+    def claim(self, names: Iterable[str]) -> None:
+        self.claimed = list(names)
+        raise ClaimReached(self.out_dir)
+
+    def _target(self, name: str) -> Path:
+        raise RuntimeError(f"{name} written before its outputs were claimed")
 
 
 def _fmt(value, float_format: str) -> str:

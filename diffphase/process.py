@@ -11,6 +11,9 @@ process    a_t             D_t                 tau(t)
 ``ve``     1               t                   t
 ``ddpm``   sqrt(abar_k)    1 - abar_k          (1 - abar_k) / abar_k   (k = 1..T)
 =========  ==============  ==================  ===================================
+
+Schedules have ``2 <= T <= MAX_STEPS`` steps; the Li–Yan schedule exists only where
+``c1 ln T / T < 1`` and ``T^-c0`` is a positive float, and says so (:func:`li_yan_betas`).
 """
 
 from __future__ import annotations
@@ -19,24 +22,44 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ParameterError, require_choice, require_int, require_positive
+from .errors import ParameterError, require_choice, require_count, require_positive
 from .models import PROCESSES, SCHEDULES
 
-
 # --------------------------------------------------------------------------- schedules
+#: the longest schedule built (one array of this many floats per schedule)
+MAX_STEPS = 10**7
+
+
+def check_steps(T) -> int:
+    """``T``: an integer in ``[2, MAX_STEPS]``."""
+    return require_count("T", T, 2, MAX_STEPS)
+
+
 def linear_betas(T: int = 1000, beta_min: float = 1e-4, beta_max: float = 0.02) -> np.ndarray:
     """``beta_k`` rising linearly from ``beta_min`` (k = 1) to ``beta_max`` (k = T)."""
-    T = require_int("T", T, minimum=2)
+    T = check_steps(T)
     return _checked_betas(np.linspace(beta_min, beta_max, T), "linear")
 
 
 def li_yan_betas(T: int = 1000, c0: float = 2.0, c1: float = 4.0) -> np.ndarray:
     """Li–Yan schedule (THEORY D): ``beta_1 = T**-c0``,
-    ``beta_{t+1} = (c1 ln T / T) * min(beta_1 (1 + c1 ln T / T)**t, 1)``."""
-    T = require_int("T", T, minimum=2)
+    ``beta_{t+1} = (c1 ln T / T) * min(beta_1 (1 + c1 ln T / T)**t, 1)``.
+
+    It is a schedule (every ``beta_t`` in ``(0, 1)``) exactly when ``c1 ln T / T < 1`` (for the
+    default ``c1 = 4``: ``T >= 9``; for ``c1 <= e``: every ``T >= 2``) and ``T**-c0`` is a
+    positive float (``c0 ln T <= 708``); other ``T`` or ``c0`` raise a
+    :class:`~diffphase.errors.ParameterError` that states this range."""
+    T = check_steps(T)
     require_positive("c0", c0)
     require_positive("c1", c1)
     rate = c1 * np.log(T) / T
+    if rate >= 1:
+        raise ParameterError("T", T, f"T >= {li_yan_min_steps(c1)} for c1 = {c1:g}: the li-yan "
+                             "schedule beta_t reaches c1 ln T / T, which must be < 1")
+    c0_max = -np.log(np.finfo(float).tiny) / np.log(T)
+    if c0 > c0_max:
+        raise ParameterError("c0", c0, f"<= {c0_max:.4g} at T = {T} (beta_1 = T^-c0 must not "
+                             "underflow to 0)")
     beta1 = float(T) ** (-c0)
     steps = np.arange(1, T)
     # (1 + rate)**t can overflow for long chains; the min() caps it at 1 anyway.
@@ -46,9 +69,23 @@ def li_yan_betas(T: int = 1000, c0: float = 2.0, c1: float = 4.0) -> np.ndarray:
     return _checked_betas(np.concatenate([[beta1], rest]), "li-yan")
 
 
+def li_yan_min_steps(c1: float) -> int:
+    """Smallest ``T`` from which on every ``T`` has ``c1 ln T / T < 1`` (2 when ``c1 <= e``;
+    else just above the larger root of ``T = c1 ln T``, ``-c1 W_{-1}(-1/c1)``)."""
+    c1 = require_positive("c1", c1)
+    if c1 <= np.e:
+        return 2
+    from scipy.special import lambertw
+
+    steps = int(np.floor(-c1 * lambertw(-1.0 / c1, -1).real))
+    while c1 * np.log(steps) >= steps:  # the root rounded down; step past it
+        steps += 1
+    return steps
+
+
 def cosine_betas(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
     """Nichol–Dhariwal cosine schedule: ``abar(t) = cos^2(((t/T + s)/(1 + s)) pi/2)``."""
-    T = require_int("T", T, minimum=2)
+    T = check_steps(T)
     grid = np.arange(T + 1) / T
     f = np.cos((grid + s) / (1 + s) * np.pi / 2) ** 2
     abar = f / f[0]

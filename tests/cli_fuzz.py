@@ -47,7 +47,8 @@ MANAGED = {"--out", "--force", "--json", "--svg", "--help", "--version"}
 
 FLOAT_VALUES = {
     "boundary": ["0", "1", "-1", "0.5", "2"],
-    "extreme": ["1e-300", "1e300", "-1e300", "inf", "-inf", "nan", "5e-324"],
+    "extreme": ["1e-300", "1e300", "-1e300", "inf", "-inf", "nan", "5e-324", "1e-30", "1e30",
+                "-0"],
     "invalid": ["abc", "", "1,2", "0x"],
 }
 INT_VALUES = {
@@ -57,7 +58,8 @@ INT_VALUES = {
 }
 LIST_VALUES = {
     "boundary": ["0", "1", "0,0", "1,1", "0.5", "2", "0.995", "0.2,0.2", "32.7", "2.9"],
-    "extreme": ["1e300", "1e-300,1", "nan", "inf", "1e-8,1e8", "0.999999", "-1", "1e-8,1,1e8"],
+    "extreme": ["1e300", "1e-300,1", "nan", "inf", "1e-8,1e8", "0.999999", "-1", "1e-8,1,1e8",
+                "1e-30,1e30", "1e-12,1e-11", "5e-324"],
     "invalid": ["a,b", ",", "", "1,,2", "1;2"],
 }
 TEXT_VALUES = {
@@ -65,9 +67,11 @@ TEXT_VALUES = {
                 "invalid": ["nope", ""]},
     "--law": {"valid": ["uniform:0.1,1", "loguniform:0.01,1"],
               "invalid": ["uniform", "uniform:1,0.1", "bad:1,2", "uniform:0,1", ""]},
-    "--score": {"valid": [],
+    "--score": {"valid": ["numpy:multiply", "numpy:full_like", "numpy:arctan2", "numpy:subtract"],
                 "invalid": ["nonexistent_pkg.mod:f", "math:nope", "math:pi", "os", ":",
-                            "math:sqrt", "json:loads", "sys:exit", "builtins:input"]},
+                            "math:sqrt", "json:loads", "sys:exit", "builtins:input",
+                            "numpy:power", "numpy:sum", "numpy:outer", "numpy:vdot",
+                            "numpy:reshape", "numpy:ldexp", "numpy:emath.sqrt", "this:s"]},
 }
 
 

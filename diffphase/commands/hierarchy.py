@@ -12,6 +12,7 @@ from ..outputs import OutputSet, dumps, run_metadata
 from .common import (
     FLOATS,
     emit,
+    max_memory_option,
     option_names,
     output_options,
     phase_diagram,
@@ -21,11 +22,16 @@ from .common import (
 )
 
 CHANNEL_CHOICE = click.Choice(CHANNELS)
-#: library parameter -> option, for error messages
-OPTIONS = {"depth": "--depth", "channel": "--channel"}
-DIAGRAM_OPTIONS = {"eps": "--eps", "depths": "--depths", "s_values": "--s-values", "f": "--f"}
-SIMULATION_OPTIONS = {"noise": "--noise", "depths": "--depth", "samples": "--samples",
-                      "population": "--population"}
+#: library parameter -> option, for error messages (``L`` is the depth of a tree)
+MODEL_OPTIONS = {"v": "--v", "m": "--m", "s": "--s", "n_c": "--n-c",
+                 "max_memory": "--max-memory"}
+OPTIONS = {**MODEL_OPTIONS, "depth": "--depth", "L": "--depth", "channel": "--channel",
+           "population": "--population", "repeats": "--repeats", "seed": "--seed"}
+DIAGRAM_OPTIONS = {**MODEL_OPTIONS, "eps": "--eps", "depths": "--depths",
+                   "s_values": "--s-values", "f": "--f"}
+SIMULATION_OPTIONS = {**MODEL_OPTIONS, "noise": "--noise", "samples": "--samples",
+                      "population": "--population", "seed": "--seed", "channel": "--channel",
+                      "engine": "--engine"}
 
 
 def _model_options(func):
@@ -49,14 +55,17 @@ def _model_options(func):
 @click.option("--repeats", type=int, default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def thresholds(v, m, s, n_c, channel, depth, population, repeats, seed, as_json) -> None:
+@max_memory_option
+def thresholds(v, m, s, n_c, channel, depth, population, repeats, seed, as_json,
+               max_memory) -> None:
     """Critical noise eps*, slope, nu and regime of the hierarchy mean-field map; with --channel
     and --depth, the noise eps_half at which the class survives with probability 1/2 (for
     gaussian: t/T of the linear ddpm schedule)."""
     from ..studies.hierarchy import hierarchy_thresholds
 
     with option_names(OPTIONS):
-        summary = hierarchy_thresholds(v, m, s, n_c, channel, depth, population, repeats, seed)
+        summary = hierarchy_thresholds(v, m, s, n_c, channel, depth, population, repeats, seed,
+                                       max_memory)
     if as_json:
         click.echo(dumps(summary))
     else:
@@ -66,14 +75,16 @@ def thresholds(v, m, s, n_c, channel, depth, population, repeats, seed, as_json)
 
 def write_hierarchy_diagram(outputs: OutputSet, formats=("png",), v: int = 32, m: int = 8,
                             s: int = 2, n_c: int | None = None, eps=None, depths=None,
-                            f_values=None, s_values=(2, 3, 4)) -> dict:
+                            f_values=None, s_values=(2, 3, 4),
+                            max_memory: int | None = None) -> dict:
     """Write the mean-field maps (two CSVs + JSON + figure) and return their summary."""
     from ..plotting import close
     from ..plotting.hierarchy import preservation_map_figure
     from ..studies import hierarchy as diagrams
 
     with option_names(DIAGRAM_OPTIONS):
-        diagram = diagrams.hierarchy_diagram(v, m, s, n_c, eps, depths, f_values, s_values)
+        diagram = diagrams.hierarchy_diagram(v, m, s, n_c, eps, depths, f_values, s_values,
+                                             max_memory)
     outputs.claim(["hierarchy_map.csv", "hierarchy_eps_star.csv", "hierarchy.json"]
                   + [f"hierarchy.{fmt}" for fmt in formats])
     outputs.write_csv("hierarchy_map.csv", diagram.map_table())
@@ -95,8 +106,8 @@ def write_hierarchy_diagram(outputs: OutputSet, formats=("png",), v: int = 32, m
 
 
 @register_default_diagram("hierarchy")
-def default_hierarchy_diagram(outputs: OutputSet, formats) -> dict:
-    return write_hierarchy_diagram(outputs, formats)
+def default_hierarchy_diagram(outputs: OutputSet, formats, max_memory: int | None = None) -> dict:
+    return write_hierarchy_diagram(outputs, formats, max_memory=max_memory)
 
 
 @phase_diagram.command("hierarchy")
@@ -106,18 +117,22 @@ def default_hierarchy_diagram(outputs: OutputSet, formats) -> dict:
 @click.option("--f", "f_values", type=FLOATS, default=None, help="f grid for eps*(f, s).")
 @click.option("--s-values", type=FLOATS, default="2,3,4", show_default=True)
 @output_options("diffphase-out/hierarchy")
+@max_memory_option
 def phase_diagram_hierarchy(v, m, s, n_c, eps, depths, f_values, s_values, outputs, formats,
-                            as_json) -> None:
+                            as_json, max_memory) -> None:
     """Class preservation over (eps, depth) and per level, and eps* over (f, s)."""
     summary = write_hierarchy_diagram(outputs, formats, v, m, s, n_c, eps, depths, f_values,
-                                      s_values)
+                                      s_values, max_memory)
     emit(summary, as_json, outputs)
 
 
 @simulate.command("hierarchy")
 @_model_options
-@click.option("--depth", "--depths", "depths", type=FLOATS, default="4", show_default=True,
-              help="Tree depth L, or several (comma-separated): one forward-backward run each.")
+@click.option("--depth", "depth", type=FLOATS, default=None,
+              help="Tree depth L, or several (comma-separated): one forward-backward run each "
+              "[default: 4].")
+@click.option("--depths", "depths", type=FLOATS, default=None,
+              help="The same as --depth (several depths read better this way).")
 @click.option("--channel", type=CHANNEL_CHOICE, default="eps", show_default=True)
 @click.option("--noise", type=FLOATS, default="0.1,0.3,0.5,0.6,0.7,0.8,0.9", show_default=True,
               help="Noise levels in [0, 1] (gaussian: t/T of the linear ddpm schedule).")
@@ -130,17 +145,24 @@ def phase_diagram_hierarchy(v, m, s, n_c, eps, depths, f_values, s_values, outpu
               show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @output_options("diffphase-out/hierarchy-simulation")
-def simulate_hierarchy(v, m, s, n_c, depths, channel, noise, samples, population, engine, device,
-                       seed, outputs, formats, as_json) -> None:
+@max_memory_option
+def simulate_hierarchy(v, m, s, n_c, depth, depths, channel, noise, samples, population, engine,
+                       device, seed, outputs, formats, as_json, max_memory) -> None:
     """Forward-backward experiments with exact BP at one or several depths; measured curves next
     to the predictions (one random rule set per depth, drawn from --seed)."""
+    from ..errors import ParameterError
     from ..plotting import close
     from ..plotting.hierarchy import forward_backward_figure
     from ..studies import hierarchy as sim
 
-    with option_names(SIMULATION_OPTIONS):
+    if depth is not None and depths is not None:
+        raise ParameterError("--depth/--depths", f"{list(depth)}/{list(depths)}",
+                             "one of the two (they are the same option)")
+    typed = "--depths" if depths is not None else "--depth"
+    depths = depths if depths is not None else (depth if depth is not None else (4,))
+    with option_names({**SIMULATION_OPTIONS, "depths": typed, "L": typed}):
         plan = sim.plan_forward_backward(v, m, s, n_c, depths, channel, noise, samples,
-                                         population, engine, device, seed)
+                                         population, engine, device, seed, max_memory)
     stem = "hierarchy_simulation"
     outputs.claim([f"{stem}.csv", f"{stem}_levels.csv", f"{stem}.json"] +
                   [f"{stem}.{fmt}" for fmt in formats])

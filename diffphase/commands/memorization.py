@@ -9,10 +9,11 @@ import click
 
 from ..models import DEVICES, MEMORIZATION_EXPERIMENTS, REVERSIBLE_PROCESSES, SUBSPACES
 from ..outputs import OutputSet, dumps, run_metadata
-from ..studies.memorization import critical_times
+from ..studies.memorization import check_critical_times, critical_times
 from .common import (
     FLOATS,
     emit,
+    max_memory_option,
     option_names,
     output_options,
     phase_diagram,
@@ -24,7 +25,9 @@ from .common import (
 #: library parameter -> option, for error messages
 OPTIONS = {"dim": "--dim", "n_train": "--n-train", "rate_min": "--rate-min",
            "rate_max": "--rate-max", "points": "--points", "dims": "--dims",
-           "probes": "--probes", "seed": "--seed"}
+           "probes": "--probes", "seed": "--seed", "log_n_per_d": "--log-n-per-d",
+           "fractions": "--fractions", "variances": "--variances",
+           "max_memory": "--max-memory"}
 
 
 def critical_times_summary(fractions, variances, dim: int, n_train: int, process: str = "ou",
@@ -59,14 +62,21 @@ def _data_options(func):
 def critical_times_command(fractions, variances, dim, process, subspace, n_train,
                            outputs: OutputSet, formats, as_json: bool) -> None:
     """Collapse time t_C, speciation time t_S and per-group memorization times (THEORY B)."""
-    summary = critical_times_summary(fractions, variances, dim, n_train, process, subspace)
+    from ..studies.tables import flag_nonfinite_columns
+
+    with option_names(OPTIONS):
+        check_critical_times(fractions, variances, dim, n_train, process, subspace)
     outputs.claim(["critical_times.csv", "critical_times.json"])
+    summary = critical_times_summary(fractions, variances, dim, n_train, process, subspace)
     rows = summary["per_group"]
-    outputs.write_csv("critical_times.csv", {k: [r[k] for r in rows] for k in rows[0]})
+    keys = [k for k in rows[0] if k != "nan_reason"]
+    outputs.write_csv("critical_times.csv", flag_nonfinite_columns(
+        {k: [r[k] for r in rows] for k in keys}))
     params = {"fractions": fractions, "variances": variances, "dim": dim, "n_train": n_train,
               "process": process, "subspace": subspace}
     outputs.write_json("critical_times.json", {**run_metadata("critical-times", params),
                                                "result": summary})
+    outputs.commit()
     if as_json:
         click.echo(dumps(summary))
     else:
@@ -81,14 +91,17 @@ def critical_times_command(fractions, variances, dim, process, subspace, n_train
 def write_memorization_diagram(outputs: OutputSet, formats, fractions=(0.1, 0.1),
                                variances=(4.0, 1.0), dim: int = 256, process: str = "ou",
                                subspace: str = "random", rate_min: float = 0.005,
-                               rate_max: float = 0.2, points: int = 60) -> dict:
+                               rate_max: float = 0.2, points: int = 60,
+                               max_memory: int | None = None) -> dict:
     """Write the ``(ln N / d, t)`` map (CSV + JSON + figure) and return its summary."""
     from ..plotting import close
     from ..plotting.memorization import diagram_figure
     from ..studies import memorization as diagrams
 
     with option_names(OPTIONS):
-        rates = diagrams.log_n_per_d_grid(rate_min, rate_max, points, dim)
+        check_critical_times(fractions, variances, dim, 2, process, subspace)
+        rates = diagrams.log_n_per_d_grid(rate_min, rate_max, points, dim, len(fractions),
+                                          max_memory)
     stems = ["memorization_diagram.csv", "memorization_diagram.json"]
     outputs.claim(stems + [f"memorization_diagram.{f}" for f in formats])
     diagram = diagrams.memorization_diagram(fractions, variances, dim, rates, process, subspace)
@@ -106,8 +119,9 @@ def write_memorization_diagram(outputs: OutputSet, formats, fractions=(0.1, 0.1)
 
 
 @register_default_diagram("memorization")
-def default_memorization_diagram(outputs: OutputSet, formats) -> dict:
-    return write_memorization_diagram(outputs, formats)
+def default_memorization_diagram(outputs: OutputSet, formats,
+                                 max_memory: int | None = None) -> dict:
+    return write_memorization_diagram(outputs, formats, max_memory=max_memory)
 
 
 @phase_diagram.command("memorization")
@@ -116,11 +130,14 @@ def default_memorization_diagram(outputs: OutputSet, formats) -> dict:
 @click.option("--rate-max", type=float, default=0.2, show_default=True, help="Largest ln N/d.")
 @click.option("--points", type=int, default=60, show_default=True)
 @output_options("diffphase-out/memorization")
+@max_memory_option
 def phase_diagram_memorization(fractions, variances, dim, process, subspace, rate_min, rate_max,
-                               points, outputs: OutputSet, formats, as_json: bool) -> None:
+                               points, outputs: OutputSet, formats, as_json: bool,
+                               max_memory: int) -> None:
     """(ln N / d, t) map with the collapse, speciation and per-group memorization lines."""
     summary = write_memorization_diagram(outputs, formats, tuple(fractions), tuple(variances),
-                                         dim, process, subspace, rate_min, rate_max, points)
+                                         dim, process, subspace, rate_min, rate_max, points,
+                                         max_memory)
     emit(summary, as_json, outputs)
 
 
@@ -139,15 +156,17 @@ def phase_diagram_memorization(fractions, variances, dim, process, subspace, rat
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True)
 @output_options("diffphase-out/simulate-memorization")
+@max_memory_option
 def simulate_memorization(experiment, dims, rate, n_train, probes, seed, device,
-                          outputs: OutputSet, formats, as_json: bool) -> None:
+                          outputs: OutputSet, formats, as_json: bool, max_memory: int) -> None:
     """Measured curves next to the predictions (collapse, geometric memorization, speciation)."""
     from ..plotting import close
     from ..plotting.memorization import curves_figure
     from ..studies.memorization import plan_memorization_run, run_memorization
 
     with option_names(OPTIONS):
-        plan = plan_memorization_run(experiment, dims, rate, n_train, probes, seed, device)
+        plan = plan_memorization_run(experiment, dims, rate, n_train, probes, seed, device,
+                                     max_memory)
     stem = f"simulate_{experiment}"
     outputs.claim([f"{stem}.csv", f"{stem}.json"] + [f"{stem}.{f}" for f in formats])
     run = run_memorization(plan, progress_bar())

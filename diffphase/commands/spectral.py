@@ -14,11 +14,18 @@ from ..outputs import OutputSet, run_metadata
 from .common import (
     FLOATS,
     emit,
+    max_memory_option,
     option_names,
     output_options,
     phase_diagram,
     register_default_diagram,
 )
+
+#: library parameter -> option, for error messages
+OPTIONS = {"tau/t": "--tau/--t", "tau": "--tau", "t": "--t", "points": "--points",
+           "dim": "--dim", "delta": "--delta", "max_memory": "--max-memory"}
+DIAGRAM_OPTIONS = {"n_tau": "--n-tau", "n_rows": "--n-rows", "delta": "--delta",
+                   "max_memory": "--max-memory"}
 
 LAWS = {
     "uniform": lambda s: np.ones_like(s),
@@ -83,6 +90,7 @@ def parse_law(text: str, alpha: float):
 @click.option("--dim", type=int, default=None, help="Ambient d, to add dimension_count = d x mass.")
 @click.option("--points", type=int, default=1500, show_default=True, help="Density grid size.")
 @output_options("diffphase-out/spectrum")
+@max_memory_option
 def spectrum_command(
     fractions,
     variances,
@@ -98,12 +106,13 @@ def spectrum_command(
     outputs,
     formats,
     as_json,
+    max_memory,
 ) -> None:
     """Density of C and of the normalized Jacobian, edges, gaps, phase and dimension read-out."""
     from ..plotting import close
     from ..plotting.spectral import spectrum_figure
     from ..solvers import spectral as solver
-    from ..studies.spectral import resolve_tau, spectrum_tables
+    from ..studies.spectral import plan_spectrum, resolve_tau, run_spectrum
 
     law_text = law
     law = (
@@ -111,12 +120,13 @@ def spectrum_command(
         if law_text
         else solver.VarianceLaw.from_groups(fractions, variances)
     )
-    with option_names({"tau/t": "--tau/--t", "tau": "--tau"}):
+    with option_names(OPTIONS):
         tau = resolve_tau(tau, t, process)
-    with option_names({"points": "--points", "dim": "--dim"}):
-        tables = spectrum_tables(law, tau, delta, subspace, dim, points, process)
+        plan = plan_spectrum(law, tau, delta, subspace, dim, points, process, max_memory,
+                             tau_name="tau" if t is None else "t")
     names = ["spectrum_covariance.csv", "spectrum_jacobian.csv", "spectrum.json"]
     outputs.claim(names + [f"spectrum.{f}" for f in formats])
+    tables = run_spectrum(plan)
     summary = tables.summary
     outputs.write_csv("spectrum_covariance.csv", tables.covariance)
     outputs.write_csv("spectrum_jacobian.csv", tables.jacobian)
@@ -146,7 +156,8 @@ def spectrum_command(
 
 
 def write_spectral_diagram(
-    outputs: OutputSet, formats, delta: float = 0.1, n_tau: int = 161, n_rows: int = 50
+    outputs: OutputSet, formats, delta: float = 0.1, n_tau: int = 161, n_rows: int = 50,
+    max_memory: int | None = None,
 ) -> dict:
     """Write both spectral phase maps (two CSVs + JSON + figure) and return their summary."""
     from ..plotting import close
@@ -154,9 +165,9 @@ def write_spectral_diagram(
     from ..solvers.spectral import check_delta
     from ..studies import spectral as diagrams
 
-    check_delta(delta)
-    with option_names({"n_tau": "--n-tau", "n_rows": "--n-rows"}):
-        axes = diagrams.phase_diagram_axes(n_tau, n_rows)
+    with option_names(DIAGRAM_OPTIONS):
+        check_delta(delta)
+        axes = diagrams.phase_diagram_axes(n_tau, n_rows, max_memory)
     outputs.claim(
         ["phase_spectral_alpha.csv", "phase_spectral_ratio.csv", "phase_spectral.json"]
         + [f"phase_spectral.{f}" for f in formats]
@@ -184,10 +195,10 @@ def write_spectral_diagram(
         },
         time_convention="tau = D/a^2 (ve time); t_ou = ln(1 + tau)/2",
     )
-    outputs.write_json("phase_spectral.json", {**meta, "summary": summary})
     fig = phase_diagram_figure(result.alpha_time, result.ratio_time, delta)
     outputs.save_figure(fig, "phase_spectral", formats)
     close(fig)
+    outputs.write_json("phase_spectral.json", {**meta, "summary": summary})
     return summary
 
 
@@ -202,15 +213,17 @@ def write_spectral_diagram(
     help="Points along alpha / the variance ratio.",
 )
 @output_options("diffphase-out/spectral")
-def phase_diagram_spectral(delta, n_tau, n_rows, outputs, formats, as_json) -> None:
+@max_memory_option
+def phase_diagram_spectral(delta, n_tau, n_rows, outputs, formats, as_json, max_memory) -> None:
     """alpha vs time (one group) and variance ratio vs time (two groups): phases with gap
     widths as contours."""
-    emit(write_spectral_diagram(outputs, formats, delta, n_tau, n_rows), as_json, outputs)
+    emit(write_spectral_diagram(outputs, formats, delta, n_tau, n_rows, max_memory), as_json,
+         outputs)
 
 
 @register_default_diagram("spectral")
-def default_spectral_diagram(outputs: OutputSet, formats) -> dict:
-    return write_spectral_diagram(outputs, formats)
+def default_spectral_diagram(outputs: OutputSet, formats, max_memory: int | None = None) -> dict:
+    return write_spectral_diagram(outputs, formats, max_memory=max_memory)
 
 
 def register(cli: click.Group) -> None:

@@ -17,6 +17,9 @@ Every message is normalized to sum to one. A message that sums to zero (or is no
 replaced by the uniform distribution and counted in ``n_guarded``; it can only happen when leaf
 likelihoods underflow or are inconsistent with every rule.
 
+The compiled loops are cached by numba (``cache=True``); damaged cache files are discarded at
+import (:func:`~diffphase.solvers.codegen.repair_package_numba_caches`) and rebuilt.
+
 Two engines compute the same equations: ``numba`` (compiled loops, parallel over the batch; CPU)
 and ``array`` (vectorized gathers and one-hot products written against the array module of
 :func:`diffphase.backend.get_array_module`, so it runs on numpy or on cupy when a GPU answers).
@@ -32,12 +35,15 @@ from numba import njit, prange
 from ..backend import get_array_module, to_numpy
 from ..errors import ParameterError, require_choice
 from ..models import BP_ENGINES
+from .codegen import repair_package_numba_caches
 
 ENGINES = BP_ENGINES
 #: largest number of floats one chunk of the array engine may allocate
 ARRAY_CHUNK_FLOATS = 2**23
 #: memory budget (bytes) of one batch of forward-backward work; larger batches are chunked
 MAX_BP_BYTES = 2**30
+
+repair_package_numba_caches()  # before the first call loads any cached machine code
 
 
 def bp_bytes_per_tree(v: int, n_c: int, s: int, L: int) -> int:

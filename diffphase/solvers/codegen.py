@@ -7,11 +7,16 @@ returns a value, one with several a tuple. Results are cached per ``(kernels, ba
 
 * ``numba``: the kernels (reciprocals hoisted, common subexpressions shared) are printed to a real
   ``.py`` file in :func:`cache_dir` (``$DIFFPHASE_CACHE_DIR`` or the user cache dir), named by the
-  hash of its source, written to a temporary name and renamed (two processes compiling at once
-  end with the same complete file), and imported; ``@njit(cache=True)`` lets a second process
-  load machine code instead of compiling. Hand-written loops that sympy cannot emit are
-  :class:`Template` s, instantiated in the same module where the names they call are the
-  generated kernels (numba cannot cache functions that take jitted functions as arguments).
+  hash of its source, written to a temporary name with the umask's permissions and renamed (two
+  processes compiling at once end with the same complete file; a cache folder can be shared), and
+  imported; ``@njit(cache=True)`` lets a second process load machine code instead of compiling.
+  A damaged cache never breaks a run: a module file whose bytes differ from its source is
+  rewritten, and numba cache files (``.nbi``, ``.nbc``) that are not complete pickles are
+  discarded (:func:`repair_numba_cache`; for the package's own ``cache=True`` modules too), each
+  repair said in one :class:`~diffphase.errors.KernelCacheWarning`. Hand-written loops that sympy
+  cannot emit are :class:`Template` s, instantiated in the same module where the names they call
+  are the generated kernels (numba cannot cache functions that take jitted functions as
+  arguments).
 * ``numpy``, ``cupy``: vectorized array functions; ``math``: scalar functions of Python floats;
   ``mpmath``: high-precision references (call inside ``mpmath.workdps(n)``).
 * ``cupy-elementwise``: ``cupy.ElementwiseKernel`` s (``float64``) from sympy's C printer.
@@ -19,13 +24,17 @@ returns a value, one with several a tuple. Results are cached per ``(kernels, ba
 
 from __future__ import annotations
 
+import functools
+import glob
 import hashlib
 import importlib.util
 import inspect
+import io
 import os
+import pickletools
 import sys
-import tempfile
 import textwrap
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +43,9 @@ from types import ModuleType, SimpleNamespace
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
+from ..errors import KernelCacheWarning
+from ..outputs import remove_stale_temporaries, temporary_file
+
 CODEGEN_VERSION = "1"
 _MODULE_PREFIX = "diffphase_kernels"
 #: the backends of :func:`compile_kernels`
@@ -41,7 +53,8 @@ BACKENDS = ("numba", "numpy", "math", "cupy", "mpmath", "cupy-elementwise")
 
 
 def cache_dir() -> Path:
-    """Kernel cache folder: ``$DIFFPHASE_CACHE_DIR`` or ``<user cache>/diffphase/kernels``."""
+    """Kernel cache folder: ``$DIFFPHASE_CACHE_DIR`` or ``<user cache>/diffphase/kernels``
+    (created with the umask's permissions)."""
     env = os.environ.get("DIFFPHASE_CACHE_DIR")
     if env:
         path = Path(env)
@@ -164,7 +177,8 @@ def module_source(kernels: Sequence[ScalarKernel], templates: Sequence[Template 
 
 def _numba_module(kernels: Sequence[ScalarKernel], templates: Sequence[Template | Callable],
                   tag: str, fastmath: bool) -> ModuleType:
-    """Write (if new) and import the generated module; its functions are numba dispatchers."""
+    """Write (if new, or to replace a damaged copy) and import the generated module; its functions
+    are numba dispatchers. Damaged numba cache files of the module are discarded first."""
     import numba
 
     source = module_source(kernels, templates, fastmath)
@@ -173,24 +187,112 @@ def _numba_module(kernels: Sequence[ScalarKernel], templates: Sequence[Template 
     module_name = f"{_MODULE_PREFIX}.{tag}_{digest}"
     if module_name in sys.modules:
         return sys.modules[module_name]
+    repair_package_numba_caches()
     path = cache_dir() / f"{tag}_{digest}.py"
-    if not path.exists() or path.read_text() != source:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".py.tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(source)
-        if path.exists() and path.read_text() == source:  # another process won the race
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
+    _ensure_file(path, source.encode())
+    repair_numba_cache(path)
     if _MODULE_PREFIX not in sys.modules:
         package = ModuleType(_MODULE_PREFIX)
         package.__path__ = []  # namespace-like container for generated modules
         sys.modules[_MODULE_PREFIX] = package
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
+    module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(module_name,
+                                                                                    path))
     sys.modules[module_name] = module  # registered before it runs, as numba's cache requires
-    spec.loader.exec_module(module)
+    try:  # compiled from the verified text: no bytecode cache (.pyc) to be damaged
+        exec(compile(source, str(path), "exec", dont_inherit=True), module.__dict__)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
     return module
+
+
+def _ensure_file(path: Path, data: bytes) -> None:
+    """Make ``path`` hold ``data``: written to a temporary name with the umask's permissions and
+    renamed (two processes end with the same complete file). A file of the same content-hashed
+    name with other bytes (empty, truncated, garbage) is damage: it is replaced, with a warning."""
+    try:
+        current = path.read_bytes()
+    except FileNotFoundError:
+        current = None
+    if current == data:
+        return
+    remove_stale_temporaries(path.parent)  # left by processes killed while writing
+    fd, tmp = temporary_file(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        if current is None and path.exists() and path.read_bytes() == data:
+            os.unlink(tmp)  # another process won the race
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if current is not None:
+        _warn_repaired([path])
+
+
+def _warn_repaired(paths: Sequence[Path]) -> None:
+    names = ", ".join(p.name for p in paths[:3]) + (f" and {len(paths) - 3} more"
+                                                   if len(paths) > 3 else "")
+    warnings.warn(f"kernel cache: discarded damaged {names} in {paths[0].parent}; rebuilt",
+                  KernelCacheWarning, stacklevel=3)
+
+
+def numba_cache_dir(source_file: str | os.PathLike) -> Path | None:
+    """Folder where numba keeps the machine code of the ``cache=True`` functions of
+    ``source_file``: the first of numba's own locators that accepts the file (``NUMBA_CACHE_DIR``
+    when set, else ``__pycache__`` beside the file when writable, else the user-wide cache)."""
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+    for locator_class in impl._locator_classes:
+        locator = locator_class.from_function(_numba_module, str(source_file))
+        if locator is not None:
+            return Path(locator.get_cache_path())
+    return None
+
+
+def _complete_pickles(data: bytes, count: int) -> bool:
+    """Whether ``data`` is exactly ``count`` complete pickle streams (parsed, never executed)."""
+    stream = io.BytesIO(data)
+    try:
+        for _ in range(count):
+            for _op in pickletools.genops(stream):
+                pass
+    except Exception:  # truncated or unknown opcodes: pickletools raises ValueError and others
+        return False
+    return stream.tell() == len(data)
+
+
+def repair_numba_cache(source_file: str | os.PathLike) -> list[Path]:
+    """Discard damaged numba cache files of the functions of ``source_file``: an index (``.nbi``,
+    two pickles: numba's version and the entries) or a data file (``.nbc``, one pickle) that is
+    empty, truncated or not a pickle. numba then compiles those functions again and saves them.
+    Says so in one :class:`~diffphase.errors.KernelCacheWarning`; returns the files removed."""
+    folder = numba_cache_dir(source_file)
+    if folder is None or not folder.is_dir():
+        return []
+    removed = []
+    for entry in sorted(folder.glob(glob.escape(Path(source_file).stem) + ".*.nb[ic]")):
+        try:
+            if not _complete_pickles(entry.read_bytes(), 2 if entry.suffix == ".nbi" else 1):
+                entry.unlink()
+                removed.append(entry)
+        except OSError:  # vanished meanwhile, or not ours to remove: numba decides
+            continue
+    if removed:
+        _warn_repaired(removed)
+    return removed
+
+
+@functools.cache
+def repair_package_numba_caches() -> None:
+    """:func:`repair_numba_cache` for every module of this package that caches numba functions
+    (once per process; called before generated kernels load and by those modules)."""
+    for source in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
+        if "cache=True" in source.read_text(errors="replace"):
+            repair_numba_cache(source)
 
 
 def c_operation(kernel: ScalarKernel, out_names: Sequence[str]) -> str:

@@ -16,6 +16,11 @@ Contract:
   :func:`~diffphase.theory.hierarchy.correlation_exponent` there.
 * :func:`collapse_variable` is the compiled scaling variable ``(eps - eps*) lambda^L``.
 
+Ranges: ``2 <= s <= MAX_BRANCHING`` (the fixed-point polynomial of degree ``s - 1`` is derived per
+``s``), ``v**s <= 1e300`` for the finite-``v`` map (the large-``v`` map beyond), ``f >= 1e-150``
+for the large-``v`` map, ``L <= MAX_DEPTH``; outside them a
+:class:`~diffphase.errors.ParameterError` states the range.
+
 Regimes: ``transition`` (``0 < eps* < 1``), ``lost`` (``F'(1) > 1``: any noise destroys the class,
 ``eps* = 0``), ``kept`` (``F'(1/v) > 1``: no noise does, ``eps* = 1``), ``partial`` (both trivial
 fixed points unstable; a stable interior fixed point, ``eps*`` undefined).
@@ -28,7 +33,7 @@ import math
 
 import numpy as np
 
-from ..errors import ParameterError, as_float_array, require_in_range, require_int
+from ..errors import ParameterError, as_float_array, require_array, require_in_range, require_int
 from ..models import REGIMES as MODEL_REGIMES
 from ..theory import hierarchy as th
 from .codegen import ScalarKernel, Template, compile_kernel, compile_kernels
@@ -73,10 +78,26 @@ def _scalar_formulas():
     ], "math")
 
 
-def check_map_parameters(v: float, m: float, s: int, n_c: float | None = None) -> tuple:
-    """``v >= 2``, ``s >= 2`` integer, ``1 <= m <= v**(s-1)``, ``n_c >= 1``."""
-    v = require_in_range("v", v, 2, math.inf)
+#: deepest tree iterated (the result has ``L + 1`` columns per noise level)
+MAX_DEPTH = 10**5
+#: largest branching handled: the fixed-point polynomial has degree ``s - 1`` (derived
+#: symbolically per ``s``)
+MAX_BRANCHING = 64
+
+
+def check_branching(s) -> int:
     s = require_int("s", s, 2)
+    if s > MAX_BRANCHING:
+        raise ParameterError("s", s, f"an integer in [2, {MAX_BRANCHING}]")
+    return s
+
+
+def check_map_parameters(v: float, m: float, s: int, n_c: float | None = None) -> tuple:
+    """``2 <= s <= MAX_BRANCHING`` integer, ``v >= 2`` with ``v**s <= 1e300`` (the map's
+    floating-point range; larger vocabularies: the large-``v`` map), ``1 <= m <= v**(s-1)``,
+    ``n_c >= 1``."""
+    s = check_branching(s)
+    v = require_in_range("v", v, 2, 10 ** (300 / s))
     m = require_in_range("m", m, 1, v ** (s - 1))
     n_c = v if n_c is None else require_in_range("n_c", n_c, 1, math.inf)
     return float(v), float(m), s, float(n_c)
@@ -88,10 +109,12 @@ def mean_field_levels(eps, v: float, m: float, s: int, L: int,
 
     ``b_L = 1 - eps + eps/v``; ``b_l = F(b_{l+1})`` with ``n = v`` for ``l >= 1`` and ``n = n_c``
     at the root. Column ``l`` is level ``l`` (0 the class, ``L`` the leaves). Column 0 is the
-    mean-field class-preservation probability.
+    mean-field class-preservation probability. ``1 <= L <= MAX_DEPTH``; ``eps`` non-empty.
     """
     v, m, s, n_c = check_map_parameters(v, m, s, n_c)
     L = require_int("L", L, 1)
+    if L > MAX_DEPTH:
+        raise ParameterError("L", L, f"an integer in [1, {MAX_DEPTH}]")
     eps = as_float_array("eps", eps)
     if np.any((eps < 0) | (eps > 1)):
         raise ParameterError("eps", eps, "in [0, 1]")
@@ -134,8 +157,8 @@ def critical_point(v: float, m: float, s: int) -> dict:
 
 def critical_point_large_v(f: float, s: int) -> dict:
     """The same for the large-``v`` map ``G(p) = p^s / (p^s + f (1 - p^s))``; ``eps* = 1 - p_u``."""
-    f = require_in_range("f", f, 0, 1, closed=(False, True))
-    s = require_int("s", s, 2)
+    f = require_in_range("f", f, 1e-150, 1)  # the slopes divide by f^2
+    s = check_branching(s)
     formulas = _scalar_formulas()
     slope = formulas.slope_large_v
     coeffs = list(_polynomial_coefficients(s, True)(f))
@@ -164,10 +187,15 @@ def _classify(root, slope_one, slope_uniform, slope, s, to_eps) -> dict:
 
 
 def critical_grid_large_v(f, s) -> dict[str, np.ndarray]:
-    """:func:`critical_point_large_v` broadcast over arrays ``f, s``."""
-    f, s = np.broadcast_arrays(np.asarray(f, float), np.asarray(s))
-    results = [critical_point_large_v(a, int(c)) for a, c in zip(f.ravel(), s.ravel(),
-                                                                 strict=True)]
+    """:func:`critical_point_large_v` broadcast over arrays ``f, s`` (any shape, empty allowed:
+    empty columns); each pair is checked as there."""
+    f, s = np.broadcast_arrays(require_array("f", f), require_array("s", s))
+    results = [critical_point_large_v(a, check_branching(c)) for a, c in zip(f.ravel(), s.ravel(),
+                                                                          strict=True)]
+    if not results:
+        keys = ("fixed_point", "slope_at_1", "slope_at_uniform", "eps_star", "slope", "nu")
+        return {**{key: np.empty(f.shape) for key in keys},
+                "regime": np.empty(f.shape, dtype="<U10")}
     return _stack(results, f.shape)
 
 
@@ -177,8 +205,17 @@ def _stack(results: list[dict], shape) -> dict[str, np.ndarray]:
 
 def collapse_variable(eps, eps_star: float, slope: float, L: int) -> np.ndarray:
     """Scaling variable ``(eps - eps*) * lambda^L`` of the finite-depth curves (the compiled
-    :func:`~diffphase.theory.hierarchy.scaling_variable`)."""
-    return _scaling_variable()(np.asarray(eps, float), eps_star, slope, L)
+    :func:`~diffphase.theory.hierarchy.scaling_variable`): ``eps``, ``eps_star`` in ``[0, 1]``
+    (``eps`` any shape), a finite ``slope > 0``, depth ``L >= 1`` with ``lambda^L`` a float
+    (``L ln lambda <= 700``)."""
+    eps = require_array("eps", eps, low=0, high=1)
+    eps_star = require_in_range("eps_star", eps_star, 0, 1)
+    slope = require_in_range("slope", slope, 0, math.inf, closed=(False, False))
+    L = require_int("L", L, 1)
+    if L * math.log(slope) > 700:
+        raise ParameterError("L", L, f"L ln(slope) <= 700 (slope = {slope:g}: L <= "
+                             f"{int(700 / math.log(slope))})")
+    return _scaling_variable()(eps, eps_star, slope, L)
 
 
 @functools.lru_cache(maxsize=1)

@@ -18,6 +18,12 @@ Contract
   Gauss–Legendre quadrature on the window where the integrand lives.
 * :func:`rem_critical_tau` solves the REM condition ``V(tau) = 2 ln N`` for any probe; the closed
   form for a probe ``sqrt(tau) v`` is used for per-direction and per-group critical times.
+
+Extremes: a random-subspace spectrum whose quadrature had unconverged density nodes is flagged
+(:attr:`CovarianceSpectrum.converged`) and so are the collapse points computed from it; REM times
+are computed in units of a power of two near the data's scale (exact rescaling), so variances
+from ``1e-300`` to ``1e300`` neither over- nor underflow; a ``tau_c`` beyond the largest float is
+flagged. Public functions check their arguments (:class:`~diffphase.errors.ParameterError`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ParameterError, as_float_array, require_choice, require_int
+from ..errors import (
+    ParameterError,
+    as_float_array,
+    require_array,
+    require_choice,
+    require_count,
+    require_in_range,
+    require_int,
+    require_nonnegative,
+    require_positive,
+)
 from ..models import SUBSPACES
 from ..process import get_process
 from ..theory import memorization as theory
@@ -100,16 +116,20 @@ def _closed_form(name: str):
 
 def entropy_residual(entropy_per_dim, tau, n_train, dim) -> np.ndarray:
     """[DR]'s collapse residual ``ln N / d + (1/2) ln(2 pi e tau) - h`` from the entropy per
-    dimension ``h`` of the noised law at ``tau`` (any data law; negative below ``tau_C``)."""
-    return _closed_form("entropy_residual")(np.asarray(entropy_per_dim, float),
-                                            np.asarray(tau, float), float(n_train), float(dim))
+    dimension ``h`` of the noised law at ``tau`` (any data law; negative below ``tau_C``);
+    finite ``h``, finite ``tau > 0``, ``n_train >= 2``, ``dim >= 1``."""
+    return _closed_form("entropy_residual")(
+        require_array("entropy_per_dim", entropy_per_dim),
+        require_array("tau", tau, low=0, closed=(False, True)),
+        require_in_range("n_train", n_train, 2, np.inf), require_in_range("dim", dim, 1, np.inf))
 
 
 def collapse_tau_isotropic(variance, n_train, n_nonzero):
-    """Closed form ``tau_C = sigma^2 / (N^(2/m) - 1)`` (sympy-derived; for tests and reference)."""
-    return _closed_form("collapse_isotropic")(np.asarray(variance, float),
-                                              np.asarray(n_train, float),
-                                              np.asarray(n_nonzero, float))
+    """Closed form ``tau_C = sigma^2 / (N^(2/m) - 1)`` (sympy-derived; for tests and reference):
+    finite ``variance > 0``, ``n_train >= 2``, ``n_nonzero >= 1``."""
+    return _closed_form("collapse_isotropic")(
+        require_array("variance", variance, low=0, closed=(False, True)),
+        require_array("n_train", n_train, low=2), require_array("n_nonzero", n_nonzero, low=1))
 
 
 # ----------------------------------------------------------------------------- spectra
@@ -125,6 +145,9 @@ class CovarianceSpectrum:
     dim: int
     largest: float
     label: str = ""
+    #: False when the spectrum's quadrature had nodes where the density solver did not converge
+    #: (results computed from it are flagged as not converged)
+    converged: bool = True
 
     @classmethod
     def from_eigenvalues(cls, eigenvalues, label: str = "eigenvalues") -> CovarianceSpectrum:
@@ -156,9 +179,11 @@ class CovarianceSpectrum:
         (``VarianceLaw.from_density``). ``orthonormal``: the eigenvalues are the latent variances
         with weights ``alpha_k`` (multiplicities ``round(alpha_k d)`` when ``exact_counts``);
         ``random``: THEORY A's ``d -> infinity`` spectrum of ``C`` by quadrature."""
-        from .spectral import bulk_edges, covariance_spectrum_quadrature
+        from .spectral import as_law, covariance_spectrum_quadrature, spectrum_edges
 
+        law = as_law(law)
         dim = require_int("dim", dim, minimum=1)
+        n_nodes = require_count("n_nodes", n_nodes, 2, 10**5)
         require_choice("subspace", subspace, SUBSPACES)
         if subspace == "orthonormal":
             weights = law.fractions.copy()
@@ -170,9 +195,9 @@ class CovarianceSpectrum:
                 weights = counts / dim
             return cls(law.variances.copy(), weights, dim, float(law.variances.max()),
                        "orthonormal")
-        nodes, weights = covariance_spectrum_quadrature(law, n_nodes=n_nodes, subspace="random")
-        top = float(bulk_edges(law).bulks[-1][1])
-        return cls(nodes, weights, dim, top, "random")
+        nodes, weights, failed = covariance_spectrum_quadrature(law, n_nodes=n_nodes)
+        top = float(spectrum_edges(law)[-1, 1])
+        return cls(nodes, weights, dim, top, "random", converged=failed == 0)
 
     @property
     def trace_per_dim(self) -> float:
@@ -210,19 +235,28 @@ def collapse_tau(spectrum, n_train, dim=None) -> CollapseResult:
     Parameters
     ----------
     spectrum : a :class:`CovarianceSpectrum` or a list of them (one per point).
-    n_train : N (>= 2), scalar or array broadcast against the spectra.
-    dim : optional dimensions overriding each spectrum's (the per-dimension law is kept).
+    n_train : N (>= 2, finite), scalar or array broadcast against the spectra (empty: an
+        empty result).
+    dim : optional dimensions (finite, >= 1) overriding each spectrum's (the per-dimension law
+        is kept).
+
+    A point whose spectrum is flagged (:attr:`CovarianceSpectrum.converged` False) is flagged.
     """
     spectra = [spectrum] if isinstance(spectrum, CovarianceSpectrum) else list(spectrum)
-    n = np.atleast_1d(np.asarray(n_train, dtype=float))
-    if np.any(~np.isfinite(n)) or np.any(n < 2):
-        raise ParameterError("n_train", n, ">= 2 (one training point never generalizes)")
+    if not spectra or not all(isinstance(item, CovarianceSpectrum) for item in spectra):
+        raise ParameterError("spectrum", spectrum, "a CovarianceSpectrum or a non-empty list")
+    n = np.atleast_1d(require_array("n_train", n_train, low=2))  # one point never generalizes
     dims = (np.array([s.dim for s in spectra], float) if dim is None
-            else np.atleast_1d(np.asarray(dim, dtype=float)))
-    if np.any(dims < 1):
-        raise ParameterError("dim", dims, ">= 1")
-    shape = np.broadcast_shapes(n.shape, dims.shape, (len(spectra),) if len(spectra) > 1 else ())
+            else np.atleast_1d(require_array("dim", dim, low=1)))
+    try:
+        shape = np.broadcast_shapes(n.shape, dims.shape,
+                                    (len(spectra),) if len(spectra) > 1 else ())
+    except ValueError:
+        raise ParameterError("n_train", n.shape, "a shape broadcastable with dim and the "
+                             "spectra") from None
     n_b, d_b = np.broadcast_to(n, shape).ravel(), np.broadcast_to(dims, shape).ravel()
+    if n_b.size == 0:
+        return CollapseResult(np.empty(shape), np.empty(shape, bool), np.empty(shape, np.int64))
     if len(spectra) == 1:
         spectra = spectra * n_b.size
     nodes, weights = _stack(spectra)
@@ -241,14 +275,17 @@ def collapse_tau(spectrum, n_train, dim=None) -> CollapseResult:
                                               nodes, weights, log_n_per_d)
 
     root: RootResult = bracketed_root(residual, log_lo, log_hi, xtol=1e-13, rtol=1e-15)
-    tau = np.where(root.converged, np.exp(root.root), np.nan)
-    return CollapseResult(tau.reshape(shape), root.converged.reshape(shape),
+    converged = root.converged & np.array([item.converged for item in spectra])
+    tau = np.where(converged, np.exp(root.root), np.nan)
+    return CollapseResult(tau.reshape(shape), converged.reshape(shape),
                           root.iterations.reshape(shape))
 
 
 def collapse_residual(spectrum: CovarianceSpectrum, n_train: float, tau) -> np.ndarray:
-    """``(1/d)[(1/2) sum_i ln(1 + lambda_i/tau) - ln N]`` at the given ``tau`` values."""
-    tau = np.atleast_1d(np.asarray(tau, dtype=float))
+    """``(1/d)[(1/2) sum_i ln(1 + lambda_i/tau) - ln N]`` at the given ``tau`` values (finite,
+    ``> 0``; flattened), ``n_train >= 2``."""
+    tau = np.atleast_1d(require_array("tau", tau, low=0, closed=(False, True))).ravel()
+    n_train = require_in_range("n_train", n_train, 2, np.inf)
     module = kernels()
     nodes, weights = _stack([spectrum] * tau.size)
     return module.collapse_residual_batch(np.log(tau), nodes, weights,
@@ -257,8 +294,9 @@ def collapse_residual(spectrum: CovarianceSpectrum, n_train: float, tau) -> np.n
 
 # ----------------------------------------------------------------------------- speciation
 def speciation_tau(largest_eigenvalue) -> tuple[np.ndarray, np.ndarray]:
-    """``(tau_S, exists)``: ``tau_S = Lambda - 1`` where ``Lambda > 1``, NaN otherwise."""
-    lam_max = np.asarray(largest_eigenvalue, dtype=float)
+    """``(tau_S, exists)``: ``tau_S = Lambda - 1`` where ``Lambda > 1``, NaN otherwise (flagged by
+    ``exists``); ``Lambda`` finite ``> 0``."""
+    lam_max = require_array("largest_eigenvalue", largest_eigenvalue, low=0, closed=(False, True))
     tau_s = _closed_form("speciation_tau")(lam_max)
     exists = lam_max > 1
     return np.where(exists, tau_s, np.nan), exists
@@ -276,19 +314,20 @@ def process_time(tau, process: str) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- cloning
 def mixture_kappa(tau, m_norm2: float, sigma2: float) -> np.ndarray:
-    """``kappa = |m|^2 / (tau + sigma^2)``: class signal-to-noise of the noised mixture."""
-    return _closed_form("kappa")(np.asarray(tau, float), m_norm2, sigma2)
+    """``kappa = |m|^2 / (tau + sigma^2)``: class signal-to-noise of the noised mixture (finite
+    ``tau >= 0``, ``m_norm2 > 0``, ``sigma2 > 0``)."""
+    return _closed_form("kappa")(require_array("tau", tau, low=0),
+                                 require_positive("m_norm2", m_norm2),
+                                 require_positive("sigma2", sigma2))
 
 
 def cloning_probability(tau, m_norm2: float, sigma2: float, n_nodes: int = 200) -> np.ndarray:
     """Probability that two copies cloned at noise ``tau`` end in the same cluster of the
     two-Gaussian mixture ``+-m`` (variance ``sigma^2``): ``E_z[q^2 + (1-q)^2]`` (THEORY B)."""
-    tau = np.asarray(tau, dtype=float)
-    if np.any(~(tau > 0)):
-        raise ParameterError("tau", tau, "> 0")
-    if not (m_norm2 > 0 and sigma2 > 0):
-        raise ParameterError("m_norm2, sigma2", (m_norm2, sigma2), "both > 0")
-    n_nodes = require_int("n_nodes", n_nodes, 8)
+    tau = require_array("tau", tau, low=0, closed=(False, True))
+    require_positive("m_norm2", m_norm2)
+    require_positive("sigma2", sigma2)
+    n_nodes = require_count("n_nodes", n_nodes, 8, 10**5)
     kappas = np.atleast_1d(mixture_kappa(tau, m_norm2, sigma2)).ravel()
     nodes, weights = _cloning_rule(kappas, n_nodes)
     return kernels().cloning_batch(kappas, nodes, weights).reshape(tau.shape)
@@ -311,13 +350,17 @@ def _cloning_rule(kappas: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndar
 # ----------------------------------------------------------------------------- REM
 def rem_critical_tau_displaced(direction_variance, fourth_sum, n_train, normalized: bool):
     """``tau_c`` of the REM criterion at a probe ``sqrt(tau) v`` (unit ``v`` in a direction of
-    variance ``s^2``: ``C = s^2``); ``g = 0`` for sphere-normalized data, ``1`` otherwise."""
-    s2 = np.asarray(direction_variance, dtype=float)
-    n = np.asarray(n_train, dtype=float)
-    if np.any(n < 2):
-        raise ParameterError("n_train", n, ">= 2")
+    variance ``s^2``: ``C = s^2``); ``g = 0`` for sphere-normalized data, ``1`` otherwise.
+    Finite ``s^2 >= 0`` and ``fourth_sum >= 0``, not both 0; ``n_train >= 2``."""
+    s2 = require_array("direction_variance", direction_variance, low=0)
+    n = require_array("n_train", n_train, low=2)
+    fourth_sum = require_nonnegative("fourth_sum", fourth_sum)
     g = 0.0 if normalized else 1.0
-    return _closed_form("rem_displaced")(s2, float(fourth_sum), g, n)
+    # in units of the power of two nearest the scale (tau_c scales with it; exact), so that
+    # C^2 and S4 neither over- nor underflow
+    scale = max(float(np.max(s2, initial=0.0)), math.sqrt(fourth_sum))
+    unit = float(2.0 ** np.round(np.log2(scale))) if scale > 0 else 1.0
+    return unit * _closed_form("rem_displaced")(s2 / unit, fourth_sum / unit / unit, g, n)
 
 
 def latent_direction_variance(variances, spectrum: CovarianceSpectrum) -> np.ndarray:
@@ -328,6 +371,8 @@ def latent_direction_variance(variances, spectrum: CovarianceSpectrum) -> np.nda
     ``u^T C u -> sigma_j^2 + sum_l sigma_l^2 / d``). The other groups' directions leak into a
     random one at order one, not ``1/d``."""
     var = as_float_array("variances", variances)
+    if np.any(var <= 0):
+        raise ParameterError("variances", var, "each > 0")
     return var + (spectrum.trace_per_dim if spectrum.label == "random" else 0.0)
 
 
@@ -336,53 +381,91 @@ def rem_group_taus(variances, spectrum: CovarianceSpectrum, n_train
     """Per group, ``(direction variance, REM tau_c raw, REM tau_c sphere)`` at a probe
     ``sqrt(tau) v`` along a latent direction of the group (:func:`latent_direction_variance`);
     sphere-normalized data have their variances divided by ``E|y|^2 = tr C``. Rows: groups;
-    columns (for an array ``n_train``): its values."""
-    along = latent_direction_variance(variances, spectrum)[:, None]
-    n = np.atleast_1d(np.asarray(n_train, dtype=float))[None, :]
-    norm2 = spectrum.dim * spectrum.trace_per_dim
-    raw = rem_critical_tau_displaced(along, spectrum.fourth_sum, n, False)
-    sphere = rem_critical_tau_displaced(along / norm2, spectrum.fourth_sum / norm2**2, n, True)
-    return along[:, 0], raw, sphere
+    columns (for an array ``n_train``): its values.
+
+    Computed in units of the power of two nearest the largest eigenvalue (``tau_c`` scales with
+    the variances; the rescaling is exact), so spectra at any scale neither over- nor underflow
+    (``S4`` and ``(E|y|^2)^2`` are squares of the scale)."""
+    along = latent_direction_variance(variances, spectrum)
+    n = np.atleast_1d(require_array("n_train", n_train, low=2))[None, :]
+    unit = float(2.0 ** np.round(np.log2(spectrum.largest)))
+    scaled = along[:, None] / unit
+    fourth = float(spectrum.dim * np.sum(spectrum.weights * (spectrum.nodes / unit) ** 2))
+    norm2 = spectrum.dim * float(np.sum(spectrum.weights * (spectrum.nodes / unit)))
+    raw = unit * rem_critical_tau_displaced(scaled, fourth, n, False)
+    sphere = rem_critical_tau_displaced(scaled / norm2, fourth / norm2**2, n, True)
+    return along, raw, sphere
 
 
 def rem_critical_tau(stds, n_train: float, direction, probe=None, normalized: bool = False
                      ) -> RootResult:
     """General REM ``tau_c`` at ``x(tau) = probe + sqrt(tau) direction`` for axis-aligned data of
-    per-direction standard deviations ``stds`` (one root per direction row).
+    per-direction standard deviations ``stds`` (finite, ``>= 0``, one ``> 0``; one root per
+    direction row; ``n_train >= 2``).
 
-    ``direction``: (d,) or (K, d); ``probe``: (d,) or None (origin).
+    ``direction``: (d,) or (K, d) finite; ``probe``: (d,) or None (origin). Roots are bracketed
+    in ``ln tau`` in ``[-60, 60]``; rows that do not converge there are solved again in units of
+    the largest standard deviation (``V`` is invariant under ``s, x0 -> s/u, x0/u`` with
+    ``tau -> tau/u^2``) over ``[-200, 200]``; what still fails is flagged.
     """
     s = as_float_array("stds", stds)
-    v = np.atleast_2d(np.asarray(direction, dtype=float))
-    if v.shape[1] != s.size:
+    if np.any(s < 0) or not np.any(s > 0):
+        raise ParameterError("stds", s, "each >= 0, at least one > 0")
+    n_train = require_in_range("n_train", n_train, 2, np.inf)
+    v = np.atleast_2d(require_array("direction", direction))
+    if v.ndim != 2 or v.shape[1] != s.size:
         raise ParameterError("direction", v.shape, f"vectors of length d={s.size}")
     x0 = np.zeros(s.size) if probe is None else as_float_array("probe", probe)
-    A = np.full(v.shape[0], np.sum(x0**2 * s**2))
-    B = v @ (x0 * s**2)
-    C = (v**2) @ s**2
+    if x0.size != s.size:
+        raise ParameterError("probe", x0.shape, f"a vector of length d={s.size}")
+    res = _rem_roots(s, x0, v, n_train, normalized, 60.0)
+    failed = ~res.converged
+    if np.any(failed):
+        unit = float(2.0 ** np.round(np.log2(np.max(s))))
+        again = _rem_roots(s / unit, x0 / unit, v[failed], n_train, normalized, 200.0)
+        res.root[failed] = again.root + 2 * np.log(unit)
+        res.converged[failed] = again.converged
+        res.iterations[failed] += again.iterations
+    with np.errstate(over="ignore"):
+        tau = np.exp(res.root)
+    converged = res.converged & np.isfinite(tau)  # tau_c beyond the largest float: flagged
+    return RootResult(np.where(converged, tau, np.nan), converged, res.iterations)
+
+
+def _rem_roots(s, x0, v, n_train, normalized, half_width) -> RootResult:
+    """Roots in ``ln tau`` on ``[-half_width, half_width]`` of the REM residual per row of ``v``."""
+    with np.errstate(over="ignore", invalid="ignore"):  # out of range: fails, solved in units
+        A = np.full(v.shape[0], np.sum(x0**2 * s**2))
+        B = v @ (x0 * s**2)
+        C = (v**2) @ s**2
+        S4 = float(np.sum(s**4))
     if np.any(B < 0):
         raise ParameterError("direction", "pointing against the probe",
                              "directions with sum x0_i v_i s_i^2 >= 0 (monotone V)")
-    S4 = float(np.sum(s**4))
     g = 0.0 if normalized else 1.0
     f = _closed_form("rem_residual")
 
     def residual(log_tau):
-        return f(np.exp(log_tau), A, B, C, S4, g, float(n_train))
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            return f(np.exp(log_tau), A, B, C, S4, g, float(n_train))
 
-    res = bracketed_root(residual, np.full(v.shape[0], -60.0), np.full(v.shape[0], 60.0))
-    return RootResult(np.exp(res.root), res.converged, res.iterations)
+    res = bracketed_root(residual, np.full(v.shape[0], -half_width),
+                         np.full(v.shape[0], half_width))
+    return RootResult(res.root.copy(), res.converged.copy(), res.iterations.copy())
 
 
 def rem_participation_ratio(tau, tau_critical) -> np.ndarray:
     """REM prediction of ``sum_mu w_mu^2``: ``1 - tau/tau_c`` below ``tau_c``, 0 above
-    (``O(1/N)`` in reality)."""
-    tau = np.asarray(tau, dtype=float)
+    (``O(1/N)`` in reality); finite ``tau >= 0``, ``tau_c > 0`` (broadcast)."""
+    tau = require_array("tau", tau, low=0)
+    tau_critical = require_array("tau_critical", tau_critical, low=0, closed=(False, True))
     return np.clip(_closed_form("participation_ratio")(tau, tau_critical), 0.0, 1.0)
 
 
 def rem_critical_tau_of_participation(tau, participation) -> np.ndarray:
     """``tau_c`` at which the REM participation ratio ``1 - tau/tau_c`` equals ``participation``
-    at noise ``tau``: ``tau / (1 - participation)`` (e.g. twice the noise where it is 1/2)."""
-    return _closed_form("tau_c_of_participation")(np.asarray(tau, dtype=float), participation)
-
+    at noise ``tau``: ``tau / (1 - participation)`` (e.g. twice the noise where it is 1/2);
+    finite ``tau > 0``, ``participation`` in ``[0, 1)``."""
+    return _closed_form("tau_c_of_participation")(
+        require_array("tau", tau, low=0, closed=(False, True)),
+        require_array("participation", participation, low=0, high=1, closed=(True, False)))

@@ -21,6 +21,9 @@ population is doubled until that error is small enough (convergence control).
 :func:`half_point` finds the noise where the class is preserved with probability one half by
 bisection with common random numbers (the same seeds at every noise, so the estimate is a smooth
 function of the noise).
+
+Arguments (model, channel, noise, sizes, seed) are checked before any population is drawn
+(:class:`~diffphase.errors.ParameterError`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 
 from ..data.channels import noisy_leaf_likelihood
 from ..data.rhm import RandomHierarchyModel
-from ..errors import ParameterError, require_choice, require_in_range, require_int
+from ..errors import ParameterError, require_array, require_choice, require_in_range, require_int
 from ..models import CHANNELS, RULE_MODES
 from .bp import upward_level
 
@@ -63,7 +66,10 @@ class PopulationResult:
         return float(self.true_value_belief[0])
 
 
-def _check(channel, noise, population, repeats, rules_mode, model, max_population):
+def _check(channel, noise, population, repeats, rules_mode, model, max_population, seed=0):
+    if not isinstance(model, RandomHierarchyModel):
+        raise ParameterError("model", type(model).__name__, "a RandomHierarchyModel")
+    require_int("seed", seed, 0)
     require_choice("channel", channel, CHANNELS)
     require_in_range("noise", noise, 0.0, 1.0)
     population = require_int("population", population, 100)
@@ -159,7 +165,7 @@ def class_preservation(model: RandomHierarchyModel, channel: str, noise: float,
     max_population = 16 * population if max_population is None and tolerance is not None \
         else (population if max_population is None else max_population)
     population, repeats, max_population = _check(channel, noise, population, repeats, rules,
-                                                 model, max_population)
+                                                 model, max_population, seed)
     if tolerance is not None:
         tolerance = require_in_range("tolerance", tolerance, 0.0, 1.0, closed=(False, True))
     mean, stderr, guarded = _estimate(model, channel, noise, population, repeats, seed, rules)
@@ -176,10 +182,11 @@ def preservation_curve(model: RandomHierarchyModel, channel: str, noises,
                        population: int = 20000, repeats: int = 2, seed: int = 0,
                        rules: str = "quenched",
                        tolerance: float | None = None) -> list[PopulationResult]:
-    """:func:`class_preservation` on a list of noise levels (common random numbers; with a
-    ``tolerance``, each noise level doubles its own population until converged)."""
+    """:func:`class_preservation` on a list of noise levels in ``[0, 1]`` (common random numbers;
+    with a ``tolerance``, each noise level doubles its own population until converged)."""
+    noises = np.atleast_1d(require_array("noises", noises, low=0, high=1)).ravel()
     return [class_preservation(model, channel, float(x), population, repeats, seed, rules,
-                               tolerance) for x in np.atleast_1d(noises)]
+                               tolerance) for x in noises]
 
 
 @dataclass
@@ -204,6 +211,8 @@ def half_point(model: RandomHierarchyModel, channel: str, target: float = 0.5,
     target = require_in_range("target", target, 0.0, 1.0, closed=(False, False))
     grid = require_int("grid", grid, 3)
     require_in_range("xtol", xtol, 0.0, 1.0, closed=(False, True))
+    maxiter = require_int("maxiter", maxiter, 0)
+    _check(channel, 0.0, population, repeats, rules, model, population, seed)
 
     def preserved(x: float) -> float:
         return class_preservation(model, channel, x, population, repeats, seed,

@@ -5,7 +5,8 @@ own bracket ``[lo, hi]`` (``f(lo)`` and ``f(hi)`` of opposite signs), by a safeg
 Illinois (regula falsi) / bisection iteration vectorized over numpy arrays. ``f`` takes and returns
 arrays of the bracket's shape (a compiled numba ufunc, a numpy expression). Nothing is silent: the
 result carries ``converged`` and ``iterations`` per point and a count of failures, and points whose
-bracket does not change sign are flagged, not guessed.
+bracket does not change sign are flagged, not guessed. Brackets with NaN ends, negative or NaN
+tolerances and ``maxiter < 1`` are refused with a :class:`~diffphase.errors.ParameterError`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..errors import ParameterError, require_array, require_int
 
 
 @dataclass
@@ -48,14 +51,32 @@ def bracketed_root(
     """Roots of ``f`` inside ``[lo, hi]``, elementwise.
 
     Converged means the bracket is narrower than ``xtol + rtol*|x|`` or ``f(x) == 0`` exactly.
-    Points without a sign change are returned with ``converged=False`` and ``root=NaN``.
+    Points without a sign change, or where ``f`` is not finite at an end (``+-inf`` ends are
+    allowed), are returned with ``converged=False`` and ``root=NaN``. ``lo``, ``hi`` (any
+    broadcastable shapes, empty allowed) must not be NaN; ``xtol``, ``rtol`` finite ``>= 0``,
+    ``maxiter >= 1``; ``f`` must return an array broadcastable with the bracket.
     """
-    a0, b0 = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
-    fa = np.asarray(f(np.broadcast_to(a0, np.broadcast_shapes(a0.shape, b0.shape))), dtype=float)
-    shape = np.broadcast_shapes(a0.shape, b0.shape, fa.shape)
+    a0 = require_array("lo", lo, finite=False)
+    b0 = require_array("hi", hi, finite=False)
+    require_array("xtol", xtol, low=0)
+    require_array("rtol", rtol, low=0)
+    maxiter = require_int("maxiter", maxiter, minimum=1)
+    try:
+        bracket = np.broadcast_shapes(a0.shape, b0.shape)
+    except ValueError:
+        raise ParameterError("hi", f"shape {b0.shape}",
+                             f"broadcastable with lo of shape {a0.shape}") from None
+    with np.errstate(all="ignore"):
+        fa = np.asarray(f(np.broadcast_to(a0, bracket)), dtype=float)
+    try:
+        shape = np.broadcast_shapes(bracket, fa.shape)
+    except ValueError:
+        raise ParameterError("f", f"output shape {fa.shape}",
+                             f"broadcastable with the bracket's shape {bracket}") from None
     a, b = np.broadcast_to(a0, shape).copy(), np.broadcast_to(b0, shape).copy()
     fa = np.broadcast_to(fa, shape).copy()
-    fb = np.broadcast_to(np.asarray(f(b), dtype=float), shape).copy()
+    with np.errstate(all="ignore"):
+        fb = np.broadcast_to(np.asarray(f(b), dtype=float), shape).copy()
     valid = np.isfinite(fa) & np.isfinite(fb) & (np.sign(fa) * np.sign(fb) <= 0)
     done = valid & ((fa == 0) | (fb == 0))
     root = np.where(fa == 0, a, b)
@@ -71,7 +92,8 @@ def bracketed_root(
         bisect = ~np.isfinite(x) | (x <= lo_) | (x >= hi_) | (it % 4 == 0)
         x = np.where(bisect, 0.5 * (a + b), x)
         x = np.where(active, x, root)  # f is evaluated everywhere; inactive points sit still
-        fx = np.asarray(f(x), dtype=float)
+        with np.errstate(all="ignore"):
+            fx = np.asarray(f(x), dtype=float)
         iterations[active] = it
         same_as_b = np.sign(fx) == np.sign(fb)
         upd = active

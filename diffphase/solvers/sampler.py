@@ -22,6 +22,13 @@ From the per-direction end errors at step 1 this module computes
 
 Designs: ``star``, ``beta``, ``ho-beta``, ``ddim`` (see the theory module) and ``custom`` with
 user arrays ``eta_t``, ``sigma_t^2``. Schedules come from :func:`diffphase.process.make_betas`.
+
+Extremes: where a step's ``(beta, q, lam)`` coefficients leave the floating-point range (``q_t``
+below ``1e-100``: a Li–Yan schedule with a large ``c0``) the chain switches to the bounded
+variables ``r = beta/q``, ``nu = q/Sigma_t`` of
+:func:`~diffphase.theory.sampler.scaled_relative_error_coefficients`; a result that still has
+non-finite numbers is flagged (:attr:`SamplerError.non_finite`, the grid's ``finite`` column).
+Public functions check their arguments (:class:`~diffphase.errors.ParameterError`).
 """
 
 from __future__ import annotations
@@ -34,15 +41,25 @@ import numpy as np
 from scipy import special
 
 from ..data.tangent import check_variances
-from ..errors import ParameterError, as_float_array, require_choice, require_finite, require_int
+from ..errors import (
+    ParameterError,
+    as_float_array,
+    require_array,
+    require_choice,
+    require_finite,
+    require_in_range,
+    require_int,
+)
 from ..models import ALL_DESIGNS, DESIGNS, SCHEDULES
-from ..process import make_betas
+from ..process import check_steps, make_betas
 from ..theory import sampler as th
 from .codegen import ScalarKernel, Template, compile_kernel, compile_kernels
 
 #: below this |e| the divergences use their degree-9 Taylor series (the closed forms lose
 #: ~1e-16/e^2 relatively; the series truncation is ~e^8 relatively)
 SERIES_SWITCH = 1e-2
+#: most tangent directions of one configuration (each runs its own chain)
+MAX_TANGENT = 10**5
 #: default tangent spectrum: geometric from 0.25 to 4 (unit variances make ho-beta exact)
 DEFAULT_SPECTRUM = (0.25, 4.0)
 
@@ -51,19 +68,19 @@ def geometric_spectrum(k: int, low: float = DEFAULT_SPECTRUM[0],
                        high: float = DEFAULT_SPECTRUM[1]) -> np.ndarray:
     """``k`` variances geometric from ``low`` to ``high`` (one variance: their geometric mean)."""
     k = require_int("k", k, minimum=1)
+    low = require_in_range("low", low, 0, np.inf, closed=(False, False))
+    high = require_in_range("high", high, low, np.inf, closed=(True, False))
     if k == 1:
         return np.array([np.sqrt(low * high)])
     return np.geomspace(low, high, k)
 
 
 def schedule_arrays(betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(beta_t, q_t = 1 - abar_t)`` for t = 1..T with ``q`` computed without cancellation."""
-    betas = np.asarray(betas, dtype=float)
+    """``(beta_t, q_t = 1 - abar_t)`` for t = 1..T (``betas``: at least 2, each in ``(0, 1)``)
+    with ``q`` computed without cancellation."""
+    betas = require_array("schedule beta", betas, low=0, high=1, closed=(False, False))
     if betas.ndim != 1 or betas.size < 2:
-        raise ParameterError("T", betas.size, ">= 2 steps")
-    if not np.all((betas > 0) & (betas < 1)):
-        bad = betas[~((betas > 0) & (betas < 1))][0]
-        raise ParameterError("schedule beta", bad, "in (0, 1)")
+        raise ParameterError("betas", f"{betas.size} steps", "a list of >= 2 steps (T >= 2)")
     return betas, -np.expm1(np.cumsum(np.log1p(-betas)))
 
 
@@ -97,6 +114,19 @@ def chain_end_errors(betas, qs, starts, lengths, chain_schedule, chain_design, c
                 eta = custom_eta[custom_start[j] + t]
                 rho, delta, c = coefficients_custom(be, qq, lam, eta,  # noqa: F821
                                                     custom_sigma2[custom_start[j] + t])
+            if not (np.isfinite(rho) and np.isfinite(delta)):  # tiny q: bounded variables
+                r, nu = be / qq, qq / (lam * (1.0 - qq) + qq)
+                if code == 0:
+                    rho, delta = scaled_star(r, nu, qq)  # noqa: F821
+                elif code == 1:
+                    rho, delta = scaled_beta(r, nu, qq)  # noqa: F821
+                elif code == 2:
+                    rho, delta = scaled_ho_beta(r, nu, qq)  # noqa: F821
+                elif code == 3:
+                    rho, delta = scaled_ddim(r, nu, qq)  # noqa: F821
+                else:
+                    rho, delta = scaled_custom(r, nu, qq, eta / qq,  # noqa: F821
+                                               custom_sigma2[custom_start[j] + t] / qq)
             e = error_update(rho, delta, e)  # noqa: F821
             m = mean_update(be, c, eta, m, b)  # noqa: F821
         out_e[j] = e
@@ -125,6 +155,13 @@ def compiled_kernels():
         kernels.append(ScalarKernel.of(f"coefficients_{name.replace('-', '_')}",
                                        (th.beta, th.q, th.lam),
                                        (rho, delta, th.contraction(eta_expr), eta_expr)))
+    scaled_args = (th.ratio, th.noise_share, th.q)
+    for name in DESIGNS:
+        kernels.append(ScalarKernel.of(f"scaled_{name.replace('-', '_')}", scaled_args,
+                                       th.scaled_relative_error_coefficients(name)))
+    kernels.append(ScalarKernel.of("scaled_custom", (*scaled_args, th.eta_ratio,
+                                                     th.sigma2_ratio),
+                                   th.scaled_relative_error_coefficients()))
     rho, delta = th.relative_error_coefficients()
     kernels.append(ScalarKernel.of("coefficients_custom",
                                    (th.beta, th.q, th.lam, th.eta, th.sigma2),
@@ -200,10 +237,16 @@ def run_chains(schedules: Sequence[np.ndarray], chains: Sequence[Chain],
     """End relative errors ``e_1`` and standardized means ``mu_1 = m_1 / sqrt(Sigma_1)``.
 
     ``schedules`` are beta arrays; ``custom[schedule_index] = (eta, sigma2)`` arrays of the same
-    length are used by chains with design code 4 (``custom``).
+    length are used by chains with design code 4 (``custom``). Each chain names an existing
+    schedule and a design code 0..4 and has a finite ``lam >= 0`` and a finite bias. With an
+    extremely small noise ``q_t`` (a schedule starting near the smallest float) the steps switch
+    to the bounded variables of
+    :func:`~diffphase.theory.sampler.scaled_relative_error_coefficients`.
     """
     kernels = compiled_kernels()
     pairs = [schedule_arrays(b) for b in schedules]
+    if not pairs or not chains:
+        return np.empty(0), np.empty(0)
     lengths = np.array([p[0].size for p in pairs], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     betas = np.concatenate([p[0] for p in pairs])
@@ -213,12 +256,22 @@ def run_chains(schedules: Sequence[np.ndarray], chains: Sequence[Chain],
     chain_design = np.array([c.design for c in chains], dtype=np.int64)
     chain_lam = np.array([c.lam for c in chains], dtype=float)
     chain_bias = np.array([c.bias for c in chains], dtype=float)
+    if np.any((chain_schedule < 0) | (chain_schedule >= len(pairs))):
+        raise ParameterError("chains", chain_schedule, f"schedule indices in [0, {len(pairs)})")
+    if np.any((chain_design < 0) | (chain_design > len(DESIGNS))):
+        raise ParameterError("chains", chain_design, f"design codes in [0, {len(DESIGNS)}]")
+    require_array("lam", chain_lam, low=0)
+    require_array("bias", chain_bias)
     custom = dict(custom or {})
     custom_keys = sorted(custom)
     custom_offsets = {}
     eta_parts, sigma_parts, offset = [np.zeros(1)], [np.zeros(1)], 1
     for key in custom_keys:
-        eta_c, sigma2_c = (np.asarray(a, dtype=float) for a in custom[key])
+        eta_c, sigma2_c = (require_array(name, a).ravel()
+                           for name, a in zip(("eta", "sigma2"), custom[key], strict=True))
+        if eta_c.size != lengths[key] or sigma2_c.size != lengths[key] or np.any(sigma2_c < 0):
+            raise ParameterError("eta/sigma2", (eta_c.size, sigma2_c.size),
+                                 f"{lengths[key]} values each (sigma2 >= 0)")
         custom_offsets[key] = offset
         eta_parts.append(eta_c)
         sigma_parts.append(sigma2_c)
@@ -236,12 +289,22 @@ def run_chains(schedules: Sequence[np.ndarray], chains: Sequence[Chain],
 
 def gaussian_divergences(e: np.ndarray, mu: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-direction ``KL(N(0,S) || N(mu sqrt(S), S (1 + e)))`` and ``log BC`` (Bhattacharyya)."""
-    kernels = compiled_kernels()
-    e = np.ascontiguousarray(e, dtype=float).ravel()
-    mu = np.zeros_like(e) if mu is None else np.ascontiguousarray(mu, dtype=float).ravel()
+    """Per-direction ``KL(N(0,S) || N(mu sqrt(S), S (1 + e)))`` and ``log BC`` (Bhattacharyya),
+    for relative errors ``e > -1`` (``+inf`` allowed: an infinite divergence) and finite means
+    ``mu`` of the same size (flattened)."""
+    e = require_array("e", e, low=-1, closed=(False, True), finite=False).ravel()
+    mu = np.zeros_like(e) if mu is None else require_array("mu", mu).ravel()
+    if mu.size != e.size:
+        raise ParameterError("mu", f"{mu.size} values", f"one per relative error ({e.size})")
+    return _divergences(e, mu)
+
+
+def _divergences(e: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     kl, log_bc = np.empty_like(e), np.empty_like(e)
-    kernels.divergences_batch(e, mu, SERIES_SWITCH, kl, log_bc)
+    with np.errstate(all="ignore"):
+        compiled_kernels().divergences_batch(np.ascontiguousarray(e, dtype=float),
+                                             np.ascontiguousarray(mu, dtype=float),
+                                             SERIES_SWITCH, kl, log_bc)
     return kl, log_bc
 
 
@@ -254,18 +317,21 @@ def isotropic_tv(e, n) -> np.ndarray:
     :func:`diffphase.theory.sampler.chi_square_window`, compiled). Where the two arguments are
     close (``|log(1+e)| < 0.05``) the difference is integrated by 16-point Gauss–Legendre on the
     chi-square density instead (the window's centre and half-width are cancellation-free), which
-    keeps full relative precision.
+    keeps full relative precision. ``e > -1`` (``+inf``: TV 1), ``n >= 0``.
     """
-    e, n = np.broadcast_arrays(np.asarray(e, dtype=float), np.asarray(n, dtype=float))
+    e = require_array("e", e, low=-1, closed=(False, True), finite=False)
+    e, n = np.broadcast_arrays(e, require_array("n", n, low=0))
     out = np.zeros(e.shape)
     width = np.abs(np.log1p(e))
-    with np.errstate(invalid="ignore", divide="ignore"):  # e = 0: TV = 0, the window is unused
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # e = 0 or huge: unused
         x_low, x_high, centre, half_width = _window_and_bounds().window(e, n)
     lo, hi = np.minimum(x_low, x_high), np.maximum(x_low, x_high)
     wide = (width >= 0.05) & (n > 0)
     out[wide] = special.gammainc(n[wide] / 2, hi[wide] / 2) - special.gammainc(n[wide] / 2,
                                                                                lo[wide] / 2)
-    narrow = (~wide) & (n > 0) & (e != 0)
+    wide &= np.isfinite(e)
+    out[np.isinf(e) & (n > 0)] = 1.0
+    narrow = (~wide) & (n > 0) & (e != 0) & np.isfinite(e)
     if np.any(narrow):
         nodes, weights = np.polynomial.legendre.leggauss(16)
         k = n[narrow]
@@ -279,10 +345,12 @@ def isotropic_tv(e, n) -> np.ndarray:
 
 def gaussian_tv_1d(e, mu) -> np.ndarray:
     """Exact ``TV(N(0, 1), N(mu, 1 + e))``: the densities cross where a quadratic vanishes;
-    TV is the difference of the two laws' masses on the set where the first is larger."""
-    e, mu = np.broadcast_arrays(np.asarray(e, dtype=float), np.asarray(mu, dtype=float))
+    TV is the difference of the two laws' masses on the set where the first is larger
+    (``e > -1``, ``+inf`` allowed; finite ``mu``)."""
+    e = require_array("e", e, low=-1, closed=(False, True), finite=False)
+    e, mu = np.broadcast_arrays(e, require_array("mu", mu))
     out = np.array(isotropic_tv(e, 1.0), dtype=float)
-    shifted = mu != 0
+    shifted = (mu != 0) & np.isfinite(e)
     if np.any(shifted):
         from scipy.stats import norm
 
@@ -315,7 +383,9 @@ def gaussian_tv_1d(e, mu) -> np.ndarray:
 # --------------------------------------------------------------------------- single configuration
 @dataclass
 class SamplerError:
-    """Exact error of one configuration (Gaussian data)."""
+    """Exact error of one configuration (Gaussian data). ``non_finite`` counts the entries
+    (numbers and per-direction errors) that are not finite: 0 unless the chain left the
+    floating-point range; such a result is flagged, never silently NaN."""
 
     kl: float
     kl_tangent: float
@@ -327,11 +397,21 @@ class SamplerError:
     tangent_relative_errors: np.ndarray
     normal_relative_error: float
     tangent_means: np.ndarray
+    non_finite: int = 0
+
+    @property
+    def finite(self) -> bool:
+        return self.non_finite == 0
 
 
 def combine_errors(e_tangent: np.ndarray, mu_tangent: np.ndarray, e_normal: float,
                    n_normal: int) -> SamplerError:
-    """KL split and TV bounds from the per-direction end errors (one configuration)."""
+    """KL split and TV bounds from the per-direction end errors (one configuration); entries
+    that are not finite are counted in ``non_finite``."""
+    e_tangent, mu_tangent = np.asarray(e_tangent, float), np.asarray(mu_tangent, float)
+    n_normal = require_int("n_normal", n_normal, minimum=0)
+    if not np.all(np.isfinite([*e_tangent, *mu_tangent, e_normal])):
+        return _non_finite_error(e_tangent, mu_tangent, float(e_normal))
     kl_t, lbc_t = gaussian_divergences(e_tangent, mu_tangent)
     kl_n, lbc_n = gaussian_divergences(np.array([e_normal]))
     kl_tangent = float(np.sum(kl_t))
@@ -343,21 +423,35 @@ def combine_errors(e_tangent: np.ndarray, mu_tangent: np.ndarray, e_normal: floa
     log_bc = float(np.sum(lbc_t) + n_normal * lbc_n[0])
     lower, upper = tv_bounds(kl, log_bc, tv_normal, float(np.max(tv_tangent_1d, initial=0.0)),
                              float(np.sum(tv_tangent_1d)))
-    return SamplerError(kl, kl_tangent, kl_normal, kl_normal_per_dim, tv_normal, float(lower),
-                        float(upper), np.asarray(e_tangent), float(e_normal),
-                        np.asarray(mu_tangent))
+    numbers = [kl, kl_tangent, kl_normal, kl_normal_per_dim, tv_normal, float(lower),
+               float(upper)]
+    return SamplerError(*numbers, e_tangent, float(e_normal), mu_tangent,
+                        int(np.count_nonzero(~np.isfinite(numbers))))
+
+
+def _non_finite_error(e_tangent, mu_tangent, e_normal) -> SamplerError:
+    """A flagged result for end errors outside the floating-point range (NaN divergences)."""
+    bad = int(np.count_nonzero(~np.isfinite([*e_tangent, *mu_tangent, e_normal])))
+    nan = float("nan")
+    return SamplerError(nan, nan, nan, nan, nan, nan, nan, e_tangent, e_normal, mu_tangent,
+                        7 + bad)
 
 
 def tv_bounds(kl, log_bc, tv_normal, tv_tangent_max, tv_tangent_sum):
-    """Lower and upper bounds on the total TV of independent blocks (arrays broadcast).
+    """Lower and upper bounds on the total TV of independent blocks (arrays broadcast;
+    ``kl >= 0``, ``log_bc <= 0`` up to rounding, TVs in ``[0, 1]``; ``+inf`` divergences allowed).
 
     ``lower = max(TV_normal, max_j TV_j, 1 - BC)``;
     ``upper = min(1, sqrt(1 - BC^2), sqrt(KL / 2), sqrt(1 - exp(-KL)), TV_normal + sum_j TV_j)``
     (Hellinger, Pinsker, Bretagnolle–Huber: the compiled
     :func:`diffphase.theory.sampler.tv_bounds`; subadditivity), never below ``lower``.
     """
-    kl, log_bc = np.asarray(kl, dtype=float), np.asarray(log_bc, dtype=float)
-    with np.errstate(invalid="ignore"):
+    kl = require_array("kl", kl, low=0, finite=False)
+    log_bc = require_array("log_bc", log_bc, high=1e-12, finite=False)
+    for name, value in (("tv_normal", tv_normal), ("tv_tangent_max", tv_tangent_max),
+                        ("tv_tangent_sum", tv_tangent_sum)):
+        require_array(name, value, low=0)
+    with np.errstate(invalid="ignore", over="ignore"):
         h_lower, h_upper, pinsker, bretagnolle_huber = _window_and_bounds().bounds(kl, log_bc)
     h_upper = np.where(log_bc < 0, h_upper, 0.0)  # BC <= 1; a rounded log BC >= 0 gives 0
     lower = np.maximum(np.maximum(tv_normal, tv_tangent_max), h_lower)
@@ -366,10 +460,18 @@ def tv_bounds(kl, log_bc, tv_normal, tv_tangent_max, tv_tangent_sum):
     return lower, np.maximum(lower, upper)
 
 
-def validate_configuration(T: int, dim: int, k: int) -> tuple[int, int, int]:
-    T = require_int("T", T, minimum=2)
-    dim = require_int("dim", dim, minimum=1)
+def _check_tangent_dimension(k) -> int:
     k = require_int("k", k, minimum=1)
+    if k > MAX_TANGENT:
+        raise ParameterError("k", k, f"an integer in [1, {MAX_TANGENT}] (one chain each)")
+    return k
+
+
+def validate_configuration(T: int, dim: int, k: int) -> tuple[int, int, int]:
+    """``2 <= T <= MAX_STEPS``, ``dim >= 1``, ``1 <= k <= min(dim, MAX_TANGENT)``."""
+    T = check_steps(T)
+    dim = require_int("dim", dim, minimum=1)
+    k = _check_tangent_dimension(k)
     if k > dim:
         raise ParameterError("k", k, f"<= dim = {dim}")
     return T, dim, k
@@ -427,11 +529,17 @@ def sampler_error_grid(T_values: Sequence[int], dims: Sequence[int], ks: Sequenc
     """Exact errors on the product grid ``T x dim x k x design x spectrum`` (tidy columns).
 
     ``spectra`` are names: ``geometric`` (0.25 to 4) or ``unit`` (all ones). Configurations with
-    ``k > dim`` are skipped. Each distinct chain ``(T, design, lam)`` runs once, compiled.
+    ``k > dim`` are skipped. Each distinct chain ``(T, design, lam)`` runs once, compiled. The
+    column ``finite`` flags each row (False: a chain left the floating-point range; its numbers
+    are NaN). Every list must be non-empty.
     """
-    T_values = [require_int("T", T, minimum=2) for T in T_values]
+    for name, values in (("T_values", T_values), ("dims", dims), ("ks", ks),
+                         ("designs", designs), ("spectra", spectra)):
+        if len(values) == 0:
+            raise ParameterError(name, list(values), "a non-empty list")
+    T_values = [check_steps(T) for T in T_values]
     dims = [require_int("dim", d, minimum=1) for d in dims]
-    ks = [require_int("k", k, minimum=1) for k in ks]
+    ks = [_check_tangent_dimension(k) for k in ks]
     for design in designs:
         require_choice("design", design, DESIGNS)
     for name in spectra:
@@ -461,12 +569,16 @@ def sampler_error_grid(T_values: Sequence[int], dims: Sequence[int], ks: Sequenc
                     ids = [chain_id(s, code, float(v)) for v in spectrum_of[name](k)]
                     plan.append((s, design, k, name, ids, normal))
     e, mu = run_chains(schedules, chains)
-    kl_dir, lbc_dir = gaussian_divergences(e, mu)
-    tv_dir = gaussian_tv_1d(e, mu)
+    good = np.isfinite(e) & np.isfinite(mu)
+    kl_dir, lbc_dir = _divergences(e, mu)
+    tv_dir = np.full(e.shape, np.nan)
+    tv_dir[good] = gaussian_tv_1d(e[good], mu[good])
     rows: dict[str, list] = {key: [] for key in (
         "T", "dim", "k", "design", "spectrum", "kl", "kl_tangent", "kl_normal",
-        "kl_normal_per_dim", "tv_normal", "tv_lower", "tv_upper")}
+        "kl_normal_per_dim", "tv_normal", "tv_lower", "tv_upper", "finite")}
     for s, design, k, name, ids, normal in plan:
+        if not (good[ids].all() and good[normal]):
+            kl_dir[ids + [normal]] = lbc_dir[ids + [normal]] = np.nan
         kl_t = float(np.sum(kl_dir[ids]))
         lbc_t = float(np.sum(lbc_dir[ids]))
         tv_t_sum, tv_t_max = float(np.sum(tv_dir[ids])), float(np.max(tv_dir[ids]))
@@ -476,9 +588,13 @@ def sampler_error_grid(T_values: Sequence[int], dims: Sequence[int], ks: Sequenc
             continue
         kl_n = n_normal * kl_dir[normal]
         kl = kl_t + kl_n
-        tv_n = isotropic_tv(np.full(n_normal.shape, e[normal]), n_normal)
         log_bc = lbc_t + n_normal * lbc_dir[normal]
-        lower, upper = tv_bounds(kl, log_bc, tv_n, tv_t_max, tv_t_sum)
+        if np.isfinite(kl_t) and np.isfinite(kl_dir[normal]):
+            tv_n = isotropic_tv(np.full(n_normal.shape, e[normal]), n_normal)
+            lower, upper = tv_bounds(kl, log_bc, tv_n, tv_t_max, tv_t_sum)
+        else:
+            tv_n = lower = upper = np.full(n_normal.shape, np.nan)
+        finite = np.isfinite(kl) & np.isfinite(lower) & np.isfinite(upper) & np.isfinite(tv_n)
         for i, d in enumerate(valid_dims):
             rows["T"].append(T_values[s])
             rows["dim"].append(d)
@@ -492,6 +608,7 @@ def sampler_error_grid(T_values: Sequence[int], dims: Sequence[int], ks: Sequenc
             rows["tv_normal"].append(tv_n[i])
             rows["tv_lower"].append(lower[i])
             rows["tv_upper"].append(upper[i])
+            rows["finite"].append(bool(finite[i]))
     return {key: np.asarray(val) for key, val in rows.items()}
 
 
@@ -507,9 +624,16 @@ class RateFit:
 
 def fit_rate(T_values, errors, weights=None) -> RateFit:
     """Fit ``log error = log C + slope log T`` (optionally weighted); points with error <= 0 or
-    non-finite are dropped (at least two must remain)."""
-    T_values = np.asarray(T_values, dtype=float)
-    errors = np.asarray(errors, dtype=float)
+    non-finite are dropped (at least two must remain). ``T_values`` finite ``> 0``, one per
+    error; ``weights`` (one per error) finite ``>= 0``."""
+    T_values = require_array("T_values", T_values, low=0, closed=(False, True)).ravel()
+    errors = require_array("errors", errors, finite=False).ravel()
+    if errors.size != T_values.size:
+        raise ParameterError("errors", f"{errors.size} values", f"one per T ({T_values.size})")
+    if weights is not None:
+        weights = require_array("weights", weights, low=0).ravel()
+        if weights.size != errors.size:
+            raise ParameterError("weights", f"{weights.size} values", "one per error")
     ok = np.isfinite(errors) & (errors > 0) & (T_values > 0)
     if np.count_nonzero(ok) < 2:
         raise ParameterError("errors", errors, "at least two positive finite values to fit a rate")

@@ -17,7 +17,8 @@ symbolic expressions in ``tests/test_spectral_solver.py``.
   or lands off the physical branch. Lines run in parallel. Per point: root, iterations, convergence
   flag and whether the fallback was used.
 * ``critical_points``: real roots of ``z'(g) = 0`` on ``g < 0`` (bulk edges are ``z`` there), by a
-  sign scan in each interval between the poles ``-1/s_k`` and bisection.
+  sign scan in each interval between the poles ``-1/s_k`` (uniform, then geometric towards both
+  ends for points the uniform scan misses when the variances span many decades) and bisection.
 """
 
 # ruff: noqa: F821  (zbase_triple, zterm_triple, dzbase, dzterm, d2zbase, d2zterm, reciprocal:
@@ -48,6 +49,18 @@ def inverse_map_slope(g, alphas, variances):
     for k in range(alphas.shape[0]):
         der += dzterm(g, alphas[k], variances[k])
     return der
+
+
+def inverse_map_slope_size(g, alphas, variances):
+    """``(z'(g), size)`` for real ``g``; ``size`` (the summed magnitudes of the parts) sets the
+    rounding scale: a slope within ``1.5e-14 size`` (about 64 eps) of 0 has no reliable sign."""
+    der = dzbase(g)
+    size = abs(der)
+    for k in range(alphas.shape[0]):
+        term = dzterm(g, alphas[k], variances[k])
+        der += term
+        size += abs(term)
+    return der, size
 
 
 def inverse_map_curvature(g, alphas, variances):
@@ -239,24 +252,46 @@ def stieltjes_lines(
                 n_prev = 0
 
 
-def _critical_in_interval(lo, hi, left_infinite, alphas, variances, n_samples, out, count):
-    """Sign changes of z' on one interval of g (mapped from t in (0, 1)), refined by bisection.
-    Writes at most ``out.shape[0] - count`` points."""
+def _interval_point(lo, hi, left_infinite, geometric, t):
+    """The point of parameter ``t`` in (0, 1) of an interval of ``g``. Plain: ``lo + (hi - lo) t``
+    (``hi / t`` when the interval is ``(-inf, hi)``). Geometric (``t = sigmoid(u)`` with ``u``
+    uniform, clustered at both ends down to ``e^-40`` of the width, so that critical points next to
+    a pole or to 0 are seen whatever the ratio of the variances): distances to the nearer end are
+    formed directly, without cancellation."""
+    if not geometric:
+        return (hi / t) if left_infinite else (lo + (hi - lo) * t)
+    u = 80.0 * t - 40.0
+    near = 1.0 / (1.0 + np.exp(abs(u)))  # the smaller of t and 1 - t
+    if left_infinite:
+        return hi / near if u < 0.0 else hi / (1.0 - near)
+    return lo + (hi - lo) * near if u < 0.0 else hi - (hi - lo) * near
+
+
+def _critical_in_interval(lo, hi, left_infinite, alphas, variances, n_samples, out, count,
+                          geometric=False, first=0):
+    """Sign changes of z' on one interval of g (mapped from t in (0, 1) by
+    :func:`_interval_point`), refined by bisection. Writes at most ``out.shape[0] - count``
+    points; with ``first < count``, a point within ``1e-9 |g|`` (plus ``1e-12`` of the interval's
+    width: the plain scan's resolution) of ``out[first:count]`` (found by another scan of the
+    same interval) is not written again."""
     prev_t = 0.0
     prev_d = 0.0
     have = False
+    known = count
     for i in range(1, n_samples):
         t = 0.5 - 0.5 * np.cos(np.pi * i / n_samples)
-        g = (hi / t) if left_infinite else (lo + (hi - lo) * t)
-        d, _ = inverse_map_curvature(g, alphas, variances)
+        g = _interval_point(lo, hi, left_infinite, geometric, t)
+        d, size = inverse_map_slope_size(g, alphas, variances)
         if not np.isfinite(d):
             have = False
+            continue
+        if abs(d) <= 1.5e-14 * size:  # no reliable sign here: compare across it
             continue
         if have and ((d > 0.0) != (prev_d > 0.0)) and count < out.shape[0]:
             a_t, b_t, fa = prev_t, t, prev_d
             for _ in range(200):
                 m_t = 0.5 * (a_t + b_t)
-                gm = (hi / m_t) if left_infinite else (lo + (hi - lo) * m_t)
+                gm = _interval_point(lo, hi, left_infinite, geometric, m_t)
                 dm, _ = inverse_map_curvature(gm, alphas, variances)
                 if (dm > 0.0) == (fa > 0.0):
                     a_t, fa = m_t, dm
@@ -264,26 +299,42 @@ def _critical_in_interval(lo, hi, left_infinite, alphas, variances, n_samples, o
                     b_t = m_t
                 if b_t - a_t <= 1e-16 * max(abs(m_t), 1e-300):
                     break
-            m_t = 0.5 * (a_t + b_t)
-            out[count] = (hi / m_t) if left_infinite else (lo + (hi - lo) * m_t)
-            count += 1
+            root = _interval_point(lo, hi, left_infinite, geometric, 0.5 * (a_t + b_t))
+            duplicate = False
+            tol = 1e-9 * abs(root) + (0.0 if left_infinite else 1e-12 * (hi - lo))
+            for k in range(first, known):
+                if abs(out[k] - root) <= tol:
+                    duplicate = True
+            if not duplicate:
+                out[count] = root
+                count += 1
         prev_t, prev_d, have = t, d, True
     return count
 
 
+def _critical_scans(lo, hi, left_infinite, alphas, variances, n_samples, out, count):
+    """Both scans of one interval: plain, then geometric for what the plain one missed."""
+    first = count
+    count = _critical_in_interval(lo, hi, left_infinite, alphas, variances, n_samples, out,
+                                  count)
+    return _critical_in_interval(lo, hi, left_infinite, alphas, variances, n_samples, out,
+                                 count, True, first)
+
+
 def critical_points(alphas, variances, n_samples, out):
-    """Fill ``out`` with the critical points of ``z(g)`` on ``g < 0`` (ascending); return count.
+    """Fill ``out`` with the critical points of ``z(g)`` on ``g < 0``; return their count.
 
     ``variances`` must be distinct and sorted descending; the poles ``-1/s_k`` then ascend in
-    reverse order: ``-1/s_K < ... < -1/s_1 < 0``."""
+    reverse order: ``-1/s_K < ... < -1/s_1 < 0``. Each interval between poles is scanned twice
+    (:func:`_critical_scans`); the caller sorts the points."""
     count = 0
     K = variances.shape[0]
     # (-inf, -1/s_K): g = (-1/s_K) / t, t in (0, 1)
-    count = _critical_in_interval(
+    count = _critical_scans(
         0.0, -1.0 / variances[K - 1], True, alphas, variances, n_samples, out, count
     )
     for k in range(K - 1, 0, -1):
-        count = _critical_in_interval(
+        count = _critical_scans(
             -1.0 / variances[k],
             -1.0 / variances[k - 1],
             False,
@@ -293,7 +344,7 @@ def critical_points(alphas, variances, n_samples, out):
             out,
             count,
         )
-    count = _critical_in_interval(
+    count = _critical_scans(
         -1.0 / variances[0], 0.0, False, alphas, variances, n_samples, out, count
     )
     return count

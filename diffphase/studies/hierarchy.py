@@ -12,6 +12,14 @@ arguments and draws one rule set per depth (nothing heavy runs); :func:`run_forw
 :func:`forward_backward_at_depth` at each depth, which puts the measured class preservation next
 to its predictions (the mean-field map for the ``eps`` channel, population dynamics for any
 channel) in tidy tables; :func:`forward_backward_tables` stacks the depths.
+
+One rule for the sizes: :func:`check_hierarchy_sizes` (the random hierarchy model's own
+:func:`~diffphase.data.rhm.check_rhm_sizes`, with the branching and the depth bounded first)
+checks ``v, m, s, n_c`` (and the depth) for the thresholds, the diagram and the experiment
+alike. Every function checks its arguments, then its estimated memory and run time
+(``*_cost``, :mod:`diffphase.studies.budget`) against ``max_memory``, before any solve. Values
+undefined in a regime (``eps*`` in the ``partial`` regime, ``slope`` and ``nu`` outside
+``transition``) are NaN with a ``nan_reason`` beside them (:mod:`diffphase.studies.tables`).
 """
 
 from __future__ import annotations
@@ -23,50 +31,134 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..data.channels import CHANNELS
-from ..data.rhm import RandomHierarchyModel
-from ..errors import ParameterError, require_choice, require_in_range
+from ..data.rhm import MAX_LEAVES, RandomHierarchyModel, check_rhm_sizes
+from ..errors import ParameterError, require_choice, require_in_range, require_int
 from ..models import BP_ENGINES, NOISE_CONVENTION, REGIMES
 from ..simulate.hierarchy import forward_backward_curves
 from ..solvers import hierarchy as mf
-from ..solvers.bp import bp_batch_size
+from ..solvers.bp import MAX_BP_BYTES, bp_batch_size, bp_bytes_per_tree
 from ..solvers.population import preservation_curve
+from .budget import CostTerm, check_cost, product
+from .tables import flag_nonfinite_columns, flag_summary
+
+#: noise evaluations of population dynamics behind one ``eps_half`` (an 11-point scan, then
+#: bisection to 2e-3; measured: about 15)
+HALF_POINT_EVALUATIONS = 20
+#: largest ``v**s`` from which rules are drawn (64-bit tuple codes)
+MAX_TUPLES = 2**62
+#: why a value of the mean-field map can be undefined (NaN, ``null`` in JSON)
+REGIME_REASONS = {
+    "eps_star": "partial regime: both trivial fixed points are unstable, no threshold",
+    "slope": "no interior fixed point in this regime (lost, kept or partial)",
+    "nu": "no interior fixed point in this regime (lost, kept or partial)",
+    "fixed_point": "no interior fixed point in this regime (lost, kept or partial)",
+    "eps_half": "population dynamics found no crossing of 1/2 (see eps_half_converged)",
+    "eps_half_bracket": "population dynamics found no crossing of 1/2 (see eps_half_converged)",
+    "eps_half_mean_field": "the mean-field class belief stays above 1/2 for every eps",
+}
+REGIME_REASONS.update({f"{k}_large_v": why for k, why in list(REGIME_REASONS.items())[:4]})
+
+
+def check_hierarchy_sizes(v: int, m: int, s: int, n_c: int | None = None,
+                          depth: int | None = None) -> tuple[int, int, int, int | None, int]:
+    """The sizes of the random hierarchy model, checked by one rule wherever they are used:
+    integers ``2 <= s <= MAX_BRANCHING`` (checked first, so that the powers below stay small),
+    ``v >= 2``, ``1 <= m <= v**(s-1)``, ``n_c >= 1`` with ``n_c * m <= v**s`` (default
+    ``n_c = v``) and, when given, ``1 <= depth`` with ``s**depth <= MAX_LEAVES`` (the error
+    names ``L``). Returns ``(v, m, s, depth, n_c)``."""
+    s = mf.check_branching(s)
+    v = require_int("v", v, 2)
+    m = require_int("m", m, 1)
+    if n_c is not None:
+        n_c = require_int("n_c", n_c, 1)
+    if depth is not None:
+        depth = require_int("L", depth, 1)
+        if depth * np.log(s) > np.log(MAX_LEAVES):  # before s**L is computed
+            raise ParameterError("L", depth, f"s**L <= {MAX_LEAVES} leaves (L <= "
+                                 f"{int(np.log(MAX_LEAVES) / np.log(s))} at s = {s}: a tree "
+                                 "too large for memory)")
+    v, m, s, L, n_c = check_rhm_sizes(v, m, s, 1 if depth is None else depth, n_c)
+    return v, m, s, depth, n_c
+
+
+def population_cost(v: int, m: int, s: int, L: int, n_c: int, population: int, repeats: int,
+                    evaluations: float = 1.0, what: str = "population dynamics") -> CostTerm:
+    """Memory and run time of ``evaluations`` population-dynamics estimates
+    (:func:`~diffphase.solvers.population.class_preservation`): per member the messages of its
+    ``s`` children and of its parent (measured: 0.4-2.5 kB), per member, level and repetition
+    the BP update over the rules (measured: 2-27 microseconds)."""
+    parents = max(v, n_c)
+    memory = product(population, 8.0 * (2 * s * v + 2 * parents + 16) + 200)
+    per_member = 1e-6 * (2.0 + 0.006 * product(parents, m, s) + 0.05 * product(s, v))
+    seconds = product(evaluations, repeats, L, population, per_member)
+    name, value = ("repeats", repeats) if repeats > 100 else ("population", population)
+    return CostTerm(what, name, value, memory, seconds)
+
+
+def rules_cost(v: int, m: int, s: int, L: int, n_c: int) -> CostTerm:
+    """The rules of one random hierarchy model (``L`` levels of ``n_par x m`` ``s``-tuples)."""
+    if s * np.log(float(v)) > np.log(MAX_TUPLES):
+        raise ParameterError("v", v, f"v**s <= 2**62 for the rules to be drawn (here "
+                             f"{float(v):.3g}**{s} tuples)")
+    entries = product(L, max(v, n_c), m, s)
+    return CostTerm("the production rules", "m", m, 32.0 * entries, 2e-7 * entries)
+
+
+def thresholds_cost(v: int, m: int, s: int, n_c: int, depth: int | None, channel: str | None,
+                    population: int, repeats: int) -> list[CostTerm]:
+    """Estimated cost of :func:`hierarchy_thresholds`: the mean-field map (negligible) and, with
+    a channel, the rules and about :data:`HALF_POINT_EVALUATIONS` population-dynamics
+    estimates."""
+    if channel is None:
+        return [CostTerm("the mean-field map", "s", s, 0.0, 1.0)]
+    return [rules_cost(v, m, s, depth, n_c),
+            population_cost(v, m, s, depth, n_c, population, repeats, HALF_POINT_EVALUATIONS,
+                            "the population-dynamics runs of eps_half")]
 
 
 def hierarchy_thresholds(v: int, m: int, s: int, n_c: int | None = None,
                          channel: str | None = None, depth: int | None = None,
-                         population: int = 20000, repeats: int = 2, seed: int = 0) -> dict:
+                         population: int = 20000, repeats: int = 2, seed: int = 0,
+                         max_memory: float | None = None) -> dict:
     """Mean-field ``eps*``, ``slope``, ``nu``, ``regime`` (and their ``*_large_v``); with a
     channel also ``eps_half`` by population dynamics.
 
     Parameters
     ----------
-    v, m, s, n_c : vocabulary, synonyms, branching, classes (default ``n_c = v``).
+    v, m, s, n_c : vocabulary, synonyms, branching, classes (default ``n_c = v``), checked by
+        :func:`check_hierarchy_sizes` (with ``depth`` when given).
     channel, depth : noise channel and tree depth of ``eps_half`` (``depth`` required with it).
-    population, repeats, seed : population dynamics, quenched rules drawn from ``seed``.
+    population, repeats, seed : population dynamics (``population >= 100``, ``repeats >= 1``),
+        quenched rules drawn from ``seed >= 0``; checked even without a channel.
+    max_memory : memory budget in bytes (:func:`thresholds_cost`).
 
     Returns
     -------
     dict
         What ``diffphase thresholds`` prints; for ``eps`` also ``eps_half_mean_field`` (first
-        noise of a 2001-point grid where the mean-field class belief is below 1/2, or None).
+        noise of a 2001-point grid where the mean-field class belief is below 1/2, or None),
+        and a ``nan_reason`` for each value undefined in the regime.
     """
-    from ..data.rhm import check_rhm_sizes
-
-    if channel is not None and depth is None:
-        raise ParameterError("depth", None, "an integer >= 1 when channel is given")
-    if depth is not None:
-        check_rhm_sizes(v, m, s, depth, n_c)
+    if channel is not None:
+        require_choice("channel", channel, CHANNELS)
+        if depth is None:
+            raise ParameterError("depth", None, "an integer >= 1 when channel is given")
+    v, m, s, depth, n_c_value = check_hierarchy_sizes(v, m, s, n_c, depth)
+    population = require_int("population", population, 100)
+    repeats = require_int("repeats", repeats, 1)
+    seed = require_int("seed", seed, 0)
+    check_cost(thresholds_cost(v, m, s, n_c_value, depth, channel, population, repeats),
+               max_memory)
     crit = mf.critical_point(v, m, s)
     f = m / v ** (s - 1)
     large = mf.critical_point_large_v(f, s)
-    summary = {"v": v, "m": m, "s": s, "n_c": n_c if n_c is not None else v, "f": f,
+    summary = {"v": v, "m": m, "s": s, "n_c": n_c_value, "f": f,
                **{k: crit[k] for k in ("eps_star", "slope", "nu", "regime", "fixed_point",
                                        "slope_at_1", "slope_at_uniform")},
                **{f"{k}_large_v": large[k] for k in ("eps_star", "slope", "nu")},
                "level_convention": "level 0 = root, L = leaves"}
     if channel is None:
-        return summary
-    from ..data.rhm import RandomHierarchyModel
+        return flag_summary(summary, REGIME_REASONS)
     from ..solvers.population import half_point
 
     model = RandomHierarchyModel(v, m, s, depth, n_c, seed=seed)
@@ -79,7 +171,7 @@ def hierarchy_thresholds(v: int, m: int, s: int, n_c: int | None = None,
         grid = np.linspace(0, 1, 2001)
         below = np.nonzero(mf.mean_field_levels(grid, v, m, s, depth, n_c)[:, 0] < 0.5)[0]
         summary["eps_half_mean_field"] = float(grid[below[0]]) if below.size else None
-    return summary
+    return flag_summary(summary, REGIME_REASONS)
 
 
 @dataclass
@@ -111,10 +203,17 @@ class HierarchyDiagram:
                     [levels[:, lv] for levels in self.levels for lv in range(levels.shape[1])])}
 
     def eps_star_table(self) -> dict[str, np.ndarray]:
+        """Tidy ``f, s, eps_star_large_v, slope, nu, regime`` (and ``nan_reason`` where a value
+        is undefined in its regime)."""
         f, s = np.meshgrid(self.f_values, np.asarray(self.s_values, int))
-        return {"f": f.ravel(), "s": s.ravel(),
-                "eps_star_large_v": self.large_v["eps_star"].ravel(),
-                **{k: self.large_v[k].ravel() for k in ("slope", "nu", "regime")}}
+        regime = self.large_v["regime"].ravel()
+        no_threshold = np.array([f"{r} regime: no threshold" for r in regime])
+        no_root = np.array([f"{r} regime: no interior fixed point" for r in regime])
+        return flag_nonfinite_columns(
+            {"f": f.ravel(), "s": s.ravel(),
+             "eps_star_large_v": self.large_v["eps_star"].ravel(),
+             **{k: self.large_v[k].ravel() for k in ("slope", "nu", "regime")}},
+            {"eps_star_large_v": no_threshold, "slope": no_root, "nu": no_root})
 
     def convergence(self) -> dict:
         return {"eps_star_points": int(self.large_v["regime"].size),
@@ -124,33 +223,57 @@ class HierarchyDiagram:
         return {k: self.critical_point[k] for k in ("eps_star", "slope", "nu", "regime")}
 
 
+def hierarchy_diagram_cost(n_eps: int, depths: Sequence[int], n_f: int,
+                           s_values: Sequence[int]) -> list[CostTerm]:
+    """Estimated cost of :func:`hierarchy_diagram` with its tables written and its figure drawn:
+    one row per ``eps``, depth and level of the map, one per ``(f, s)`` of ``eps*`` (a
+    polynomial root each, and a symbolic derivation per new ``s``)."""
+    rows = product(n_eps, sum(float(d) + 1.0 for d in depths))
+    points = product(n_f, len(s_values))
+    return [CostTerm("the rows of the (eps, depth, level) map", "eps" if n_eps > len(depths)
+                     else "depths", n_eps if n_eps > len(depths) else max(depths),
+                     64 * 2**20 + 600.0 * rows, 10.0 + 2e-5 * rows),
+            CostTerm("the eps* grid over (f, s)", "f", n_f, 600.0 * points,
+                     6.0 * len(set(s_values)) + 2e-3 * points)]
+
+
 def hierarchy_diagram(v: int = 32, m: int = 8, s: int = 2, n_c: int | None = None, eps=None,
-                      depths=None, f_values=None, s_values=(2, 3, 4)) -> HierarchyDiagram:
+                      depths=None, f_values=None, s_values=(2, 3, 4),
+                      max_memory: float | None = None) -> HierarchyDiagram:
     """Mean-field beliefs over ``(eps, depth)`` and the large-``v`` ``eps*`` over ``(f, s)``.
 
     Parameters
     ----------
-    v, m, s, n_c : the map's parameters (default ``n_c = v``).
-    eps : noise grid in ``[0, 1]`` (default 101 points); ``depths``: integers >= 1 (1..12).
+    v, m, s, n_c : the map's parameters (default ``n_c = v``), checked by
+        :func:`check_hierarchy_sizes`.
+    eps : noise grid in ``[0, 1]`` (default 101 points); ``depths``: integers >= 1 (1..12) with
+        ``s**depth`` leaves at most :data:`~diffphase.data.rhm.MAX_LEAVES`.
     f_values : ``f`` grid in ``(0, 1]`` (default 0.01..0.99, 99 points).
-    s_values : integer branchings >= 2 of the ``eps*`` grid.
+    s_values : integer branchings in ``[2, MAX_BRANCHING]`` of the ``eps*`` grid.
+    max_memory : memory budget in bytes (:func:`hierarchy_diagram_cost`).
     """
-    eps = np.linspace(0, 1, 101) if eps is None else np.asarray(eps, float)
+    eps = np.linspace(0, 1, 101) if eps is None else np.atleast_1d(np.asarray(eps, float))
     for x in eps:
         require_in_range("eps", x, 0, 1)
-    for d in () if depths is None else depths:
-        if d < 1 or d != int(d) or 3 ** d > 1e300:
-            raise ParameterError("depths", d, "integers >= 1")
-    depths = np.arange(1, 13) if depths is None else np.asarray(depths).astype(int)
-    s_values = tuple(int(x) for x in s_values)
+    v, m, s, _, n_c_value = check_hierarchy_sizes(v, m, s, n_c)
+    if depths is None:
+        depths = list(range(1, 13))
+    depths = [require_int("depths", d, 1) for d in np.atleast_1d(depths).tolist()]
+    for d in depths:
+        if d * np.log(s) > np.log(MAX_LEAVES):
+            raise ParameterError("depths", d, f"integers >= 1 with s**depth <= {MAX_LEAVES} "
+                                 f"(depth <= {int(np.log(MAX_LEAVES) / np.log(s))} at s = {s})")
+    s_values = tuple(require_int("s_values", x, 2) for x in np.atleast_1d(s_values).tolist())
     for x in s_values:
-        if x < 2:
-            raise ParameterError("s_values", x, "integers >= 2")
-    f_values = np.linspace(0.01, 0.99, 99) if f_values is None else np.asarray(f_values, float)
+        if x > mf.MAX_BRANCHING:
+            raise ParameterError("s_values", x, f"integers in [2, {mf.MAX_BRANCHING}]")
+    f_values = np.linspace(0.01, 0.99, 99) if f_values is None else np.atleast_1d(
+        np.asarray(f_values, float))
     for x in f_values:
         require_in_range("f", x, 0, 1, closed=(False, True))
-    mf.check_map_parameters(v, m, s, n_c)
-    levels = [mf.mean_field_levels(eps, v, m, s, int(d), n_c) for d in depths]
+    check_cost(hierarchy_diagram_cost(eps.size, depths, f_values.size, s_values), max_memory)
+    depths = np.asarray(depths, dtype=int)
+    levels = [mf.mean_field_levels(eps, v, m, s, int(d), n_c_value) for d in depths]
     f_grid, s_grid = np.meshgrid(f_values, np.asarray(s_values, int))
     return HierarchyDiagram(eps, depths, f_values, s_values, levels,
                             mf.critical_grid_large_v(f_grid, s_grid), mf.critical_point(v, m, s))
@@ -201,22 +324,49 @@ class DepthRun:
     convergence: dict
 
 
+def forward_backward_cost(v: int, m: int, s: int, n_c: int, depths: Sequence[int],
+                          noise_levels: int, samples: int, population: int) -> list[CostTerm]:
+    """Estimated memory and run time of :func:`run_forward_backward`: per depth the rules, the
+    belief propagation of ``samples`` trees per noise level in batches of at most
+    :data:`~diffphase.solvers.bp.MAX_BP_BYTES` (measured: 0.9 of
+    :func:`~diffphase.solvers.bp.bp_bytes_per_tree` per tree held, about 1e-8 seconds per byte
+    of a tree), and the population-dynamics predictions (one estimate per noise level)."""
+    terms = []
+    for depth in depths:
+        per_tree = float(bp_bytes_per_tree(v, n_c, s, depth))
+        nodes = sum(float(s) ** level for level in range(depth + 1))
+        held = min(product(samples, per_tree), float(MAX_BP_BYTES))
+        memory = 1.2 * held + product(samples, nodes, 24.0) + 64 * 2**20
+        seconds = product(noise_levels, samples, per_tree, 2e-8)
+        terms += [rules_cost(v, m, s, depth, n_c),
+                  CostTerm(f"belief propagation on the trees of depth {depth}", "samples",
+                           samples, memory, seconds)]
+        if population:
+            terms.append(population_cost(v, m, s, depth, n_c, population, POPULATION_REPEATS,
+                                         noise_levels, "the population-dynamics predictions"))
+    return terms
+
+
 def plan_forward_backward(v: int = 32, m: int = 8, s: int = 2, n_c: int | None = None,
                           depths: Sequence[float] = (4,), channel: str = "eps",
                           noise: Sequence[float] = (0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9),
                           samples: int = 1000, population: int = 20000, engine: str = "numba",
-                          device: str = "cpu", seed: int = 0) -> ForwardBackwardPlan:
-    """Check the arguments and draw the rules of each depth (from ``seed``), before any run.
+                          device: str = "cpu", seed: int = 0,
+                          max_memory: float | None = None) -> ForwardBackwardPlan:
+    """Check the arguments and the cost, then draw the rules of each depth (from ``seed``),
+    before any run.
 
     Parameters
     ----------
-    v, m, s, n_c : the random hierarchy model (THEORY C).
+    v, m, s, n_c : the random hierarchy model (THEORY C), checked by
+        :func:`check_hierarchy_sizes` at every depth.
     depths : tree depths ``L`` (integers >= 1); one forward-backward run each.
     channel : noise channel; ``noise``: its levels in ``[0, 1]``.
     samples : trees per noise level (>= 1).
     population : population size of the population-dynamics prediction (0: none, else >= 100).
     engine, device : belief-propagation engine and device (a GPU asked for must answer).
-    seed : rules and samples.
+    seed : rules and samples (>= 0).
+    max_memory : memory budget in bytes (:func:`forward_backward_cost`).
 
     Raises
     ------
@@ -229,18 +379,22 @@ def plan_forward_backward(v: int = 32, m: int = 8, s: int = 2, n_c: int | None =
     for x in noise:
         require_in_range("noise", x, 0, 1)
     depth_list = []
-    for d in depths:
+    for d in np.atleast_1d(depths).tolist():
         if not float(d).is_integer() or d < 1:
             raise ParameterError("depths", d, "integers >= 1")
-        depth_list.append(int(d))
-    if samples < 1:
-        raise ParameterError("samples", samples, "an integer >= 1")
+        depth_list.append(check_hierarchy_sizes(v, m, s, n_c, int(d))[3])
+    v, m, s, _, n_c_value = check_hierarchy_sizes(v, m, s, n_c)
+    samples = require_int("samples", samples, 1)
+    population = require_int("population", population, 0)
     if population != 0 and population < 100:
         raise ParameterError("population", population, "0 (skip) or an integer >= 100")
-    models = tuple(RandomHierarchyModel(v, m, s, depth, n_c, seed=seed) for depth in depth_list)
-    for model in models:  # a tree too large: error now, before any run
-        bp_batch_size(model.v, model.n_c, model.s, model.L, samples)
+    seed = require_int("seed", seed, 0)
+    for depth in depth_list:  # a tree too large: error now, before any run
+        bp_batch_size(v, n_c_value, s, depth, 1)
+    check_cost(forward_backward_cost(v, m, s, n_c_value, depth_list, noise.size, samples,
+                                     population), max_memory)
     get_array_module(device)
+    models = tuple(RandomHierarchyModel(v, m, s, depth, n_c, seed=seed) for depth in depth_list)
     return ForwardBackwardPlan(models, channel, noise, samples, population, engine, device, seed)
 
 

@@ -28,6 +28,12 @@ curves uses. The experiments, each built on :mod:`diffphase.simulate.memorizatio
   to its closed form.
 
 ``tau = D/a^2`` (``ve`` noise variance) throughout; ``t_ou`` columns are ``ou`` times.
+
+Sizes and undefined values: every plan checks its arguments and its estimated memory and run
+time (``*_cost``, :mod:`diffphase.studies.budget`) against ``max_memory`` before anything runs;
+``ln N / d`` must give ``2 <= N`` (``N = exp(d ln N / d)``) finite at every dimension. A critical
+point that a curve does not reach inside its grid is NaN (``null`` in JSON) with a
+``nan_reason`` beside it (:mod:`diffphase.studies.tables`).
 """
 
 from __future__ import annotations
@@ -39,11 +45,39 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..data.laws import TwoGaussianMixture
-from ..errors import ParameterError, require_choice, require_in_range, require_int
+from ..errors import ParameterError, require_choice, require_finite, require_in_range, require_int
 from ..models import DEVICES, MEMORIZATION_EXPERIMENTS, REVERSIBLE_PROCESSES
 from ..simulate import memorization as sim
 from ..solvers import memorization as solvers
+from .budget import CostTerm, check_cost, product
+from .tables import flag_nonfinite_columns, flag_summary
 
+#: largest ``d ln N / d`` (``ln N``) for which ``N`` is a finite double
+MAX_LOG_N = float(np.log(np.finfo(float).max))
+#: why a prediction of an experiment can be undefined (NaN, ``null`` in JSON)
+PREDICTION_REASONS = {
+    "crossover": "the own weight does not cross 1/2 inside the tau grid (tau_C / 10 .. 10 tau_C)",
+    "width_ln_tau": "the own weight does not cross both 0.2 and 0.8 inside the tau grid",
+    "crossover_tau": "the return fraction does not cross 1/2 inside the start times "
+                     "(tau_C / 10 .. 10 tau_C)",
+    "tau_c_measured": "the participation ratio does not cross 1/2 inside the tau grid",
+    "tau_S": "no speciation: the largest eigenvalue is <= 1",
+    "t_S": "no speciation: the largest eigenvalue is <= 1",
+}
+#: why a column of the geometric experiment is undefined on some rows
+GEOMETRIC_REASONS = {
+    "participation_ratio": "held-out rows have no block direction",
+    "rem_participation_ratio": "held-out rows have no block direction",
+    "jn_along_direction": "held-out rows have no block direction",
+    "dimension_readout_exact_score": "the exact-score read-out is taken at held-out points only",
+}
+
+#: why a line of the diagram is undefined (NaN) at some ``ln N / d``
+LINE_REASONS = {"speciation": "no speciation: the largest eigenvalue is <= 1",
+                "collapse": "the collapse equation has no root here (see collapse_solver)",
+                "rem": "the REM criterion has no root at this N",
+                "tau_c_rem_raw": "the REM criterion has no root at this N",
+                "tau_c_rem_sphere": "the REM criterion has no root at this N"}
 REM_CONVENTIONS = {
     "rem_raw": "g = 1 (unnormalized data)",
     "rem_sphere": "g = 0, variances divided by E|y|^2",
@@ -70,8 +104,7 @@ def critical_times(fractions, variances, dim: int, n_train: int, process: str = 
         ``tau_C, t_C, tau_S, t_S, speciation_exists, log_n_per_d``, ..., ``per_group`` (one dict
         per group: ``tau_c_rem_raw``, ``t_c_rem_raw_<process>``, ``tau_c_rem_sphere``, ...).
     """
-    dim = require_int("dim", dim, minimum=1)
-    n_train = require_int("n_train", n_train, minimum=2)
+    dim, n_train = check_critical_times(fractions, variances, dim, n_train, process, subspace)
     diagram = memorization_diagram(fractions, variances, dim, [np.log(n_train) / dim], process,
                                    subspace, n_train=np.array([n_train], dtype=float))
     time = diagram.times()
@@ -85,28 +118,61 @@ def critical_times(fractions, variances, dim: int, n_train: int, process: str = 
             row[f"tau_c_rem_{kind}"] = float(diagram.lines[name][0])
             row[f"t_c_rem_{kind}_{process}"] = float(time[name][0])
         groups.append(row)
-    return {"tau_C": float(diagram.lines["collapse"][0]), "t_C": float(time["collapse"][0]),
+    return flag_summary({"tau_C": float(diagram.lines["collapse"][0]),
+                         "t_C": float(time["collapse"][0]),
             "tau_S": diagram.tau_S, "t_S": float(time["speciation"][0]),
             "speciation_exists": diagram.speciation_exists,
             "largest_eigenvalue": diagram.largest_eigenvalue, "process": process,
             "subspace": subspace, "dim": dim, "n_train": n_train,
             "log_n_per_d": float(np.log(n_train) / dim), "per_group": groups,
             "collapse_solver": diagram.collapse_solver,
-            "conventions": {"tau": "D/a^2", "t": f"{process} process time", **REM_CONVENTIONS}}
+            "conventions": {"tau": "D/a^2", "t": f"{process} process time", **REM_CONVENTIONS}},
+        {**PREDICTION_REASONS, **LINE_REASONS})
+
+
+def check_critical_times(fractions, variances, dim: int, n_train: int, process: str = "ou",
+                         subspace: str = "random") -> tuple[int, int]:
+    """Check the arguments of :func:`critical_times` (nothing is solved); ``(dim, n_train)``."""
+    from ..solvers.spectral import VarianceLaw
+
+    dim = require_int("dim", dim, minimum=1)
+    n_train = require_int("n_train", n_train, minimum=2)
+    require_choice("process", process, REVERSIBLE_PROCESSES)
+    require_choice("subspace", subspace, ("random", "orthonormal"))
+    VarianceLaw.from_groups(fractions, variances)
+    return dim, n_train
+
+
+def memorization_diagram_cost(points: int, groups: int = 1) -> list[CostTerm]:
+    """Estimated memory and run time of :func:`memorization_diagram` with its table written and
+    its figure drawn: ``2 + 2 groups`` lines of ``points`` values each, one row of the tidy table
+    per value (measured: about 1000 bytes and 0.1 ms a row)."""
+    rows = product(points, 2 + 2 * groups)
+    return [CostTerm("the lines (table rows, CSV text and figure)", "points", points,
+                     64 * 2**20 + 1500.0 * rows, 5.0 + 2e-4 * rows)]
 
 
 def log_n_per_d_grid(rate_min: float = 0.005, rate_max: float = 0.2, points: int = 60,
-                     dim: int = 256) -> np.ndarray:
+                     dim: int = 256, groups: int = 1,
+                     max_memory: float | None = None) -> np.ndarray:
     """``points >= 2`` geometric values of ``ln N / d`` from ``rate_min > 0`` to
-    ``rate_max > rate_min``; ``rate_min * dim >= ln 2`` (so that ``N >= 2``)."""
+    ``rate_max > rate_min``; ``rate_min * dim >= ln 2`` (so that ``N >= 2``) and
+    ``rate_max * dim <= ln(largest double)`` (``N`` finite). ``groups`` (the latent groups) and
+    ``max_memory`` size the diagram's cost (:func:`memorization_diagram_cost`)."""
     require_in_range("rate_min", rate_min, 0, np.inf, closed=(False, True))
+    require_in_range("rate_max", rate_max, 0, np.inf, closed=(False, True))
     if rate_max <= rate_min:
         raise ParameterError("rate_max", rate_max, f"> rate_min = {rate_min}")
     dim = require_int("dim", dim, minimum=1)
     if rate_min * dim < np.log(2.0):
         raise ParameterError("rate_min", rate_min,
                              f">= ln 2 / d = {np.log(2.0) / dim:.4g} (N = exp(d ln N/d) >= 2)")
-    return np.geomspace(rate_min, rate_max, require_int("points", points, minimum=2))
+    if rate_max * dim > MAX_LOG_N:
+        raise ParameterError("rate_max", rate_max, f"<= ln(largest double) / d = "
+                             f"{MAX_LOG_N / dim:.4g} (N = exp(d ln N/d) finite)")
+    points = require_int("points", points, minimum=2)
+    check_cost(memorization_diagram_cost(points, groups), max_memory)
+    return np.geomspace(rate_min, rate_max, points)
 
 
 @dataclass
@@ -129,17 +195,24 @@ class MemorizationDiagram:
         return {name: solvers.process_time(taus, self.process) for name, taus in self.lines.items()}
 
     def table(self) -> dict[str, np.ndarray]:
-        """Tidy ``log_n_per_d, n_train, line, tau, t_<process>``, line after line."""
+        """Tidy ``log_n_per_d, n_train, line, tau, t_<process>``, line after line (and a
+        ``nan_reason`` column when a line is undefined somewhere)."""
         count = len(self.lines)
-        return {"log_n_per_d": np.tile(self.rates, count),
-                "n_train": np.tile(self.n_train, count),
-                "line": np.repeat(list(self.lines), self.rates.size),
-                "tau": np.concatenate(list(self.lines.values())),
-                f"t_{self.process}": np.concatenate(list(self.times().values()))}
+        lines = np.repeat(list(self.lines), self.rates.size)
+        why = np.array([LINE_REASONS["speciation" if name == "speciation" else
+                                     "collapse" if name == "collapse" else "rem"]
+                        for name in lines])
+        return flag_nonfinite_columns(
+            {"log_n_per_d": np.tile(self.rates, count),
+             "n_train": np.tile(self.n_train, count), "line": lines,
+             "tau": np.concatenate(list(self.lines.values())),
+             f"t_{self.process}": np.concatenate(list(self.times().values()))},
+            {"tau": why, f"t_{self.process}": why})
 
     def summary(self) -> dict:
-        return {"lines": list(self.lines), "collapse_solver": self.collapse_solver,
-                "speciation_exists": self.speciation_exists, "tau_S": self.tau_S}
+        return flag_summary({"lines": list(self.lines), "collapse_solver": self.collapse_solver,
+                             "speciation_exists": self.speciation_exists, "tau_S": self.tau_S},
+                            PREDICTION_REASONS)
 
 
 def memorization_diagram(fractions=(0.1, 0.1), variances=(4.0, 1.0), dim: int = 256, rates=None,
@@ -210,38 +283,92 @@ class MemorizationRun:
             self.columns.setdefault(key, []).append(value)
 
     def summary(self) -> dict:
-        return {"experiment": self.experiment, "predictions": self.predictions,
+        return {"experiment": self.experiment,
+                "predictions": flag_summary(self.predictions, PREDICTION_REASONS),
                 "seed": self.seed}
+
+
+
+def training_sizes(dims: Sequence[int], log_n_per_d: float) -> list[float]:
+    """``N = exp(d ln N / d)`` at each dimension, as floats (``inf`` beyond the double range);
+    the experiments round it to an integer."""
+    with np.errstate(over="ignore"):
+        return [float(np.exp(product(d, log_n_per_d))) for d in dims]
+
+
+def memorization_run_cost(experiment: str, dims: Sequence[int] = (32, 64),
+                          log_n_per_d: float = 0.09, n_train: int = 1000,
+                          probes: int = 64) -> list[CostTerm]:
+    """Estimated memory and run time of one experiment of :func:`run_memorization`.
+
+    ``collapse`` and ``trajectories`` hold the ``N x d`` training points (with the engine's
+    centred copy) and ``probes x N`` posterior weights (measured: about ``3 N d + 8 probes N``
+    doubles at the peak); their time is ``probes x N x d`` per ``tau`` (33) or per reverse-SDE
+    step (400). ``geometric`` holds per training point its weights on the ``tau`` grid (about 6
+    kB a point); ``speciation`` ten cloned pairs per probe.
+    """
+    if experiment in ("collapse", "trajectories"):
+        terms = []
+        for d, n in zip(dims, training_sizes(dims, log_n_per_d), strict=True):
+            name, value = (("log_n_per_d", log_n_per_d) if not n < 1e9 else
+                           ("probes", probes) if probes > d else
+                           ("dims", d) if d > 4096 else ("log_n_per_d", log_n_per_d))
+            memory = 8.0 * (3.0 * product(n, d) + 8.0 * product(probes, n))
+            calls = 33.0 if experiment == "collapse" else 400.0
+            seconds = calls * (0.06 + product(probes, n, 5e-9 * d + 5e-8))
+            terms.append(CostTerm("the training set and its posterior weights at "
+                                  f"d = {product(d):.3g} "
+                                  f"(N = {n:.3g})", name, value, 64 * 2**20 + memory, seconds))
+        return terms
+    if experiment == "geometric":
+        return [CostTerm("the 2 x 30-dimensional training sets and their weights", "n_train",
+                         n_train, 128 * 2**20 + 6000.0 * float(n_train),
+                         20.0 + 1e-3 * float(n_train))]
+    pairs = product(probes, 10)
+    return [CostTerm("the cloned pairs", "probes", probes, 640.0 * pairs,
+                     1.0 + 3600 * (1e-4 + 2e-7 * pairs))]
 
 
 def plan_memorization_run(experiment: str = "collapse", dims: Sequence[float] = (32, 64),
                           log_n_per_d: float = 0.09, n_train: int = 1000, probes: int = 64,
-                          seed: int = 0, device: str = "cpu") -> MemorizationPlan:
-    """Check the arguments of one experiment before anything runs.
+                          seed: int = 0, device: str = "cpu",
+                          max_memory: float | None = None) -> MemorizationPlan:
+    """Check the arguments of one experiment and its cost before anything runs.
 
     Parameters
     ----------
     experiment : ``collapse``, ``trajectories``, ``geometric`` or ``speciation``.
-    dims : ambient dimensions of ``collapse`` and ``trajectories`` (each truncated to an integer,
-        then >= 2).
-    log_n_per_d : ``ln N / d`` of ``collapse`` and ``trajectories``.
+    dims : ambient dimensions of ``collapse`` and ``trajectories`` (integers >= 2).
+    log_n_per_d : ``ln N / d`` of ``collapse`` and ``trajectories``: finite, with
+        ``N = exp(d ln N / d) >= 2`` at every dimension.
     n_train : training points of ``geometric`` (>= 2).
     probes : probes per point (``collapse``), trajectories per start (``trajectories``); ten times
         as many cloned pairs per ``tau`` (``speciation``); integer >= 1.
     seed : seed of the one generator the experiment draws from (>= 0).
     device : ``cpu``, ``gpu`` (an error when no GPU answers) or ``auto``.
+    max_memory : memory budget in bytes (:func:`memorization_run_cost`; default half the
+        physical memory).
+
+    Every argument is checked, the ones the experiment does not use too; the cost is that of the
+    experiment asked for.
     """
     require_choice("experiment", experiment, MEMORIZATION_EXPERIMENTS)
     require_choice("device", device, DEVICES)
-    get_array_module(device)  # a GPU asked for but absent fails here
     probes = require_int("probes", probes, minimum=1)
-    if seed < 0:
-        raise ParameterError("seed", seed, ">= 0")
-    checked_dims: tuple[int, ...] = ()
-    if experiment in ("collapse", "trajectories"):
-        checked_dims = tuple(require_int("dims", int(d), 2) for d in dims)
-    if experiment == "geometric":
-        n_train = require_int("n_train", n_train, 2)
+    seed = require_int("seed", seed, minimum=0)
+    n_train = require_int("n_train", n_train, 2)
+    checked_dims = tuple(require_int("dims", d, 2) for d in np.atleast_1d(dims).tolist())
+    log_n_per_d = require_finite("log_n_per_d", log_n_per_d)
+    smallest = min(checked_dims)
+    if log_n_per_d * smallest < np.log(2.0):
+        raise ParameterError("log_n_per_d", log_n_per_d,
+                             f">= ln 2 / d = {np.log(2.0) / smallest:.4g} at the smallest of "
+                             f"dims ({smallest}), so that N = exp(d ln N/d) >= 2")
+    check_cost(memorization_run_cost(experiment, checked_dims, log_n_per_d, n_train, probes),
+               max_memory)
+    get_array_module(device)  # a GPU asked for but absent fails here
+    if experiment not in ("collapse", "trajectories"):
+        checked_dims = ()
     return MemorizationPlan(experiment, checked_dims, log_n_per_d, n_train, probes, seed, device)
 
 
@@ -253,6 +380,7 @@ def run_memorization(plan: MemorizationPlan, progress: Progress = None) -> Memor
     experiments = {"collapse": _collapse, "trajectories": _trajectories,
                    "geometric": _geometric, "speciation": _speciation}
     experiments[plan.experiment](plan, run, rng, loop)
+    run.columns = flag_nonfinite_columns(run.columns, GEOMETRIC_REASONS)
     return run
 
 
@@ -274,7 +402,7 @@ def _collapse(plan: MemorizationPlan, run: MemorizationRun, rng, loop) -> None:
 def _trajectories(plan: MemorizationPlan, run: MemorizationRun, rng, loop) -> None:
     for dim in loop(plan.dims, "dims"):
         res = sim.return_fraction(dim, max(2, int(round(np.exp(dim * plan.log_n_per_d)))), rng,
-                                  n_traj=plan.probes)
+                                  n_traj=plan.probes)  # N >= 2 checked by the plan
         run.predictions[f"d={dim}"] = {"n_train": res["n_train"], "tau_C": res["tau_C"],
                                        "t_C_ou": res["t_C"], "crossover_tau": sim.crossing(
                                            res["tau"], res["return_fraction"], 0.5)}

@@ -114,6 +114,31 @@ def relative_error_coefficients(eta_: sp.Expr = eta, sigma2_: sp.Expr = sigma2,
     return rho, delta
 
 
+#: bounded step variables for chains whose noise ``q_t`` is tiny: ``r = beta / q`` and
+#: ``nu = q / Sigma_t`` (the noise's share of the variance of ``X_t``), both in (0, 1], and a
+#: custom design's ``eta / q``, ``sigma^2 / q``
+ratio, noise_share = sp.symbols("r nu", positive=True)
+eta_ratio, sigma2_ratio = sp.symbols("eta_r sigma2_r", real=True)
+
+
+def scaled_relative_error_coefficients(name: str | None = None) -> tuple[sp.Expr, sp.Expr]:
+    """``(rho_t, delta_t)`` of a named design (``None``: a custom ``(eta, sigma^2)``, in
+    :data:`eta_ratio`, :data:`sigma2_ratio`) in the bounded variables ``(r, nu, q)``
+    (``beta = r q``, ``lam = q (1 - nu) / (nu (1 - q))``).
+
+    When ``q`` is tiny (a schedule starting at ``T^-c0`` with a large ``c0``) ``beta``, ``q``, the
+    design's coefficients and, on a normal direction, the data variance are all of its order, and
+    the forms in ``(beta, q, lam)`` divide products of several of them, which under- or overflow
+    once ``q < 1e-100``; here every power of ``q`` has cancelled symbolically."""
+    if name is None:
+        eta_, sigma2_ = eta_ratio * q, sigma2_ratio * q
+    else:
+        eta_, sigma2_ = design_coefficients(name)
+    scaled = {beta: ratio * q, lam: q * (1 - noise_share) / (noise_share * (1 - q))}
+    return tuple(sp.factor(sp.cancel(sp.simplify(e.subs(scaled))))
+                 for e in relative_error_coefficients(eta_, sigma2_))
+
+
 def initial_relative_error(lam_: sp.Expr = lam) -> sp.Expr:
     """``e_T = 1 / Sigma_T - 1``: the sampler starts from ``Y_T ~ N(0, 1)``, the data from
     ``X_T`` of variance ``Sigma_T``."""

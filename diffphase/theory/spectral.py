@@ -149,6 +149,16 @@ def jacobian_density_factor() -> sp.Expr:
     return sp.simplify(sp.Abs(sp.diff(covariance_eigenvalue_of_jacobian(), j)))
 
 
+@functools.cache
+def jacobian_density_factor_of_lambda() -> sp.Expr:
+    """The same factor written in ``lambda`` (``j = j(lambda)``): ``(tau + lambda)^2 / tau``,
+    kept as the product ``(tau + lambda) (1 + lambda / tau)`` so that it is finite wherever the
+    result is (``tau / j^2`` is not at tiny ``tau``, where ``j^2`` underflows; the square
+    ``(tau + lambda)^2`` is not at huge ``tau``)."""
+    factor = sp.factor(sp.simplify(jacobian_density_factor().subs(j, jacobian_eigenvalue())))
+    return sp.Mul(tau + lam, sp.expand(factor / (tau + lam)), evaluate=False)
+
+
 # ------------------------------------------------------------------ gaps, phases, read-out
 @functools.cache
 def manifold_gap_width() -> sp.Expr:

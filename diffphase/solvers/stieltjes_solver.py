@@ -1,0 +1,433 @@
+"""The Stieltjes transform of the spectral model (THEORY A): the law, its bulk edges, the solver.
+
+Contract:
+
+* :class:`VarianceLaw`: latent groups (fractions and variances), checked however built;
+  :func:`variance_unit` is the power of two that sets its scale.
+* :func:`kernels`: the generated numba module (the inverse-map parts compiled from
+  :mod:`diffphase.theory.spectral` and the templates of :mod:`diffphase.solvers.stieltjes`).
+* :func:`bulk_edges`: the exact edges ``z(g*)`` at the critical points ``z'(g*) = 0``, found in
+  units of :func:`variance_unit` (so laws at any scale, ``1e-300`` to ``1e300``, and variances
+  spanning many decades work).
+* :func:`stieltjes_lines` / :func:`stieltjes_transform`: ``g(z)`` on lines of points by the
+  batched warm-started Newton with continuation in ``Im z``; a root is accepted only if
+  ``z(g)`` is close to ``z`` (:func:`_residual_small`), and the points left unconverged get a
+  second pass alone in their own units with more continuation stages (:func:`_solve_alone`).
+  What still fails is flagged and counted in the :class:`StieltjesResult`, never returned as a
+  silent value.
+
+:mod:`diffphase.solvers.spectral` re-exports these names; densities, gaps and phases live there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import (
+    ParameterError,
+    as_float_array,
+    require_array,
+    require_count,
+    require_in_range,
+    require_int,
+    require_nonnegative,
+)
+from ..theory import spectral as theory
+from . import stieltjes as templates
+from .codegen import ScalarKernel, Template, compile_kernels
+
+
+# ----------------------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class VarianceLaw:
+    """Latent groups: fraction ``alpha_k = m_k / d`` and variance ``s_k = sigma_k^2`` each.
+
+    Checked on construction (however built): one finite fraction ``> 0`` per finite variance
+    ``> 0``, fractions summing to at most 1; else :class:`~diffphase.errors.ParameterError`.
+    Groups with equal variances are merged and groups are stored by descending variance.
+    """
+
+    fractions: np.ndarray
+    variances: np.ndarray
+    label: str = field(default="groups", compare=False)
+
+    def __post_init__(self) -> None:
+        fractions = as_float_array("fractions", self.fractions)
+        variances = as_float_array("variances", self.variances)
+        if fractions.size != variances.size:
+            raise ParameterError(
+                "fractions",
+                fractions.tolist(),
+                f"one fraction per variance ({variances.size} variances given)",
+            )
+        if np.any(fractions <= 0):
+            raise ParameterError("fractions", fractions.tolist(), "each > 0")
+        if fractions.sum() > 1 + 1e-12:
+            raise ParameterError("fractions", fractions.tolist(), "summing to at most 1")
+        if np.any(variances <= 0):
+            raise ParameterError("variances", variances.tolist(), "each > 0")
+        unique, inverse = np.unique(variances, return_inverse=True)
+        merged = np.zeros(unique.size)
+        np.add.at(merged, inverse, fractions)
+        order = np.argsort(-unique)
+        object.__setattr__(self, "fractions", merged[order])
+        object.__setattr__(self, "variances", unique[order])
+
+    @classmethod
+    def from_groups(cls, fractions, variances) -> VarianceLaw:
+        return cls(fractions, variances)
+
+    def rescaled(self, unit: float) -> VarianceLaw:
+        """The same fractions with the variances divided by ``unit``."""
+        return VarianceLaw(self.fractions, self.variances / unit, self.label)
+
+    @classmethod
+    def from_density(
+        cls,
+        pdf: Callable[[np.ndarray], np.ndarray],
+        support: tuple[float, float],
+        alpha: float,
+        n_nodes: int = 48,
+    ) -> VarianceLaw:
+        """A continuous law of latent variances with density ``pdf`` on ``support`` (normalized
+        here) and total fraction ``alpha``, discretized by Gauss–Legendre nodes."""
+        lo, hi = (float(v) for v in support)
+        if not (0 < lo < hi < np.inf):
+            raise ParameterError("support", support, "0 < low < high < inf")
+        require_in_range("alpha", alpha, 0, 1, closed=(False, True))
+        n_nodes = require_count("n_nodes", n_nodes, 2, 10**5)
+        nodes, weights = np.polynomial.legendre.leggauss(n_nodes)
+        s = 0.5 * (hi - lo) * nodes + 0.5 * (hi + lo)
+        w = 0.5 * (hi - lo) * weights * np.asarray(pdf(s), dtype=float)
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ParameterError("pdf", "callable", "non-negative with positive mass on support")
+        law = cls.from_groups(alpha * w / w.sum(), s)
+        return cls(law.fractions, law.variances, label=f"continuous on [{lo:g}, {hi:g}]")
+
+    @property
+    def alpha(self) -> float:
+        return float(self.fractions.sum())
+
+    @property
+    def K(self) -> int:
+        return int(self.fractions.size)
+
+
+def as_law(law_or_fractions, variances=None) -> VarianceLaw:
+    if isinstance(law_or_fractions, VarianceLaw):
+        return law_or_fractions
+    return VarianceLaw.from_groups(law_or_fractions, variances)
+
+
+# ----------------------------------------------------------------------------- compiled kernels
+@functools.lru_cache(maxsize=1)
+def kernels():
+    """The generated numba module: inverse-map parts and the solver templates."""
+    parts = theory.inverse_map_derivatives()
+    g, a, s = theory.g, theory.alpha_g, theory.s_g
+    specs = [
+        ScalarKernel.of("zbase_triple", (g,), (parts["base"], parts["dbase"], parts["d2base"])),
+        ScalarKernel.of(
+            "zterm_triple", (g, a, s), (parts["term"], parts["dterm"], parts["d2term"])
+        ),
+        ScalarKernel.of("dzbase", (g,), parts["dbase"]),
+        ScalarKernel.of("d2zbase", (g,), parts["d2base"]),
+        ScalarKernel.of("dzterm", (g, a, s), parts["dterm"]),
+        ScalarKernel.of("d2zterm", (g, a, s), parts["d2term"]),
+    ]
+    loops = [
+        Template(templates.inverse_map_value),
+        Template(templates.inverse_map_slope),
+        Template(templates.inverse_map_curvature),
+        Template(templates.inverse_map_slope_size),
+        Template(templates.newton_stieltjes),
+        Template(templates.continuation_stieltjes),
+        Template(templates.is_physical),
+        Template(templates._interval_point),
+        Template(templates._critical_in_interval),
+        Template(templates._critical_scans),
+        Template(templates.critical_points),
+        Template(templates.stieltjes_lines, parallel=True),
+    ]
+    return compile_kernels(specs, templates=loops, tag="spectral")
+
+
+# ----------------------------------------------------------------------------- edges
+@dataclass
+class Edges:
+    """Ascending bulk edges of the nonzero spectrum of ``C``: ``[[l_1, u_1], [l_2, u_2], ...]``;
+    the critical points ``g*`` (ascending) and the edge ``z(g*)`` of each."""
+
+    bulks: np.ndarray
+    critical_points: np.ndarray
+    critical_values: np.ndarray | None = None
+
+    @property
+    def n_bulks(self) -> int:
+        return int(self.bulks.shape[0])
+
+    def contains(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        inside = np.zeros(x.shape, dtype=bool)
+        for lo, hi in self.bulks:
+            inside |= (x > lo) & (x < hi)
+        return inside
+
+
+def bulk_edges(law, variances=None, n_samples: int = 512) -> Edges:
+    """Exact bulk edges (random subspace): ``z(g*)`` at the critical points of ``z(g)``, ``g* < 0``.
+
+    With ``alpha = 1`` an odd number of critical points means a hard edge at ``lambda = 0``.
+    Solved in units of :func:`variance_unit` (exact rescaling), so laws at any scale work."""
+    law = as_law(law, variances)
+    n_samples = require_count("n_samples", n_samples, 8, 10**6)
+    unit = variance_unit(law)
+    scaled = law.rescaled(unit)
+    out = np.empty(2 * law.K + 2)
+    count = kernels().critical_points(scaled.fractions, scaled.variances, n_samples, out)
+    return _edges_at(np.sort(out[:count]), scaled, unit)
+
+
+def variance_unit(law: VarianceLaw) -> float:
+    """The power of two nearest the geometric mean of the largest and smallest variance.
+    ``z(g)`` is covariant (variances and ``z`` divided by ``c``, ``g`` times ``c``), and division
+    by a power of two is exact, so solving in this unit gives the same bits for laws of ordinary
+    scale and keeps laws at any scale (``1e-300`` to ``1e300``) away from overflow."""
+    return float(2.0 ** np.round(np.log2(np.sqrt(law.variances[0]) * np.sqrt(law.variances[-1]))))
+
+
+def _edges_at(crit: np.ndarray, law: VarianceLaw, unit: float = 1.0) -> Edges:
+    """Edges ``z(g*)`` at the critical points (of ``law``, in variance ``unit``), ascending and
+    paired, back in the original unit; with ``alpha = 1`` an odd count means a hard edge at
+    ``lambda = 0``."""
+    mod = kernels()
+    at = np.array([mod.inverse_map_value(gc, law.fractions, law.variances)[0] for gc in crit])
+    values = np.sort(at)
+    if values.size % 2 == 1:
+        values = np.concatenate([[0.0], values])
+    return Edges(values.reshape(-1, 2) * unit, crit / unit, at * unit)
+
+
+@dataclass
+class StieltjesResult:
+    """``g`` on a grid with per-point ``converged``, ``iterations`` and ``fallback`` flags."""
+
+    g: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    fallback: np.ndarray
+
+    @property
+    def n_failed(self) -> int:
+        return int(self.converged.size - np.count_nonzero(self.converged))
+
+    def summary(self) -> dict:
+        return {
+            "points": int(self.converged.size),
+            "failed": self.n_failed,
+            "fallbacks": int(np.count_nonzero(self.fallback)),
+            "mean_iterations": float(self.iterations.mean()) if self.iterations.size else 0.0,
+        }
+
+
+@dataclass
+class SolverSettings:
+    """Newton tolerance and iteration cap; continuation stages and floor (relative to the
+    largest variance). Checked on construction."""
+
+    tol: float = 1e-13
+    maxiter: int = 100
+    n_stages: int = 40
+    eta_floor_rel: float = 1e-10
+
+    def __post_init__(self) -> None:
+        require_in_range("tol", self.tol, 0, 1, closed=(False, False))
+        require_in_range("eta_floor_rel", self.eta_floor_rel, 0, 1, closed=(False, False))
+        require_int("maxiter", self.maxiter, minimum=1)
+        require_int("n_stages", self.n_stages, minimum=1)
+
+
+def stieltjes_lines(
+    x: np.ndarray,
+    laws: list[VarianceLaw] | VarianceLaw,
+    eta: float = 0.0,
+    settings: SolverSettings | None = None,
+) -> StieltjesResult:
+    """``g(x + i eta)`` on lines ``x[line, :]`` (warm starts along each line), one law per line.
+
+    All laws must have the same number of groups (pad by splitting is not done); ``x`` finite,
+    ``eta >= 0`` finite. Points the line solve leaves unconverged get a second pass alone
+    (:func:`_solve_alone`); what still fails is flagged."""
+    settings = settings or SolverSettings()
+    x = np.ascontiguousarray(np.atleast_2d(require_array("x", x)))
+    eta = require_nonnegative("eta", eta)
+    if x.ndim != 2:
+        raise ParameterError("x", f"shape {x.shape}", "one line of points per row (2-d)")
+    n_lines = x.shape[0]
+    laws = [as_law(laws)] * n_lines if isinstance(laws, VarianceLaw) else [as_law(law)
+                                                                             for law in laws]
+    if x.size == 0:
+        return StieltjesResult(np.empty(x.shape, complex), np.empty(x.shape, bool),
+                               np.empty(x.shape, np.int64), np.empty(x.shape, bool))
+    if len(laws) != n_lines:
+        raise ParameterError("laws", len(laws), f"one per line ({n_lines})")
+    K = laws[0].K
+    if any(law.K != K for law in laws):
+        raise ParameterError("laws", [law.K for law in laws], "the same number of groups per line")
+    alphas = np.ascontiguousarray([law.fractions for law in laws])
+    variances = np.ascontiguousarray([law.variances for law in laws])
+    inside = np.zeros(x.shape, dtype=np.bool_)
+    if eta == 0.0:
+        groups: dict[int, list[int]] = {}
+        for line, law in enumerate(laws):
+            groups.setdefault(id(law), []).append(line)
+        for lines in groups.values():
+            inside[lines] = _cached_edges(laws[lines[0]]).contains(x[lines])
+    scale = np.array([max(float(np.max(law.variances)), 1.0) for law in laws])
+    with np.errstate(over="ignore"):  # far out of range: fails here, solved alone in units
+        eta_start = 10.0 * scale * (1.0 + np.max(np.abs(x), axis=1) / scale)
+    eta_floor = settings.eta_floor_rel * scale
+    g = np.empty(x.shape, dtype=np.complex128)
+    iters = np.empty(x.shape, dtype=np.int64)
+    conv = np.empty(x.shape, dtype=np.bool_)
+    fallback = np.empty(x.shape, dtype=np.bool_)
+    import numba
+
+    previous_chunk = numba.get_parallel_chunksize()
+    numba.set_parallel_chunksize(8)  # lines differ in cost: hand them out in small chunks
+    try:
+        kernels().stieltjes_lines(
+            x,
+            float(eta),
+            alphas,
+            variances,
+            inside,
+            settings.tol,
+            settings.maxiter,
+            eta_start,
+            eta_floor,
+            settings.n_stages,
+            g,
+            iters,
+            conv,
+            fallback,
+        )
+    finally:
+        numba.set_parallel_chunksize(previous_chunk)
+    conv &= _residual_small(x, eta, alphas, variances, g)
+    result = StieltjesResult(g, conv, iters, fallback)
+    if not conv.all():
+        _solve_alone(x, float(eta), alphas, variances, inside, settings, result)
+    if eta == 0.0 and not result.converged.all():
+        _edge_roots(x, laws, result)
+    return result
+
+
+def _edge_roots(x, laws, result) -> None:
+    """In place: a point that is a bulk edge (to rounding) has the critical point ``g*`` as its
+    root (real, density 0); Newton cannot converge there since ``z'(g*) = 0``."""
+    for line, col in zip(*np.nonzero(~result.converged), strict=True):
+        edges = _cached_edges(laws[line])
+        match = np.abs(edges.critical_values - x[line, col]) <= 1e-13 * abs(x[line, col])
+        if np.any(match):
+            result.g[line, col] = edges.critical_points[np.argmax(match)]
+            result.converged[line, col] = result.fallback[line, col] = True
+
+
+def _residual_small(x, eta, alphas, variances, g, rtol: float = 1e-7) -> np.ndarray:
+    """Whether ``|z(g) - z| <= rtol (|z| + size)`` at each point of ``x (lines, points)``
+    (``size`` the summed magnitudes of the parts of ``z(g)``): a check, independent of Newton's
+    stopping rules, that a root reported converged is one. It only rejects points that are far
+    from a root (Newton fooled by under- or overflow at extreme scales)."""
+    from .stieltjes_array import _parts
+
+    parts = _parts("numpy")
+    with np.errstate(all="ignore"):
+        value = parts.zbase(g)[0] + 0 * g
+        size = np.abs(value)
+        for k in range(alphas.shape[1]):
+            term = parts.zterm(g, alphas[:, k, None], variances[:, k, None])[0]
+            value = value + term
+            size = size + np.abs(term)
+        zc = x + 1j * eta
+        return np.abs(value - zc) <= rtol * (np.abs(zc) + size)
+
+
+def _solve_alone(x, eta, alphas, variances, inside, settings, result) -> None:
+    """Second pass, in place, for the points the line solve left unconverged: each alone (no
+    warm start) in units of its own ``|x + i eta|`` (a power of two: the rescaling is exact), by
+    continuation from far above the point down to ``1e-12`` of that unit, halving ``Im z`` at
+    every stage, then Newton at the target. What still fails stays flagged."""
+    lines, cols = np.nonzero(~result.converged)
+    size = np.hypot(x[lines, cols], eta)
+    size = np.where(size > 0, size, variances[lines, 0])
+    units = 2.0 ** np.round(np.log2(size))
+    for unit in np.unique(units):  # one solve per unit: eta is one number per call
+        pick = units == unit
+        rows, where = lines[pick], cols[pick]
+        xs = np.ascontiguousarray(x[rows, where][:, None] / unit)
+        groups = np.ascontiguousarray(variances[rows] / unit)
+        with np.errstate(over="ignore"):
+            start = np.minimum(10.0 * (np.maximum(groups[:, 0], 1.0) + np.abs(xs[:, 0])), 1e250)
+        floor = np.full(xs.shape[0], 1e-12)
+        stages = int(np.ceil(np.log2(start.max() / floor[0])))
+        g, its = np.empty(xs.shape, np.complex128), np.empty(xs.shape, np.int64)
+        ok, used = np.empty(xs.shape, np.bool_), np.empty(xs.shape, np.bool_)
+        fractions = np.ascontiguousarray(alphas[rows])
+        kernels().stieltjes_lines(xs, eta / unit, fractions, groups,
+                                  np.ascontiguousarray(inside[rows, where][:, None]),
+                                  settings.tol, 2 * settings.maxiter, start, floor, stages, g,
+                                  its, ok, used)
+        ok &= _residual_small(xs, eta / unit, fractions, groups, g)
+        result.g[rows, where] = np.where(ok[:, 0], g[:, 0] / unit, result.g[rows, where])
+        result.converged[rows, where] = ok[:, 0]
+        result.iterations[rows, where] += its[:, 0]
+        result.fallback[rows, where] = True
+
+
+_EDGE_CACHE: dict[tuple, Edges] = {}
+
+
+def _cached_edges(law: VarianceLaw) -> Edges:
+    key = (law.fractions.tobytes(), law.variances.tobytes())
+    if key not in _EDGE_CACHE:
+        if len(_EDGE_CACHE) > 4096:
+            _EDGE_CACHE.clear()
+        _EDGE_CACHE[key] = bulk_edges(law)
+    return _EDGE_CACHE[key]
+
+
+def _check_z(zc) -> np.ndarray:
+    try:
+        zc = np.atleast_1d(np.asarray(zc, dtype=complex))
+    except (TypeError, ValueError):
+        raise ParameterError("z", zc, "complex numbers") from None
+    if not np.all(np.isfinite(zc)):
+        raise ParameterError("z", zc[~np.isfinite(zc)], "finite complex numbers")
+    return zc
+
+
+def stieltjes_transform(zc, law, variances=None, settings=None) -> StieltjesResult:
+    """``g(z)`` at finite complex points ``z`` (``Im z >= 0``; any shape, empty allowed) for one
+    law; 1-d input is one line."""
+    law = as_law(law, variances)
+    zc = _check_z(zc)
+    if np.any(zc.imag < 0):
+        raise ParameterError("z", "Im z < 0", "Im z >= 0 (the physical branch is defined there)")
+    out = StieltjesResult(np.empty(zc.shape, complex), np.empty(zc.shape, bool),
+                          np.empty(zc.shape, np.int64), np.empty(zc.shape, bool))
+    for eta in np.unique(zc.imag):  # one solve per distinct Im z; points sorted along the real axis
+        mask = zc.imag == eta
+        xs = zc.real[mask]
+        order = np.argsort(xs)
+        res = stieltjes_lines(xs[order][None, :], law, eta=float(eta), settings=settings)
+        for name in ("g", "converged", "iterations", "fallback"):
+            target = getattr(out, name)
+            values = np.empty(order.size, dtype=target.dtype)
+            values[order] = getattr(res, name)[0]
+            target[mask] = values
+    return out
