@@ -13,12 +13,18 @@ import pytest
 from diffphase.outputs import TEMP_SUFFIX
 
 
+def _argv(out_dir, rows: int, taus: int) -> list[str]:
+    return [sys.executable, "-m", "diffphase", "phase-diagram", "spectral", "--n-rows", str(rows),
+            "--n-tau", str(taus), "--out", str(out_dir)]
+
+
 def _start(out_dir):
     env = dict(os.environ, MPLBACKEND="Agg")
-    argv = [sys.executable, "-m", "diffphase", "phase-diagram", "spectral", "--n-rows", "120",
-            "--n-tau", "600", "--out", str(out_dir)]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, stdin=subprocess.DEVNULL)
+    # compile the kernels first: a signal that lands inside numba's compiler is not ours to handle
+    subprocess.run(_argv(out_dir.parent / "warm", 2, 2), env=env, capture_output=True, check=True,
+                   stdin=subprocess.DEVNULL)
+    return subprocess.Popen(_argv(out_dir, 120, 600), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -148,7 +148,9 @@ def spectrum_command(
         solver=asdict(solver.SolverSettings()),
     )
     outputs.write_json("spectrum.json", {**meta, "summary": summary})
-    (lam, rho_c), (jn, rho_j) = tables.covariance.values(), tables.jacobian.values()
+    # the first two columns: the axis and its density (or atom masses); flag columns follow
+    lam, rho_c = list(tables.covariance.values())[:2]
+    jn, rho_j = list(tables.jacobian.values())[:2]
     fig = spectrum_figure(summary, lam, rho_c, jn, rho_j)
     outputs.save_figure(fig, "spectrum", formats)
     close(fig)

@@ -372,6 +372,15 @@ def _values(field: ScoreField, x: np.ndarray, a: float, D: float) -> np.ndarray:
     return np.asarray(to_numpy(field.score(x, a, D)), dtype=float)
 
 
+def _difference_setup(field, x, a, D, step, probes, rng):
+    """Checked ``(dim, a, D, step, x, q)`` of a finite-difference Jacobian (``q``: the probes)."""
+    dim = check_field(field)
+    a, D = checked_level(a, D)
+    step = require_positive("step", step)
+    x = checked_points(x, dim)
+    return dim, a, D, step, x, _probe_matrix(dim, probes, rng)
+
+
 def central_difference_jacobian(field: ScoreField, x: np.ndarray, a: float, D: float,
                                 step: float, *, probes: np.ndarray | int | None = None,
                                 rng: np.random.Generator | None = None) -> np.ndarray:
@@ -391,11 +400,7 @@ def central_difference_jacobian(field: ScoreField, x: np.ndarray, a: float, D: f
     -------
     ``(n, dim, dim)``: the Jacobian ``J`` (``k = dim``) or ``J Q Q^T`` (``k < dim``).
     """
-    dim = check_field(field)
-    a, D = checked_level(a, D)
-    step = require_positive("step", step)
-    x = checked_points(x, dim)
-    q = _probe_matrix(dim, probes, rng)
+    dim, a, D, step, x, q = _difference_setup(field, x, a, D, step, probes, rng)
     n, k = x.shape[0], q.shape[1]
     shifts = step * q.T  # (k, dim)
     stacked = np.concatenate([(x[:, None, :] + shifts).reshape(n * k, -1),
@@ -410,11 +415,7 @@ def one_sided_jacobian(field: ScoreField, x: np.ndarray, a: float, D: float, ste
                        rng: np.random.Generator | None = None) -> np.ndarray:
     """Forward differences ``[s(x + h q_i) - s(x)]/h``: biased at ``O(h)``; never used by
     :func:`jacobian`, kept to demonstrate the bias against :func:`central_difference_jacobian`."""
-    dim = check_field(field)
-    a, D = checked_level(a, D)
-    step = require_positive("step", step)
-    x = checked_points(x, dim)
-    q = _probe_matrix(dim, probes, rng)
+    dim, a, D, step, x, q = _difference_setup(field, x, a, D, step, probes, rng)
     n, k = x.shape[0], q.shape[1]
     shifted = (x[:, None, :] + step * q.T).reshape(n * k, -1)
     values = _values(field, np.concatenate([shifted, x]), a, D)

@@ -32,6 +32,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ...solvers.codegen import repair_numba_cache
+
+# a damaged cache of these functions (empty or truncated files) is discarded before numba reads it
+repair_numba_cache(__file__)
+
 
 @njit(cache=True)
 def centred_kept_points(data, xq, a, D, idx, kept, weights, rows, recompute, scaled, mean, work):
