@@ -23,7 +23,7 @@ def _start(out_dir):
     # compile the kernels first: a signal that lands inside numba's compiler is not ours to handle
     subprocess.run(_argv(out_dir.parent / "warm", 2, 2), env=env, capture_output=True, check=True,
                    stdin=subprocess.DEVNULL)
-    return subprocess.Popen(_argv(out_dir, 120, 600), stdout=subprocess.PIPE,
+    return subprocess.Popen(_argv(out_dir, 200, 1000), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
 
 
