@@ -32,6 +32,7 @@ import functools
 
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
+from sympy.core import random as sympy_random
 
 from ..models import DESIGNS
 
@@ -109,6 +110,7 @@ def relative_error_coefficients(eta_: sp.Expr = eta, sigma2_: sp.Expr = sigma2,
     sig_t, sig_prev = data_variance(lam_), previous_data_variance(lam_)
     c2 = contraction(eta_, lam_) ** 2
     scale = (1 - beta) * sig_prev
+    sympy_random.seed(0)  # sympy's factorization is randomized: fix its path (and its run time)
     rho = sp.factor(sp.cancel(c2 * sig_t / scale))
     delta = sp.factor(sp.cancel(sp.together(c2 * sig_t + sigma2_ - scale) / scale))
     return rho, delta
