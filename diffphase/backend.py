@@ -8,6 +8,7 @@ raises :class:`~diffphase.errors.DeviceUnavailableError`; ``auto`` falls back to
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from types import ModuleType
 
@@ -63,3 +64,36 @@ def to_numpy(array) -> np.ndarray:
     if hasattr(array, "get") and not isinstance(array, np.ndarray):
         return array.get()
     return np.asarray(array)
+
+
+# --------------------------------------------------------------------------- memory budget
+#: budget when the physical memory cannot be read
+FALLBACK_MEMORY_BYTES = 4 * 2**30
+
+
+def _address_space_in_use() -> int:
+    """The virtual memory this process maps now (bytes; 0 when unknown)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0
+
+
+def default_memory_budget() -> int:
+    """Half the machine's physical memory (4 GiB when it cannot be read), and at most half of
+    what an address-space limit (``ulimit -v``) on this process leaves free."""
+    try:
+        budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (AttributeError, ValueError, OSError):
+        budget = 0
+    budget = budget if budget > 0 else FALLBACK_MEMORY_BYTES
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            budget = min(budget, max(soft - _address_space_in_use(), 0) // 2)
+    except (ImportError, AttributeError, ValueError, OSError):
+        pass
+    return int(budget)

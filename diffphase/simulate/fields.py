@@ -64,12 +64,12 @@ reported under the options' spelling) is assembled in :mod:`diffphase.commands.f
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..backend import default_memory_budget
 from ..data.laws import LinearGaussian
 from ..errors import (
     ParameterError,
@@ -114,26 +114,6 @@ ROUNDOFF_LIMIT = 1e-5
 WORK_BUDGET_OPERATIONS = 1e14
 
 
-def default_memory_budget() -> int:
-    """Half the machine's physical memory (4 GiB when it cannot be read), and at most half of an
-    address-space limit (``ulimit -v``) set on this process."""
-    try:
-        budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (AttributeError, ValueError, OSError):
-        budget = 0
-    budget = budget if budget > 0 else 4 * 2**30
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft != resource.RLIM_INFINITY and soft > 0:
-            budget = min(budget, soft // 2)
-    except (ImportError, AttributeError, ValueError, OSError):
-        pass
-    return int(budget)
-
-
-#: the memory a request may use by default (bytes); the library functions take ``max_memory``
 MEMORY_BUDGET_BYTES = default_memory_budget()
 
 

@@ -18,46 +18,14 @@ absurd sizes (``--points 1e30``) give a large number, never an overflow.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..backend import default_memory_budget
 from ..errors import ParameterError
 
 #: run time (seconds) above which a job is refused as obviously too long
 MAX_SECONDS = 86_400.0
-#: budget when the physical memory cannot be read
-FALLBACK_MEMORY_BYTES = 4 * 2**30
-
-
-def _address_space_in_use() -> int:
-    """The virtual memory this process maps now (bytes; 0 when unknown)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return 0
-
-
-def default_memory_budget() -> int:
-    """Half the machine's physical memory (4 GiB when it cannot be read), and at most half of
-    what an address-space limit (``ulimit -v``) on this process leaves free."""
-    try:
-        budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (AttributeError, ValueError, OSError):
-        budget = 0
-    budget = budget if budget > 0 else FALLBACK_MEMORY_BYTES
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft != resource.RLIM_INFINITY and soft > 0:
-            budget = min(budget, max(soft - _address_space_in_use(), 0) // 2)
-    except (ImportError, AttributeError, ValueError, OSError):
-        pass
-    return int(budget)
-
-
 @dataclass(frozen=True)
 class CostTerm:
     """One part of a job: ``memory`` bytes held at the peak and ``seconds`` of work, set mostly
