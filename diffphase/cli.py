@@ -10,12 +10,11 @@ import importlib
 import signal
 import sys
 import warnings
-from pathlib import Path
 
 import click
 
 from ._version import __version__
-from .commands.common import phase_diagram, simulate
+from .commands.common import OutFolder, phase_diagram, simulate
 from .errors import DeviceUnavailableError, MissingDependencyError
 from .models import MODEL_NAMES, TIERS
 
@@ -39,7 +38,7 @@ cli.add_command(simulate)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutFolder(),
     default=None,
     help="Also write report.md and report.json here.",
 )
@@ -51,6 +50,7 @@ def validate_command(model, tier, seed, out, force, as_json) -> None:
     A check of a paper's claim that disagrees with simulation is reported as `disagrees` and
     does not fail the run.
     """
+    from .errors import require_int
     from .outputs import OutputSet, dumps
     from .validate.registry import (
         format_markdown,
@@ -61,6 +61,7 @@ def validate_command(model, tier, seed, out, force, as_json) -> None:
     )
 
     load_models(model)  # bad --model fails here, before anything runs
+    require_int("--seed", seed, minimum=0)
     outputs = None
     if out is not None:
         outputs = OutputSet(out, force=force)
@@ -133,6 +134,11 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         except (ValueError, MissingDependencyError, DeviceUnavailableError, FileExistsError) as exc:
             click.echo(f"error: {_one_line(exc)}", err=True)
+            sys.exit(2)
+        except MemoryError:  # an estimate fell short of a job (they are checked up front)
+            click.echo("error: out of memory: this job needs more memory than the machine "
+                       "gives it (lower its sizes, or --max-memory to be refused up front)",
+                       err=True)
             sys.exit(2)
         except OSError as exc:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""

@@ -246,6 +246,14 @@ def phase_diagram_all(outputs: OutputSet, formats, as_json: bool, max_memory: in
     skipped = [name for name, (_, sub, files) in plans.items()
                if not outputs.force and len(sub.existing(files)) == len(files)]
     for name, (_, sub, files) in plans.items():
+        present = sub.existing(files)
+        if name not in skipped and present and not outputs.force:
+            raise ParameterError("--out", str(outputs.out_dir), f"a folder where each model's "
+                                 f"files are all there or none: {name}/ has "
+                                 f"{', '.join(present)} but not "
+                                 f"{', '.join(sorted(set(files) - set(present)))} (pass "
+                                 "--force to recompute it)")
+    for name, (_, sub, files) in plans.items():
         if name not in skipped:
             sub.claim(files)
     if skipped:

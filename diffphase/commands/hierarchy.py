@@ -81,12 +81,14 @@ def write_hierarchy_diagram(outputs: OutputSet, formats=("png",), v: int = 32, m
     from ..plotting import close
     from ..plotting.hierarchy import preservation_map_figure
     from ..studies import hierarchy as diagrams
+    from ..studies.tables import flag_summary
 
     with option_names(DIAGRAM_OPTIONS):
-        diagram = diagrams.hierarchy_diagram(v, m, s, n_c, eps, depths, f_values, s_values,
-                                             max_memory)
+        plan = diagrams.plan_hierarchy_diagram(v, m, s, n_c, eps, depths, f_values, s_values,
+                                               max_memory)
     outputs.claim(["hierarchy_map.csv", "hierarchy_eps_star.csv", "hierarchy.json"]
                   + [f"hierarchy.{fmt}" for fmt in formats])
+    diagram = diagrams.run_hierarchy_diagram(plan)
     outputs.write_csv("hierarchy_map.csv", diagram.map_table())
     outputs.write_csv("hierarchy_eps_star.csv", diagram.eps_star_table())
     outputs.write_json("hierarchy.json", run_metadata("phase-diagram hierarchy", {
@@ -96,7 +98,8 @@ def write_hierarchy_diagram(outputs: OutputSet, formats=("png",), v: int = 32, m
         solver={"map": "compiled mean-field map (numba)",
                 "fixed_point": "numpy.roots of the reduced symbolic polynomial"},
         convergence=diagram.convergence(),
-        critical_point=diagram.critical_point, seed=None))
+        critical_point=flag_summary(diagram.critical_point, diagrams.REGIME_REASONS),
+        seed=None))
     fig = preservation_map_figure(diagram.eps, diagram.depths, diagram.class_preservation,
                                   diagram.large_v["eps_star"], diagram.f_values,
                                   list(diagram.s_values), diagram.levels[-1])
@@ -154,6 +157,7 @@ def simulate_hierarchy(v, m, s, n_c, depth, depths, channel, noise, samples, pop
     from ..plotting import close
     from ..plotting.hierarchy import forward_backward_figure
     from ..studies import hierarchy as sim
+    from ..studies.tables import flag_summary
 
     if depth is not None and depths is not None:
         raise ParameterError("--depth/--depths", f"{list(depth)}/{list(depths)}",
@@ -170,8 +174,8 @@ def simulate_hierarchy(v, m, s, n_c, depth, depths, channel, noise, samples, pop
     columns, level_rows = sim.forward_backward_tables(runs)
     outputs.write_csv(f"{stem}.csv", columns)
     outputs.write_csv(f"{stem}_levels.csv", level_rows)
-    results = {str(run.depth): {"class_preservation": run.measured["class_posterior"],
-                                "predicted": run.predicted} for run in runs}
+    results = flag_summary({str(run.depth): {"class_preservation": run.measured["class_posterior"],
+                                             "predicted": run.predicted} for run in runs})
     meta = run_metadata("simulate hierarchy", {
         "v": v, "m": m, "s": s, "n_c": plan.models[0].n_c, "depths": plan.depths,
         "channel": channel, "noise": noise, "samples": samples, "population": population},

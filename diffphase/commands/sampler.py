@@ -16,6 +16,7 @@ from ..outputs import OutputSet, run_metadata
 from .common import (
     FLOATS,
     emit,
+    max_memory_option,
     option_names,
     output_options,
     phase_diagram,
@@ -25,9 +26,10 @@ from .common import (
 DESIGN_CHOICES = ALL_DESIGNS
 #: library parameter -> option, for error messages
 OPTIONS = {"c0": "--c0", "c1": "--c1", "score_bias": "--score-bias", "eta_scale": "--eta-scale",
-           "sigma2_scale": "--sigma2-scale"}
+           "sigma2_scale": "--sigma2-scale", "T": "--T", "dim": "--dim", "k": "--k",
+           "variances": "--variances", "max_memory": "--max-memory"}
 DIAGRAM_OPTIONS = {"T_min": "--T-min", "T_max": "--T-max", "n_T": "--n-T", "k": "--k",
-                   "dims": "--dims", "c0": "--c0", "c1": "--c1"}
+                   "dims": "--dims", "c0": "--c0", "c1": "--c1", "max_memory": "--max-memory"}
 
 
 @click.command("sampler-error")
@@ -47,8 +49,10 @@ DIAGRAM_OPTIONS = {"T_min": "--T-min", "T_max": "--T-max", "n_T": "--n-T", "k": 
 @click.option("--sigma2-scale", type=float, default=1.0, show_default=True,
               help="custom design: sigma^2 = sigma2_scale * sigma_star^2.")
 @output_options("diffphase-out/sampler-error")
+@max_memory_option
 def sampler_error_command(T, dim, k, design, schedule, c0, c1, variances, score_bias, eta_scale,
-                          sigma2_scale, outputs: OutputSet, formats, as_json: bool) -> None:
+                          sigma2_scale, outputs: OutputSet, formats, as_json: bool,
+                          max_memory: int) -> None:
     """Exact KL(law X_1 || law Y_1) and TV bounds of the DDPM sampler, Gaussian data (THEORY D).
 
     Example: diffphase sampler-error --T 1000 --dim 4096 --k 8 --design star --json
@@ -59,11 +63,12 @@ def sampler_error_command(T, dim, k, design, schedule, c0, c1, variances, score_
     from ..studies import sampler as diagrams
 
     with option_names(OPTIONS):
-        report = diagrams.sampler_error_report(T, dim, k, design, schedule, c0, c1, variances,
-                                               score_bias, eta_scale, sigma2_scale)
-    T, dim, k, result = report.T, report.dim, report.k, report.error
+        plan = diagrams.plan_sampler_error(T, dim, k, design, schedule, c0, c1, variances,
+                                           score_bias, eta_scale, sigma2_scale, max_memory)
     outputs.claim(["sampler_error.csv", "sampler_error.json"]
                   + [f"sampler_error.{f}" for f in formats])
+    report = diagrams.run_sampler_error(plan)
+    T, dim, k, result = report.T, report.dim, report.k, report.error
     outputs.write_csv("sampler_error.csv", report.table())
     summary = report.summary()
     parameters = {"T": T, "dim": dim, "k": k, "design": design, "schedule": schedule,
@@ -86,7 +91,7 @@ def sampler_error_command(T, dim, k, design, schedule, c0, c1, variances, score_
 
 def write_sampler_diagram(outputs: OutputSet, formats, T_min: int = 16, T_max: int = 10_000,
                           n_T: int = 13, dims=None, k: int = 8, schedule: str = "li-yan",
-                          c0: float = 2.0, c1: float = 4.0) -> dict:
+                          c0: float = 2.0, c1: float = 4.0, max_memory: int | None = None) -> dict:
     """Write the ``(T, d)`` error maps per design and the fitted rates in ``T`` (CSV + JSON +
     figure) and return their summary."""
     from ..plotting import close
@@ -95,8 +100,9 @@ def write_sampler_diagram(outputs: OutputSet, formats, T_min: int = 16, T_max: i
     from ..studies import sampler as diagrams
 
     with option_names(DIAGRAM_OPTIONS):
-        T_values, dims = diagrams.sampler_diagram_axes(T_min, T_max, n_T, dims, k)
+        T_values, dims = diagrams.sampler_diagram_axes(T_min, T_max, n_T, dims, k, max_memory)
         params = diagrams.schedule_parameters(schedule, c0, c1)
+        diagrams.check_schedule(schedule, T_values, params)
     stems = ["sampler_phase_diagram.csv", "sampler_phase_diagram.json"]
     outputs.claim(stems + [f"sampler_phase_diagram.{f}" for f in formats])
     diagram = diagrams.sampler_diagram(T_values, dims, k, schedule, params)
@@ -117,8 +123,8 @@ def write_sampler_diagram(outputs: OutputSet, formats, T_min: int = 16, T_max: i
 
 
 @register_default_diagram("sampler")
-def default_sampler_diagram(outputs: OutputSet, formats) -> dict:
-    return write_sampler_diagram(outputs, formats)
+def default_sampler_diagram(outputs: OutputSet, formats, max_memory: int | None = None) -> dict:
+    return write_sampler_diagram(outputs, formats, max_memory=max_memory)
 
 
 @phase_diagram.command("sampler")
@@ -132,11 +138,12 @@ def default_sampler_diagram(outputs: OutputSet, formats) -> dict:
 @click.option("--c0", type=float, default=2.0, show_default=True)
 @click.option("--c1", type=float, default=4.0, show_default=True)
 @output_options("diffphase-out/sampler")
+@max_memory_option
 def sampler_diagram_command(T_min, T_max, n_T, dims, k, schedule, c0, c1, outputs: OutputSet,
-                            formats, as_json: bool) -> None:
+                            formats, as_json: bool, max_memory: int) -> None:
     """(T, d) maps of the exact sampler error per design, and error vs T with fitted slopes."""
     summary = write_sampler_diagram(outputs, formats, T_min, T_max, n_T, dims, k, schedule, c0,
-                                    c1)
+                                    c1, max_memory)
     emit(summary, as_json, outputs)
 
 

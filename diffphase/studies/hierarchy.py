@@ -220,7 +220,8 @@ class HierarchyDiagram:
                 "regimes": {r: int((self.large_v["regime"] == r).sum()) for r in REGIMES}}
 
     def summary(self) -> dict:
-        return {k: self.critical_point[k] for k in ("eps_star", "slope", "nu", "regime")}
+        return flag_summary({k: self.critical_point[k]
+                             for k in ("eps_star", "slope", "nu", "regime")}, REGIME_REASONS)
 
 
 def hierarchy_diagram_cost(n_eps: int, depths: Sequence[int], n_f: int,
@@ -228,19 +229,43 @@ def hierarchy_diagram_cost(n_eps: int, depths: Sequence[int], n_f: int,
     """Estimated cost of :func:`hierarchy_diagram` with its tables written and its figure drawn:
     one row per ``eps``, depth and level of the map, one per ``(f, s)`` of ``eps*`` (a
     polynomial root each, and a symbolic derivation per new ``s``)."""
-    rows = product(n_eps, sum(float(d) + 1.0 for d in depths))
+    levels = sum(float(d) + 1.0 for d in depths)
+    rows = product(n_eps, levels)
     points = product(n_f, len(s_values))
-    return [CostTerm("the rows of the (eps, depth, level) map", "eps" if n_eps > len(depths)
-                     else "depths", n_eps if n_eps > len(depths) else max(depths),
-                     64 * 2**20 + 600.0 * rows, 10.0 + 2e-5 * rows),
-            CostTerm("the eps* grid over (f, s)", "f", n_f, 600.0 * points,
+    return [CostTerm("the rows of the noise-depth-level map", "eps" if n_eps > levels
+                     else "depths", n_eps if n_eps > levels else max(depths),
+                     64 * 2**20 + 200.0 * rows, 10.0 + 2e-5 * rows),
+            CostTerm("the large-v threshold grid", "f", n_f, 600.0 * points,
                      6.0 * len(set(s_values)) + 2e-3 * points)]
+
+
+@dataclass(frozen=True)
+class HierarchyDiagramPlan:
+    """Checked arguments of :func:`hierarchy_diagram` (see :func:`plan_hierarchy_diagram`)."""
+
+    v: int
+    m: int
+    s: int
+    n_c: int
+    eps: np.ndarray
+    depths: np.ndarray
+    f_values: np.ndarray
+    s_values: tuple[int, ...]
 
 
 def hierarchy_diagram(v: int = 32, m: int = 8, s: int = 2, n_c: int | None = None, eps=None,
                       depths=None, f_values=None, s_values=(2, 3, 4),
                       max_memory: float | None = None) -> HierarchyDiagram:
-    """Mean-field beliefs over ``(eps, depth)`` and the large-``v`` ``eps*`` over ``(f, s)``.
+    """Mean-field beliefs over ``(eps, depth)`` and the large-``v`` ``eps*`` over ``(f, s)``:
+    :func:`plan_hierarchy_diagram`, then :func:`run_hierarchy_diagram`."""
+    return run_hierarchy_diagram(plan_hierarchy_diagram(v, m, s, n_c, eps, depths, f_values,
+                                                        s_values, max_memory))
+
+
+def plan_hierarchy_diagram(v: int = 32, m: int = 8, s: int = 2, n_c: int | None = None,
+                           eps=None, depths=None, f_values=None, s_values=(2, 3, 4),
+                           max_memory: float | None = None) -> HierarchyDiagramPlan:
+    """Check the arguments of :func:`hierarchy_diagram` and its cost, before any solve.
 
     Parameters
     ----------
@@ -272,15 +297,28 @@ def hierarchy_diagram(v: int = 32, m: int = 8, s: int = 2, n_c: int | None = Non
     for x in f_values:
         require_in_range("f", x, 0, 1, closed=(False, True))
     check_cost(hierarchy_diagram_cost(eps.size, depths, f_values.size, s_values), max_memory)
-    depths = np.asarray(depths, dtype=int)
-    levels = [mf.mean_field_levels(eps, v, m, s, int(d), n_c_value) for d in depths]
-    f_grid, s_grid = np.meshgrid(f_values, np.asarray(s_values, int))
-    return HierarchyDiagram(eps, depths, f_values, s_values, levels,
-                            mf.critical_grid_large_v(f_grid, s_grid), mf.critical_point(v, m, s))
+    return HierarchyDiagramPlan(v, m, s, n_c_value, eps, np.asarray(depths, dtype=int),
+                                f_values, s_values)
+
+
+def run_hierarchy_diagram(plan: HierarchyDiagramPlan) -> HierarchyDiagram:
+    """The maps of a checked :class:`HierarchyDiagramPlan`."""
+    levels = [mf.mean_field_levels(plan.eps, plan.v, plan.m, plan.s, int(d), plan.n_c)
+              for d in plan.depths]
+    f_grid, s_grid = np.meshgrid(plan.f_values, np.asarray(plan.s_values, int))
+    return HierarchyDiagram(plan.eps, plan.depths, plan.f_values, plan.s_values, levels,
+                            mf.critical_grid_large_v(f_grid, s_grid),
+                            mf.critical_point(plan.v, plan.m, plan.s))
 
 
 #: independent population-dynamics runs behind each predicted point
 POPULATION_REPEATS = 2
+#: why a column of the experiment's tables can be undefined
+TABLE_REASONS = {
+    "upward_true_value_belief_population_dynamics": "population 0: no population-dynamics "
+                                                    "prediction",
+    "class_preservation_population_dynamics": "population 0: no population-dynamics prediction",
+}
 #: measured quantities of :func:`forward_backward` kept per noise level by the experiment
 MEASURED_KEYS = ("unchanged", "true_value_belief", "upward_true_value_belief", "class_posterior",
                  "class_posterior_se", "class_preservation", "susceptibility")
@@ -389,6 +427,7 @@ def plan_forward_backward(v: int = 32, m: int = 8, s: int = 2, n_c: int | None =
     if population != 0 and population < 100:
         raise ParameterError("population", population, "0 (skip) or an integer >= 100")
     seed = require_int("seed", seed, 0)
+    rules_cost(v, m, s, 1, n_c_value)  # the rules can be drawn (v**s tuples)
     for depth in depth_list:  # a tree too large: error now, before any run
         bp_batch_size(v, n_c_value, s, depth, 1)
     check_cost(forward_backward_cost(v, m, s, n_c_value, depth_list, noise.size, samples,
@@ -470,7 +509,8 @@ def forward_backward_tables(runs: Sequence[DepthRun]
     for run in runs:
         _extend(columns, {"depth_L": [run.depth] * len(run.columns["noise"]), **run.columns})
         _extend(levels, {"depth_L": [run.depth] * len(run.levels["noise"]), **run.levels})
-    return columns, levels
+    return (flag_nonfinite_columns(columns, TABLE_REASONS),
+            flag_nonfinite_columns(levels, TABLE_REASONS))
 
 
 def _extend(table: dict[str, list], rows: dict) -> None:

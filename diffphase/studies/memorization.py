@@ -118,8 +118,8 @@ def critical_times(fractions, variances, dim: int, n_train: int, process: str = 
             row[f"tau_c_rem_{kind}"] = float(diagram.lines[name][0])
             row[f"t_c_rem_{kind}_{process}"] = float(time[name][0])
         groups.append(row)
-    return flag_summary({"tau_C": float(diagram.lines["collapse"][0]),
-                         "t_C": float(time["collapse"][0]),
+    return flag_summary({
+            "tau_C": float(diagram.lines["collapse"][0]), "t_C": float(time["collapse"][0]),
             "tau_S": diagram.tau_S, "t_S": float(time["speciation"][0]),
             "speciation_exists": diagram.speciation_exists,
             "largest_eigenvalue": diagram.largest_eigenvalue, "process": process,
@@ -310,15 +310,14 @@ def memorization_run_cost(experiment: str, dims: Sequence[int] = (32, 64),
     if experiment in ("collapse", "trajectories"):
         terms = []
         for d, n in zip(dims, training_sizes(dims, log_n_per_d), strict=True):
-            name, value = (("log_n_per_d", log_n_per_d) if not n < 1e9 else
-                           ("probes", probes) if probes > d else
-                           ("dims", d) if d > 4096 else ("log_n_per_d", log_n_per_d))
+            name, value = (("dims", d) if d > 4096 else
+                           ("log_n_per_d", log_n_per_d) if not n < 1e9 else
+                           ("probes", probes) if probes > d else ("log_n_per_d", log_n_per_d))
             memory = 8.0 * (3.0 * product(n, d) + 8.0 * product(probes, n))
             calls = 33.0 if experiment == "collapse" else 400.0
             seconds = calls * (0.06 + product(probes, n, 5e-9 * d + 5e-8))
-            terms.append(CostTerm("the training set and its posterior weights at "
-                                  f"d = {product(d):.3g} "
-                                  f"(N = {n:.3g})", name, value, 64 * 2**20 + memory, seconds))
+            what = f"the training set and its weights at d = {product(d):.3g} (N = {n:.3g})"
+            terms.append(CostTerm(what, name, value, 64 * 2**20 + memory, seconds))
         return terms
     if experiment == "geometric":
         return [CostTerm("the 2 x 30-dimensional training sets and their weights", "n_train",

@@ -45,7 +45,7 @@ from .tables import flag_nonfinite_columns, flag_summary
 
 #: ``tau`` allowed, relative to the largest latent variance: the Jacobian eigenvalues
 #: ``-tau / (tau + lambda)`` are resolved from 0 and from -1 in double precision
-TAU_RANGE = (1e-30, 1e12)
+TAU_RANGE = (1e-280, 1e12)
 #: why a summary value of :func:`spectrum_tables` can be undefined
 SUMMARY_REASONS = {"window": "the gap never reaches delta (see window_exists)",
                    "consolidation_below_tau": "the spectrum reaches 0: no consolidation phase"}
