@@ -142,6 +142,19 @@ def test_bp_class_marginal_equals_enumeration(seed, engine):
             assert_allclose(arr.sum(axis=-1), 1.0, atol=1e-12)
 
 
+@pytest.mark.parametrize("engine", ["numba", "array"])
+def test_bp_at_depth_one_reads_the_leaf_alphabet_from_the_likelihood(engine):
+    # one level: the root rule has n_c = 2 parents while the leaves take v = 5 values
+    model = RandomHierarchyModel(5, 3, 2, 1, n_c=2, seed=4)
+    nu = np.random.default_rng(4).random((3, model.n_leaves, model.v))
+    result = belief_propagation(model.rules, nu, engine=engine)
+    for b_ in range(3):
+        assert_allclose(result.marginals[0][b_, 0], _brute_force_class(model, nu[b_]),
+                        atol=1e-12)
+    with pytest.raises(ParameterError, match="leaf_likelihood"):
+        belief_propagation(model.rules, nu[:, :, :2], engine=engine)
+
+
 def test_bp_engines_agree_and_posterior_trees_are_valid():
     model = RandomHierarchyModel(6, 3, 2, 3, seed=2)
     rng = np.random.default_rng(0)

@@ -87,8 +87,18 @@ class BPResult:
 
 
 def check_likelihood(rules: list[np.ndarray], nu: np.ndarray) -> np.ndarray:
-    """Check shapes: ``nu`` is ``(batch, s**L, v)``, finite and non-negative."""
-    s, v = rules[-1].shape[2], rules[-1].shape[0]
+    """Check shapes: ``nu`` is ``(batch, s**L, v)``, finite and non-negative.
+
+    The leaf alphabet ``v`` is the parent count of the last level when ``L >= 2``; at depth 1
+    the only level is the root's (``n_c`` parents), so ``v`` is read from ``nu`` and must
+    cover every leaf value the rules produce.
+    """
+    s = rules[-1].shape[2]
+    if len(rules) >= 2:
+        v = rules[-1].shape[0]
+    else:
+        v = nu.shape[2] if nu.ndim == 3 else 0
+        v = max(v, int(rules[-1].max()) + 1)
     n_leaves = s ** len(rules)
     if nu.ndim != 3 or nu.shape[1] != n_leaves or nu.shape[2] != v:
         raise ParameterError("leaf_likelihood", f"shape {nu.shape}",
