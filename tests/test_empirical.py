@@ -282,6 +282,29 @@ def test_subspace_residual_enters_the_error_bound(monkeypatch):
         assert np.all(gap <= moments.covariance_error_bound)
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("tau", [1e-40, 1e-200])
+def test_subspace_error_bound_stays_finite_far_below_the_residual(monkeypatch, tau):
+    """At tau far below the squared residual the perturbation bound of the module notes is
+    astronomically large; the reported bound is then the a-priori one, ``(R + delta)^2``, with no
+    overflow, and it still covers the difference from the unreduced engine."""
+    monkeypatch.setattr(routes, "SUBSPACE_RESIDUAL_RTOL", 1e-5)
+    rng = np.random.default_rng(29)
+    data, _ = _manifold_points(400, 6, 2, rng)
+    data = data + 1e-6 * rng.normal(size=data.shape)
+    reduced = EmpiricalScore(data)
+    full = EmpiricalScore(data, reduce_subspace=False)
+    assert reduced.rank == 2 and reduced.subspace_residual > 1e-7
+    x = data[:10] + 0.3 * rng.normal(size=(10, 6))
+    moments = reduced.moments(x, 1.0, tau, covariance=True)
+    exact = full.moments(x, 1.0, tau, covariance=True)
+    cap = (reduced.radius + reduced.subspace_residual) ** 2
+    assert np.all(np.isfinite(moments.covariance_error_bound))
+    assert np.all(moments.covariance_error_bound <= cap * (1 + 1e-12))
+    gap = np.linalg.norm(moments.covariance - exact.covariance, ord=2, axis=(1, 2))
+    assert np.all(gap <= moments.covariance_error_bound)
+
+
 @pytest.mark.usefixtures("truncation_always_tried")
 def test_truncated_route_recomputes_weights_where_the_product_form_loses_digits(monkeypatch):
     """Both ways of getting the kept weights (reused from the block, recomputed from exact

@@ -75,7 +75,7 @@ def block_statistics(xp, points: TrainingPoints, xq, a, D, *, eps, want: str) ->
     tau = D / (a * a)
     method, moments, kept, neglected = block_moments(xp, points, xq, a, D, weights, eps, want)
     mean, cov, cov_eigs, cov_bound = lift(
-        xp, points.basis, points.subspace_residual, xq_full, xq, a, D, *moments
+        xp, points.basis, points.subspace_residual, points.radius, xq_full, xq, a, D, *moments
     )
     return {
         "entropy": entropy,

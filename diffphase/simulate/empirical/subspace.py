@@ -20,7 +20,9 @@ exactly 0. When the points lie off the span by at most ``delta`` (the measured r
 log-weights move by at most ``eta = (a |x_perp| delta + a^2 delta^2 / 2) / D``, which changes the
 weights by factors within ``exp(+-2 eta)`` and the covariance eigenvalues by at most
 ``(exp(2 eta) - 1) lambda_max + 2 delta sqrt(exp(2 eta) lambda_max) + delta^2``; :func:`lift` adds
-that term to the bound (0 when ``delta = 0``).
+that term to the bound (0 when ``delta = 0``). Both covariances are weighted covariances of points
+within ``R + delta`` of the data mean, so their eigenvalues lie in ``[0, (R + delta)^2]``; the bound
+is capped there, which keeps it finite when ``eta`` is huge (``tau`` far below the residual).
 """
 
 from __future__ import annotations
@@ -74,11 +76,12 @@ def to_working(xq, basis):
     return xq if basis is None else xq @ basis
 
 
-def lift(xp, basis, residual: float, xq_full, xq, a, D, mean, cov, eigs, bound):
+def lift(xp, basis, residual: float, radius: float, xq_full, xq, a, D, mean, cov, eigs, bound):
     """``(mean, cov, eigs, bound)`` in working coordinates -> the data's ``d`` coordinates.
 
     ``basis`` (d, r) or None (then everything is returned unchanged); ``residual`` the points'
-    largest distance ``delta`` from its span; ``xq_full`` (m, d) and ``xq`` (m, r) the block's
+    largest distance ``delta`` from its span; ``radius`` the largest norm ``R`` of a projected
+    centred point; ``xq_full`` (m, d) and ``xq`` (m, r) the block's
     centred queries in both coordinates; ``mean`` (m, r); ``cov`` (m, r, r) or None; ``eigs``
     (m, r) ascending or None, padded with the ``d - r`` zero eigenvalues; ``bound`` (m,) the
     covariance error bound so far, which gains the reduction term of the module notes.
@@ -92,8 +95,9 @@ def lift(xp, basis, residual: float, xq_full, xq, a, D, mean, cov, eigs, bound):
         eta = (a * xp.sqrt(xp.sum(off * off, axis=1)) * delta + 0.5 * (a * delta) ** 2) / D
         top = eigs[:, -1] if eigs is not None else xp.linalg.eigvalsh(cov)[:, -1]
         top = xp.maximum(top, 0.0) + bound  # >= lambda_max of the untruncated covariance
-        growth = xp.expm1(2.0 * eta)
+        growth = xp.expm1(2.0 * xp.minimum(eta, 300.0))  # past the cap below anyway
         bound = bound + growth * top + 2.0 * delta * xp.sqrt((1.0 + growth) * top) + delta**2
+        bound = xp.minimum(bound, (radius + delta) ** 2)
     mean = mean @ basis.T
     if cov is not None:
         cov = basis @ cov @ basis.T
