@@ -200,12 +200,52 @@ def test_random_subspace_group_rem_times_match_a_sampled_covariance(fractions, v
         directions = (vectors.T @ (columns / np.linalg.norm(columns, axis=0))).T
         measured = sol.rem_critical_tau(stds, n_train, directions).root
         np.testing.assert_allclose(np.median(measured), row["tau_c_rem_raw"], rtol=0.05)
-        # sphere-normalized data: variances divided by E|y|^2 = tr C, and g = 0
+        # sphere-normalized data, g = 0: at d = 1024 the normalized law's second moments are
+        # the variances divided by E|y|^2 = tr C up to O(1/d)
         on_sphere = sol.rem_critical_tau(stds / np.sqrt(np.trace(cov)), n_train, directions,
                                          normalized=True).root
         np.testing.assert_allclose(np.median(on_sphere), row["tau_c_rem_sphere"], rtol=0.05)
         along = np.einsum("ij,jk,ik->i", directions, np.diag(eigenvalues), directions)
         np.testing.assert_allclose(np.median(along), row["direction_variance"], rtol=0.05)
+
+
+def test_sphere_normalized_moments_against_monte_carlo():
+    """[LD]'s d = 30 law (2 x std 1, 5 x std 0.3, 23 x std 0.01) on the unit sphere: the second
+    moments along each block and their S4 against 400 000 sampled points (4 standard errors);
+    the normalized moments sum to 1; rank-r isotropic data give 1/r exactly."""
+    eig = np.r_[np.ones(2), np.full(5, 0.09), np.full(23, 1e-4)]
+    moments, fourth = sol.sphere_normalized_moments([1.0, 0.09, 1e-4],
+                                                    sol.CovarianceSpectrum.from_eigenvalues(eig))
+    y = np.random.default_rng(0).normal(size=(400_000, 30)) * np.sqrt(eig)
+    y2 = y**2 / np.sum(y**2, axis=1, keepdims=True)
+    for k, index in enumerate((0, 2, 10)):
+        block = {0: slice(0, 2), 2: slice(2, 7), 10: slice(7, 30)}[index]
+        per_point = y2[:, block].mean(axis=1)  # exchangeable directions of one block
+        se = per_point.std() / np.sqrt(len(per_point))
+        assert abs(moments[k] - per_point.mean()) < 4 * se
+    assert abs(fourth - np.sum(y2.mean(axis=0) ** 2)) < 2e-3
+    assert moments[0] != pytest.approx(1.0 / eig.sum(), rel=0.05)  # not the tr C rescaling
+    np.testing.assert_allclose(2 * moments[0] + 5 * moments[1] + 23 * moments[2], 1.0,
+                               rtol=1e-10)
+    for rank in (1, 3, 64):
+        got, s4 = sol.sphere_normalized_moments([2.5], sol.CovarianceSpectrum.from_eigenvalues(
+            np.full(rank, 2.5)))
+        np.testing.assert_allclose([got[0], s4], [1.0 / rank, 1.0 / rank], rtol=1e-10)
+
+
+def test_critical_times_on_the_sphere_use_the_normalized_moments():
+    """critical-times, orthonormal subspace: the sphere REM time is the closed form at the
+    normalized law's moments (not the variances divided by tr C)."""
+    from diffphase.commands.memorization import critical_times_summary
+
+    summary = critical_times_summary([2 / 30, 5 / 30, 23 / 30], [1.0, 0.09, 1e-4], 30, 1000,
+                                     "ou", "orthonormal")
+    spectrum = sol.CovarianceSpectrum.from_groups([2 / 30, 5 / 30, 23 / 30], [1.0, 0.09, 1e-4],
+                                                  30)
+    moments, fourth = sol.sphere_normalized_moments([1.0, 0.09, 1e-4], spectrum)
+    for k, row in enumerate(summary["per_group"]):
+        want = sol.rem_critical_tau_displaced(moments[k], fourth, 1000.0, True)
+        np.testing.assert_allclose(row["tau_c_rem_sphere"], want, rtol=1e-9)
 
 
 def test_cli_bad_input_exits_2():

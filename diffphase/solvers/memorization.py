@@ -376,11 +376,52 @@ def latent_direction_variance(variances, spectrum: CovarianceSpectrum) -> np.nda
     return var + (spectrum.trace_per_dim if spectrum.label == "random" else 0.0)
 
 
+def sphere_normalized_moments(probe_variances, spectrum: CovarianceSpectrum,
+                              step: float = 0.02) -> tuple[np.ndarray, float]:
+    """Second moments of Gaussian data ``y ~ N(0, C)`` normalized to the unit sphere.
+
+    With ``1/|y|^2 = int_0^inf exp(-t |y|^2) dt``, for a unit direction ``u``:
+    ``E[(u.y)^2 / |y|^2] = int_0^inf det(I + 2tC)^(-1/2) u^T C (I + 2tC)^(-1) u dt``, so the
+    normalized covariance has the eigenvectors of ``C`` and the eigenvalues
+    ``m(lambda) = int_0^inf det(I + 2tC)^(-1/2) lambda / (1 + 2 t lambda) dt`` (they sum to 1).
+    Returns ``(m(probe_variances), sum_i m(lambda_i)^2)``: the probe directions' moments and the
+    ``S4`` of the normalized law. Exact for a probe along an eigen-direction of ``C`` (every
+    latent direction of an orthonormal subspace); a probe that is not one (a latent direction of
+    a random subspace) is treated as one with its variance ``u^T C u``, which is right to leading
+    order in ``1/d``. The integral is the trapezoid rule in ``ln t`` (exponentially accurate:
+    the integrand is analytic and decays exponentially at both ends), the variances in units of
+    the largest eigenvalue (the moments are scale-free).
+    """
+    probe = as_float_array("probe_variances", probe_variances)
+    if np.any(probe <= 0):
+        raise ParameterError("probe_variances", probe.tolist(), "each > 0")
+    unit = spectrum.largest
+    nodes, counts = spectrum.nodes / unit, spectrum.weights * spectrum.dim
+    rank = float(counts.sum())
+    lowest = min(float(nodes.min()), float(probe.min()) / unit)
+    # t lambda_max below e^-40: the integrand is below e^-40; past the top, det^-1/2 ~ t^-rank/2
+    log_t = np.arange(-40.0, math.log(1.0 / lowest) + 80.0 / rank + 10.0, step)
+    t = np.exp(log_t)
+    log_det = np.zeros_like(t)
+    for start in range(0, nodes.size, 512):  # memory: len(t) x 512 at a time
+        chunk = slice(start, start + 512)
+        log_det += np.log1p(2.0 * t[:, None] * nodes[None, chunk]) @ counts[chunk]
+    weight = step * t * np.exp(-0.5 * log_det)  # dt = t d(ln t)
+
+    def moment(lam):
+        return (weight[:, None] * lam[None, :] / (1.0 + 2.0 * t[:, None] * lam[None, :])).sum(0)
+
+    eigen_moments = np.concatenate([moment(nodes[i:i + 512]) for i in range(0, nodes.size, 512)])
+    return moment(probe / unit), float(np.sum(counts * eigen_moments**2))
+
+
 def rem_group_taus(variances, spectrum: CovarianceSpectrum, n_train
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per group, ``(direction variance, REM tau_c raw, REM tau_c sphere)`` at a probe
     ``sqrt(tau) v`` along a latent direction of the group (:func:`latent_direction_variance`);
-    sphere-normalized data have their variances divided by ``E|y|^2 = tr C``. Rows: groups;
+    sphere-normalized data use the second moments of the normalized law
+    (:func:`sphere_normalized_moments`: exact on orthonormal subspaces, leading order in ``1/d``
+    along a latent direction of a random one). Rows: groups;
     columns (for an array ``n_train``): its values.
 
     Computed in units of the power of two nearest the largest eigenvalue (``tau_c`` scales with
@@ -391,9 +432,9 @@ def rem_group_taus(variances, spectrum: CovarianceSpectrum, n_train
     unit = float(2.0 ** np.round(np.log2(spectrum.largest)))
     scaled = along[:, None] / unit
     fourth = float(spectrum.dim * np.sum(spectrum.weights * (spectrum.nodes / unit) ** 2))
-    norm2 = spectrum.dim * float(np.sum(spectrum.weights * (spectrum.nodes / unit)))
     raw = unit * rem_critical_tau_displaced(scaled, fourth, n, False)
-    sphere = rem_critical_tau_displaced(scaled / norm2, fourth / norm2**2, n, True)
+    along_sphere, fourth_sphere = sphere_normalized_moments(along, spectrum)
+    sphere = rem_critical_tau_displaced(along_sphere[:, None], fourth_sphere, n, True)
     return along, raw, sphere
 
 

@@ -80,7 +80,9 @@ LINE_REASONS = {"speciation": "no speciation: the largest eigenvalue is <= 1",
                 "tau_c_rem_sphere": "the REM criterion has no root at this N"}
 REM_CONVENTIONS = {
     "rem_raw": "g = 1 (unnormalized data)",
-    "rem_sphere": "g = 0, variances divided by E|y|^2",
+    "rem_sphere": "g = 0, second moments of the law normalized to the unit sphere (exact on "
+    "orthonormal subspaces; on random ones the probe is treated as an eigen-direction of C, "
+    "right to leading order in 1/d)",
     "rem_direction_variance": "data variance along a latent direction of the group in R^d: the "
     "group variance for orthonormal subspaces, group variance + tr C / d for random ones (d -> "
     "infinity)",
