@@ -52,7 +52,9 @@ def _model_options(func):
               help="Also compute eps_half for this noise channel (population dynamics).")
 @click.option("--depth", type=int, default=None, help="Tree depth L for --channel.")
 @click.option("--population", type=int, default=20000, show_default=True)
-@click.option("--repeats", type=int, default=2, show_default=True)
+@click.option("--repeats", type=int, default=8, show_default=True,
+              help="Independent eps_half runs (each its own rule draw and population); "
+                   "eps_half is their mean, eps_half_stderr their spread / sqrt(repeats).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @max_memory_option

@@ -53,7 +53,9 @@ REGIME_REASONS = {
     "nu": "no interior fixed point in this regime (lost, kept or partial)",
     "fixed_point": "no interior fixed point in this regime (lost, kept or partial)",
     "eps_half": "population dynamics found no crossing of 1/2 (see eps_half_converged)",
-    "eps_half_bracket": "population dynamics found no crossing of 1/2 (see eps_half_converged)",
+    "eps_half_stderr": "fewer than two runs found a crossing of 1/2",
+    "eps_half_spread": "fewer than two runs found a crossing of 1/2",
+    "eps_half_runs": "this run found no crossing of 1/2",
     "eps_half_mean_field": "the mean-field class belief stays above 1/2 for every eps",
 }
 REGIME_REASONS.update({f"{k}_large_v": why for k, why in list(REGIME_REASONS.items())[:4]})
@@ -118,7 +120,7 @@ def thresholds_cost(v: int, m: int, s: int, n_c: int, depth: int | None, channel
 
 def hierarchy_thresholds(v: int, m: int, s: int, n_c: int | None = None,
                          channel: str | None = None, depth: int | None = None,
-                         population: int = 20000, repeats: int = 2, seed: int = 0,
+                         population: int = 20000, repeats: int = 8, seed: int = 0,
                          max_memory: float | None = None) -> dict:
     """Mean-field ``eps*``, ``slope``, ``nu``, ``regime`` (and their ``*_large_v``); with a
     channel also ``eps_half`` by population dynamics.
@@ -128,8 +130,11 @@ def hierarchy_thresholds(v: int, m: int, s: int, n_c: int | None = None,
     v, m, s, n_c : vocabulary, synonyms, branching, classes (default ``n_c = v``), checked by
         :func:`check_hierarchy_sizes` (with ``depth`` when given).
     channel, depth : noise channel and tree depth of ``eps_half`` (``depth`` required with it).
-    population, repeats, seed : population dynamics (``population >= 100``, ``repeats >= 1``),
-        quenched rules drawn from ``seed >= 0``; checked even without a channel.
+    population, repeats, seed : population dynamics (``population >= 100``, ``repeats >= 2``
+        independent runs, each with its own draw of the rules and its own population, seeded
+        from ``seed >= 0``; :func:`~diffphase.solvers.population.half_point_estimate`); checked
+        even without a channel. ``eps_half_stderr`` is the runs' spread over
+        ``sqrt(repeats)``.
     max_memory : memory budget in bytes (:func:`thresholds_cost`).
 
     Returns
@@ -145,7 +150,7 @@ def hierarchy_thresholds(v: int, m: int, s: int, n_c: int | None = None,
             raise ParameterError("depth", None, "an integer >= 1 when channel is given")
     v, m, s, depth, n_c_value = check_hierarchy_sizes(v, m, s, n_c, depth)
     population = require_int("population", population, 100)
-    repeats = require_int("repeats", repeats, 1)
+    repeats = require_int("repeats", repeats, 2)
     seed = require_int("seed", seed, 0)
     check_cost(thresholds_cost(v, m, s, n_c_value, depth, channel, population, repeats),
                max_memory)
@@ -159,14 +164,17 @@ def hierarchy_thresholds(v: int, m: int, s: int, n_c: int | None = None,
                "level_convention": "level 0 = root, L = leaves"}
     if channel is None:
         return flag_summary(summary, REGIME_REASONS)
-    from ..solvers.population import half_point
+    from ..solvers.population import half_point_estimate
 
-    model = RandomHierarchyModel(v, m, s, depth, n_c, seed=seed)
-    half = half_point(model, channel, population=population, repeats=repeats, seed=seed)
+    half = half_point_estimate(v, m, s, depth, n_c, channel, runs=repeats,
+                               population=population, seed=seed)
     summary.update(channel=channel, depth=depth, eps_half=half.noise,
-                   eps_half_converged=half.converged, eps_half_bracket=half.bracket,
-                   noise_convention=NOISE_CONVENTION[channel], population=population,
-                   repeats=repeats, seed=seed, method="population dynamics (quenched rules)")
+                   eps_half_stderr=half.standard_error, eps_half_spread=half.spread,
+                   eps_half_runs=half.runs.tolist(), eps_half_converged=half.converged,
+                   eps_half_xtol=half.xtol, noise_convention=NOISE_CONVENTION[channel],
+                   population=population, repeats=repeats, seed=seed,
+                   method="population dynamics: mean of independent runs, each with its own "
+                          "draw of the rules; stderr from their spread")
     if channel == "eps":
         grid = np.linspace(0, 1, 2001)
         below = np.nonzero(mf.mean_field_levels(grid, v, m, s, depth, n_c)[:, 0] < 0.5)[0]
