@@ -540,6 +540,7 @@ def test_eps_half_runs_draw_their_own_rules_and_repeat_with_the_seed():
     b = half_point_estimate(8, 2, 2, 3, None, "mask", runs=3, population=1000, seed=5)
     np.testing.assert_array_equal(a.runs, b.runs)
     assert a.noise == pytest.approx(np.mean(a.runs)) and len(set(a.runs)) > 1
-    assert a.standard_error == pytest.approx(np.std(a.runs, ddof=1) / np.sqrt(3))
+    assert a.standard_error == pytest.approx(np.hypot(np.std(a.runs, ddof=1) / np.sqrt(3),
+                                                      a.xtol / np.sqrt(12)))
     with pytest.raises(ParameterError, match="runs"):
         half_point_estimate(8, 2, 2, 3, None, "mask", runs=1)

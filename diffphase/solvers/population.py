@@ -243,7 +243,7 @@ def half_point(model: RandomHierarchyModel, channel: str, target: float = 0.5,
 @dataclass
 class HalfPointEstimate:
     """The ensemble half point: ``noise`` (mean of the runs that found a crossing), its
-    ``standard_error`` (``spread / sqrt(found)``), the ``spread`` of one run (sample standard
+    ``standard_error`` (see :func:`half_point_estimate`), the ``spread`` of one run (sample standard
     deviation), the per-run half points ``runs`` (NaN where a run found none), and
     ``converged`` (every run found its crossing to ``xtol``)."""
 
@@ -268,9 +268,12 @@ def half_point_estimate(v: int, m: int, s: int, depth: int, n_c: int | None, cha
     :func:`half_point` runs (one population each), run ``i`` with the rules and populations of
     the ``i``-th child of ``numpy.random.SeedSequence(seed)``.
 
-    The standard error is the spread of the runs over ``sqrt(runs)``: it covers the rule-to-rule
-    variation, the population noise and the bisection's ``xtol``, so it matches the spread of
-    the estimate between seeds. NaN (``converged`` False) when no run finds a crossing.
+    The standard error is ``sqrt(spread^2 / runs + xtol^2 / 12)``: the spread of the runs
+    covers the rule-to-rule variation and the population noise, so it matches the spread of the
+    estimate between seeds; the second term is the bisection's resolution (each run's midpoint
+    is within ``xtol / 2`` of its crossing, and runs ending in the same bracket share that
+    error, so averaging does not remove it). NaN (``converged`` False) when no run finds a
+    crossing.
     """
     runs = require_int("runs", runs, 2)
     seed = require_int("seed", seed, 0)
@@ -285,5 +288,6 @@ def half_point_estimate(v: int, m: int, s: int, depth: int, n_c: int | None, cha
     if ok.size == 0:
         return HalfPointEstimate(math.nan, math.nan, math.nan, found, False, population, xtol)
     spread = float(ok.std(ddof=1)) if ok.size > 1 else math.nan
-    return HalfPointEstimate(float(ok.mean()), spread / math.sqrt(ok.size), spread, found,
-                             bool(ok.size == runs), population, xtol)
+    stderr = math.sqrt(spread**2 / ok.size + xtol**2 / 12.0)
+    return HalfPointEstimate(float(ok.mean()), stderr, spread, found, bool(ok.size == runs),
+                             population, xtol)

@@ -134,7 +134,7 @@ def hierarchy_thresholds(v: int, m: int, s: int, n_c: int | None = None,
         independent runs, each with its own draw of the rules and its own population, seeded
         from ``seed >= 0``; :func:`~diffphase.solvers.population.half_point_estimate`); checked
         even without a channel. ``eps_half_stderr`` is the runs' spread over
-        ``sqrt(repeats)``.
+        ``sqrt(repeats)`` combined with the bisection's resolution.
     max_memory : memory budget in bytes (:func:`thresholds_cost`).
 
     Returns
