@@ -478,3 +478,42 @@ def test_collapse_bracket_encloses_the_root_and_rem_time_inverts_the_participati
     np.testing.assert_allclose(sol.rem_critical_tau_of_participation([0.1, 2.0], 0.5), [0.2, 4.0])
     np.testing.assert_allclose(sol.rem_participation_ratio(
         0.3, sol.rem_critical_tau_of_participation(0.3, 0.25)), 0.25)
+
+
+def test_collapse_crossover_errors_match_the_spread_between_seeds():
+    """Over 60 seeds (each its own training sets and probes), the variance of ln crossover and
+    of the width between seeds over the mean reported variance is near 1 (99% of honest draws
+    fall in about [0.5, 1.9] here; an error from the probes of one training set, ignoring the
+    draw of the data, reads the crossover's about 2 times too small at these sizes)."""
+    from diffphase.simulate.memorization import collapse_experiment
+
+    runs = [collapse_experiment(8, 0.5, np.random.default_rng(seed), n_probes=64)
+            for seed in range(60)]
+    for key, error in (("crossover", "crossover_ln_stderr"), ("width_ln_tau", "width_stderr")):
+        values = np.array([r[key] for r in runs])
+        values = np.log(values) if key == "crossover" else values
+        ratio = values.var(ddof=1) / np.mean(np.array([r[error] for r in runs]) ** 2)
+        assert 0.45 < ratio < 2.0, (key, ratio)
+
+
+def test_bootstrap_crossover_error_matches_the_spread_over_probes():
+    """One training set, 60 independent sets of probes: the bootstrap errors of ln crossover
+    and width match the spread of the measurements."""
+    from diffphase.simulate.memorization import (
+        bootstrap_crossover,
+        crossover_and_width,
+        own_weight_per_probe,
+    )
+
+    data = LinearGaussian.isotropic(8).sample(55, np.random.default_rng(0))
+    taus = 0.58 * np.geomspace(0.1, 10.0, 33)
+    measured, errors = [], []
+    for seed in range(60):
+        rng = np.random.default_rng(100 + seed)
+        per_probe = own_weight_per_probe(data, taus, 64, rng)
+        t_half, width = crossover_and_width(taus, per_probe.mean(axis=1))
+        measured.append((np.log(t_half), width))
+        errors.append(bootstrap_crossover(taus, per_probe, rng))
+    measured, errors = np.array(measured), np.array(errors)
+    ratios = measured.var(axis=0, ddof=1) / np.mean(errors**2, axis=0)
+    assert np.all((ratios > 0.45) & (ratios < 2.0)), ratios

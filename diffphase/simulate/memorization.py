@@ -6,7 +6,9 @@ command compares with theory:
 
 * :func:`own_weight_curves` / :func:`collapse_experiment`: the own-point posterior weight and the
   participation ratio ``sum w^2`` at forward-noised training points versus ``tau``, and the
-  crossover (own weight 1/2) with its width in ``ln tau`` (:func:`crossover_and_width`);
+  crossover (own weight 1/2) with its width in ``ln tau`` (:func:`crossover_and_width`), each
+  with a standard error: over the probes for one training set (:func:`bootstrap_crossover`), over
+  independent training sets for the ensemble (:func:`collapse_experiment`, jackknife);
 * :func:`entropy_collapse_tau`: [DR]'s entropy criterion for the collapse time of any sampler, with
   the entropy of the noised law estimated by Monte Carlo from an independent reference sample,
   extrapolated in the reference size and returned with its sampling error;
@@ -87,18 +89,81 @@ def own_weight_curves(data: np.ndarray, taus: np.ndarray, n_probes: int,
             "participation_ratio": np.array(pr)}
 
 
+def own_weight_per_probe(data: np.ndarray, taus: np.ndarray, n_probes: int,
+                         rng: np.random.Generator, device: str = "cpu") -> np.ndarray:
+    """``(len(taus), n_probes)``: the own weight ``w_mu(x)`` of each probe
+    ``x = y_mu + sqrt(tau) z`` (one owner ``mu`` and one ``z`` per probe, common to every
+    ``tau``); its mean over probes is :func:`own_weight_curves`' ``own_weight``."""
+    engine = EmpiricalScore(data, device=device)
+    owners = rng.integers(0, data.shape[0], size=n_probes)
+    noise = rng.normal(size=(n_probes, data.shape[1]))
+    rows = np.arange(n_probes)
+    return np.array([np.exp(np.asarray(engine.log_weights(data[owners] + np.sqrt(tau) * noise,
+                                                          1.0, tau)))[rows, owners]
+                     for tau in taus])
+
+
+def bootstrap_crossover(taus: np.ndarray, per_probe: np.ndarray, rng: np.random.Generator,
+                        n_boot: int = 400) -> tuple[float, float]:
+    """Standard errors ``(of ln crossover, of the width)`` of :func:`crossover_and_width` on
+    the probe mean of ``per_probe`` ``(len(taus), n_probes)``, by resampling the probes: the
+    error of the measurement for this training set (the probes are its only randomness).
+    NaN when fewer than half the resamples resolve the crossing."""
+    n = per_probe.shape[1]
+    draws = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, n, size=n)
+        t_half, width = crossover_and_width(taus, per_probe[:, pick].mean(axis=1))
+        draws.append((np.log(t_half), width))
+    draws = np.array(draws)
+    ok = np.all(np.isfinite(draws), axis=1)
+    if ok.sum() < n_boot / 2:
+        return float("nan"), float("nan")
+    return float(draws[ok, 0].std(ddof=1)), float(draws[ok, 1].std(ddof=1))
+
+
+def _jackknife(estimates: np.ndarray) -> float:
+    """Delete-one jackknife standard error from the leave-one-out estimates."""
+    k = estimates.size
+    return float(np.sqrt((k - 1) / k * np.sum((estimates - estimates.mean()) ** 2)))
+
+
 def collapse_experiment(dim: int, log_n_per_d: float, rng: np.random.Generator,
-                        n_probes: int = 64, n_taus: int = 33, device: str = "cpu") -> dict:
-    """One point of check 1: isotropic unit-variance data, ``N = round(exp(d * log_n_per_d))``."""
+                        n_probes: int = 64, n_taus: int = 33, device: str = "cpu",
+                        n_datasets: int = 4) -> dict:
+    """One point of check 1: isotropic unit-variance data, ``N = round(exp(d * log_n_per_d))``.
+
+    The probes are split over ``n_datasets >= 2`` independent training sets; the crossover and
+    width are read from the pooled own-weight curve, and their standard errors
+    (``crossover_ln_stderr``, the error of ``ln crossover``, and ``width_stderr``) are the
+    delete-one-training-set jackknife: they cover both the probes and the draw of the training
+    set, so they match the spread between seeds.
+    """
+    if n_datasets < 2 or n_probes < n_datasets:
+        raise ParameterError("n_datasets", n_datasets, f"in [2, n_probes = {n_probes}]")
     n_train = max(2, int(round(np.exp(dim * log_n_per_d))))
     spectrum = solvers.CovarianceSpectrum.from_groups([1.0], [1.0], dim, "orthonormal")
     tau_c = float(solvers.collapse_tau(spectrum, n_train).tau[0])
     taus = tau_c * np.geomspace(0.1, 10.0, n_taus)
-    data = LinearGaussian.isotropic(dim).sample(n_train, rng)
-    curves = own_weight_curves(data, taus, n_probes, rng, device=device)
+    own, ratio = [], []
+    for count in np.diff(np.linspace(0, n_probes, n_datasets + 1).astype(int)):
+        data = LinearGaussian.isotropic(dim).sample(n_train, rng)
+        curves = own_weight_curves(data, taus, int(count), rng, device=device)
+        own.append(curves["own_weight"] * count)
+        ratio.append(curves["participation_ratio"] * count)
+    own, ratio = np.array(own), np.array(ratio)
+    curves = {"tau": taus, "own_weight": own.sum(0) / n_probes,
+              "participation_ratio": ratio.sum(0) / n_probes}
     t_half, width = crossover_and_width(taus, curves["own_weight"])
+    counts = np.diff(np.linspace(0, n_probes, n_datasets + 1).astype(int))
+    leave_out = [crossover_and_width(taus, (own.sum(0) - own[i]) / (n_probes - counts[i]))
+                 for i in range(n_datasets)]
+    leave_out = np.array([(np.log(t), w) for t, w in leave_out])
+    errors = [_jackknife(leave_out[:, j]) if np.all(np.isfinite(leave_out[:, j])) else np.nan
+              for j in range(2)]
     return {"dim": dim, "n_train": n_train, "tau_C": tau_c, "crossover": t_half,
-            "width_ln_tau": width, "curves": curves}
+            "crossover_ln_stderr": errors[0], "width_ln_tau": width, "width_stderr": errors[1],
+            "n_datasets": n_datasets, "curves": curves}
 
 
 def _extrapolated_cross_entropy(h_full, h_half, h_quarter):

@@ -389,8 +389,9 @@ def _collapse(plan: MemorizationPlan, run: MemorizationRun, rng, loop) -> None:
     for dim in loop(plan.dims, "dims"):
         res = sim.collapse_experiment(dim, plan.log_n_per_d, rng, n_probes=plan.probes,
                                       device=plan.device)
-        run.predictions[f"d={dim}"] = {k: res[k] for k in ("n_train", "tau_C", "crossover",
-                                                           "width_ln_tau")}
+        run.predictions[f"d={dim}"] = {k: res[k] for k in (
+            "n_train", "tau_C", "crossover", "crossover_ln_stderr", "width_ln_tau",
+            "width_stderr", "n_datasets")}
         curves = res["curves"]
         for i, tau in enumerate(curves["tau"]):
             run.add({"dim": dim, "n_train": res["n_train"], "tau": tau,

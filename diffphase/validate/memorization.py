@@ -63,7 +63,9 @@ def check_collapse(tier: str, rng: np.random.Generator) -> list[Comparison]:
                 f"ln(crossover/tau_C), d={dim}, N={res['n_train']}", 0.0, float(err),
                 tolerance=max(0.5 * res["width_ln_tau"], 0.05), error=float(err),
                 details={"tau_C": res["tau_C"], "crossover": res["crossover"],
-                         "width_ln_tau": res["width_ln_tau"], **res["curves"],
+                         "crossover_ln_stderr": res["crossover_ln_stderr"],
+                         "width_ln_tau": res["width_ln_tau"],
+                         "width_stderr": res["width_stderr"], **res["curves"],
                          "tolerance_rule": "half the 0.2-0.8 width of the crossover in ln tau"}))
     mean_w = {d: float(np.mean(w)) for d, w in widths.items()}
     first, last = dims[0], dims[-1]
