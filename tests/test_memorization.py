@@ -412,16 +412,16 @@ def test_rem_critical_tau_at_a_displaced_probe_against_direct_variance():
 
 
 def test_entropy_route_extrapolation_recovers_a_power_law():
-    from diffphase.simulate.memorization import _extrapolated_cross_entropy
+    from diffphase.simulate.memorization import extrapolated_cross_entropy
 
     h, c, m = 1.3, 0.4, 8000.0
     for p in (0.5, 0.8, 1.0):
         parts = [np.full(5, h + c * size**-p) for size in (m, m / 2, m / 4)]
-        value, correction = _extrapolated_cross_entropy(*parts)
+        value, correction = extrapolated_cross_entropy(*parts)
         np.testing.assert_allclose(value, h, rtol=1e-12)
         np.testing.assert_allclose(correction, c * m**-p, rtol=1e-9)  # differences of O(1)
     flat = [np.full(5, h)] * 3  # no decay resolved: the largest reference is kept
-    assert _extrapolated_cross_entropy(*flat) == (h, 0.0)
+    assert extrapolated_cross_entropy(*flat) == (h, 0.0)
 
 
 def test_entropy_route_matches_the_gaussian_closed_form():
@@ -502,7 +502,7 @@ def test_bootstrap_crossover_error_matches_the_spread_over_probes():
     from diffphase.simulate.memorization import (
         bootstrap_crossover,
         crossover_and_width,
-        own_weight_per_probe,
+        own_weight_curves,
     )
 
     data = LinearGaussian.isotropic(8).sample(55, np.random.default_rng(0))
@@ -510,7 +510,7 @@ def test_bootstrap_crossover_error_matches_the_spread_over_probes():
     measured, errors = [], []
     for seed in range(60):
         rng = np.random.default_rng(100 + seed)
-        per_probe = own_weight_per_probe(data, taus, 64, rng)
+        per_probe = own_weight_curves(data, taus, 64, rng)["own_weight_per_probe"]
         t_half, width = crossover_and_width(taus, per_probe.mean(axis=1))
         measured.append((np.log(t_half), width))
         errors.append(bootstrap_crossover(taus, per_probe, rng))

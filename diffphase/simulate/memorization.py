@@ -72,8 +72,10 @@ def crossover_and_width(taus: np.ndarray, values: np.ndarray) -> tuple[float, fl
 
 def own_weight_curves(data: np.ndarray, taus: np.ndarray, n_probes: int,
                       rng: np.random.Generator, device: str = "cpu") -> dict[str, np.ndarray]:
-    """At ``x = y_mu + sqrt(tau) z`` (VE, ``mu`` a random training point): mean own weight
-    ``w_mu(x)`` and mean ``sum w^2`` per ``tau``."""
+    """At ``x = y_mu + sqrt(tau) z`` (VE, ``mu`` a random training point; one owner and one
+    ``z`` per probe, common to every ``tau``): mean own weight ``w_mu(x)`` and mean ``sum w^2``
+    per ``tau``, and ``own_weight_per_probe`` ``(len(taus), n_probes)`` (for
+    :func:`bootstrap_crossover`)."""
     engine = EmpiricalScore(data, device=device)
     n = data.shape[0]
     owners = rng.integers(0, n, size=n_probes)
@@ -81,26 +83,12 @@ def own_weight_curves(data: np.ndarray, taus: np.ndarray, n_probes: int,
     own, pr = [], []
     for tau in taus:
         x = data[owners] + np.sqrt(tau) * noise
-        logw = np.asarray(engine.log_weights(x, 1.0, tau))
-        w = np.exp(logw)
-        own.append(float(np.mean(w[np.arange(n_probes), owners])))
+        w = np.exp(to_numpy(engine.log_weights(x, 1.0, tau)))
+        own.append(w[np.arange(n_probes), owners])
         pr.append(float(np.mean(np.sum(w * w, axis=1))))
-    return {"tau": np.asarray(taus, float), "own_weight": np.array(own),
-            "participation_ratio": np.array(pr)}
-
-
-def own_weight_per_probe(data: np.ndarray, taus: np.ndarray, n_probes: int,
-                         rng: np.random.Generator, device: str = "cpu") -> np.ndarray:
-    """``(len(taus), n_probes)``: the own weight ``w_mu(x)`` of each probe
-    ``x = y_mu + sqrt(tau) z`` (one owner ``mu`` and one ``z`` per probe, common to every
-    ``tau``); its mean over probes is :func:`own_weight_curves`' ``own_weight``."""
-    engine = EmpiricalScore(data, device=device)
-    owners = rng.integers(0, data.shape[0], size=n_probes)
-    noise = rng.normal(size=(n_probes, data.shape[1]))
-    rows = np.arange(n_probes)
-    return np.array([np.exp(np.asarray(engine.log_weights(data[owners] + np.sqrt(tau) * noise,
-                                                          1.0, tau)))[rows, owners]
-                     for tau in taus])
+    own = np.array(own)
+    return {"tau": np.asarray(taus, float), "own_weight": own.mean(axis=1),
+            "participation_ratio": np.array(pr), "own_weight_per_probe": own}
 
 
 def bootstrap_crossover(taus: np.ndarray, per_probe: np.ndarray, rng: np.random.Generator,
@@ -133,14 +121,16 @@ def collapse_experiment(dim: int, log_n_per_d: float, rng: np.random.Generator,
                         n_datasets: int = 4) -> dict:
     """One point of check 1: isotropic unit-variance data, ``N = round(exp(d * log_n_per_d))``.
 
-    The probes are split over ``n_datasets >= 2`` independent training sets; the crossover and
-    width are read from the pooled own-weight curve, and their standard errors
+    The probes are split over ``min(n_datasets, n_probes)`` independent training sets; the
+    crossover and width are read from the pooled own-weight curve, and their standard errors
     (``crossover_ln_stderr``, the error of ``ln crossover``, and ``width_stderr``) are the
     delete-one-training-set jackknife: they cover both the probes and the draw of the training
-    set, so they match the spread between seeds.
+    set, so they match the spread between seeds (NaN with a single training set, or where a
+    leave-one-out curve does not resolve the crossing).
     """
-    if n_datasets < 2 or n_probes < n_datasets:
-        raise ParameterError("n_datasets", n_datasets, f"in [2, n_probes = {n_probes}]")
+    if n_datasets < 1:
+        raise ParameterError("n_datasets", n_datasets, ">= 1")
+    n_datasets = min(int(n_datasets), int(n_probes))
     n_train = max(2, int(round(np.exp(dim * log_n_per_d))))
     spectrum = solvers.CovarianceSpectrum.from_groups([1.0], [1.0], dim, "orthonormal")
     tau_c = float(solvers.collapse_tau(spectrum, n_train).tau[0])
@@ -159,14 +149,14 @@ def collapse_experiment(dim: int, log_n_per_d: float, rng: np.random.Generator,
     leave_out = [crossover_and_width(taus, (own.sum(0) - own[i]) / (n_probes - counts[i]))
                  for i in range(n_datasets)]
     leave_out = np.array([(np.log(t), w) for t, w in leave_out])
-    errors = [_jackknife(leave_out[:, j]) if np.all(np.isfinite(leave_out[:, j])) else np.nan
-              for j in range(2)]
+    errors = [_jackknife(leave_out[:, j]) if n_datasets > 1 and np.all(np.isfinite(
+        leave_out[:, j])) else np.nan for j in range(2)]
     return {"dim": dim, "n_train": n_train, "tau_C": tau_c, "crossover": t_half,
             "crossover_ln_stderr": errors[0], "width_ln_tau": width, "width_stderr": errors[1],
             "n_datasets": n_datasets, "curves": curves}
 
 
-def _extrapolated_cross_entropy(h_full, h_half, h_quarter):
+def extrapolated_cross_entropy(h_full, h_half, h_quarter):
     """Per-probe cross-entropies at nested reference sizes ``M, M/2, M/4`` -> the mean
     extrapolated to ``M -> infinity`` (see :func:`entropy_collapse_tau`) and its correction."""
     mean = float(np.mean(h_full))
@@ -231,7 +221,7 @@ def entropy_collapse_tau(sampler, n_train: int, rng: np.random.Generator,
 
     def residual(log_tau, extrapolate=True):
         if extrapolate:
-            h = _extrapolated_cross_entropy(*(cross_entropy(log_tau, k) for k in range(3)))[0]
+            h = extrapolated_cross_entropy(*(cross_entropy(log_tau, k) for k in range(3)))[0]
         else:
             h = float(np.mean(cross_entropy(log_tau, 0)))
         return float(solvers.entropy_residual(h, np.exp(log_tau), n_train, dim))

@@ -58,6 +58,10 @@ MAX_LOG_N = float(np.log(np.finfo(float).max))
 PREDICTION_REASONS = {
     "crossover": "the own weight does not cross 1/2 inside the tau grid (tau_C / 10 .. 10 tau_C)",
     "width_ln_tau": "the own weight does not cross both 0.2 and 0.8 inside the tau grid",
+    "crossover_ln_stderr": "one training set only (--probes 1), or a leave-one-training-set-out "
+                           "curve does not cross 1/2 inside the tau grid",
+    "width_stderr": "one training set only (--probes 1), or a leave-one-training-set-out curve "
+                    "does not cross both 0.2 and 0.8 inside the tau grid",
     "crossover_tau": "the return fraction does not cross 1/2 inside the start times "
                      "(tau_C / 10 .. 10 tau_C)",
     "tau_c_measured": "the participation ratio does not cross 1/2 inside the tau grid",
