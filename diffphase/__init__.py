@@ -17,6 +17,8 @@ from .process import Process, get_process, tau_from_time, time_from_tau
 
 #: public name -> the module that defines it (loaded on first attribute access)
 ENTRY_POINTS: dict[str, str] = {
+    # a user's dataset through the theories, next to measurements on it (THEORY A, B)
+    "analyze": "diffphase.studies.analyze",
     # spectral phases (THEORY A)
     "spectrum_tables": "diffphase.studies.spectral",
     "VarianceLaw": "diffphase.solvers.spectral",

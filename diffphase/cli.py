@@ -16,10 +16,10 @@ import click
 from ._version import __version__
 from .commands.common import OutFolder, phase_diagram, simulate
 from .errors import DeviceUnavailableError, MissingDependencyError
-from .models import MODEL_NAMES, TIERS
+from .models import EXTRA_COMMANDS, MODEL_NAMES, TIERS
 
-#: command modules, one per model; each exposes ``register(cli)``
-COMMAND_MODULES = tuple(f"diffphase.commands.{name}" for name in MODEL_NAMES)
+#: command modules, one per model and the extra ones; each exposes ``register(cli)``
+COMMAND_MODULES = tuple(f"diffphase.commands.{name}" for name in MODEL_NAMES + EXTRA_COMMANDS)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

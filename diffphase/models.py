@@ -19,6 +19,10 @@ MODELS: dict[str, str] = {
     "fields": "E",  # local geometry of score fields
 }
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+#: commands beyond one module per model: the theories on a user's data (``diffphase analyze``)
+EXTRA_COMMANDS: tuple[str, ...] = ("analyze",)
+#: check families beyond the models' (``diffphase validate --model realdata``)
+EXTRA_CHECK_FAMILIES: tuple[str, ...] = ("realdata",)
 
 # --------------------------------------------------------------------------- forward processes
 #: forward processes (THEORY 0); times convert exactly through ``tau = D_t / a_t^2``

@@ -23,12 +23,13 @@ import numpy as np
 
 from ..errors import ParameterError, require_choice
 from ..models import CHECK_KINDS as KINDS
-from ..models import MODEL_NAMES, TIERS
+from ..models import EXTRA_CHECK_FAMILIES, MODEL_NAMES, TIERS
 
-#: model name -> module that registers its checks (one per model, same names as every layer)
+#: model name -> module that registers its checks (one per model, same names as every layer,
+#: and one per extra check family)
 MODEL_MODULES: dict[str, str] = {
     name: f"diffphase.validate.{name}"
-    for name in MODEL_NAMES
+    for name in MODEL_NAMES + EXTRA_CHECK_FAMILIES
 }
 
 
