@@ -6,7 +6,10 @@ Everything is compiled from :mod:`diffphase.theory.spectral`:
   solver come from :mod:`diffphase.solvers.stieltjes_solver` (re-exported here): ``z = z(g)`` is
   solved on grids with the warm-started Newton of :mod:`diffphase.solvers.stieltjes`
   (continuation in ``Im z`` as fallback, a second pass alone for what fails), for any number of
-  groups and for a continuous variance law (discretized by Gauss–Legendre nodes). Results carry
+  groups; a continuous variance law (:meth:`VarianceLaw.from_density`,
+  :meth:`VarianceLaw.from_samples`) is solved exactly, in closed form over the law, by
+  :mod:`diffphase.solvers.continuous_solver` (edges from the critical points outside the cut;
+  a law with connected support has exactly one bulk, so no spurious gaps). Results carry
   per-point convergence flags; a density is ``nan`` only where its flag says so.
 * :func:`covariance_density`, :func:`jacobian_density` and
   :func:`jacobian_density_of_covariance` (stable at any ``tau``) give the densities.
@@ -14,7 +17,8 @@ Everything is compiled from :mod:`diffphase.theory.spectral`:
   polynomial form (companion matrices) with explicit branch selection.
 * :func:`spectral_mass_above` and :func:`covariance_spectrum_quadrature` integrate the density
   (cosine map through the square-root edges; log-cosine map when a lower edge lies decades below
-  the upper one), with convergence flags.
+  the upper one), with convergence flags; for a continuous law the mass above a threshold is
+  the contour integral of :func:`~diffphase.solvers.continuous_solver.continuum_mass_above`.
 * :func:`spectral_summary` gives the manifold and intermediate gap widths, ``tau*``, visibility
   windows, the phase and the dimension read-out, from the symbolic formulas compiled (``numpy``
   backend of :mod:`diffphase.solvers.codegen`) and evaluated by name with :func:`formula`.
@@ -106,7 +110,7 @@ def bulk_edges_polynomial(law, variances=None) -> Edges:
     """Second route for the edges: real negative roots of the degree-2K edge polynomial, polished
     by Newton on ``z'(g) = 0``. For moderate ``K`` (the polynomial is ill-conditioned for many
     groups); used to test :func:`bulk_edges`."""
-    law = as_law(law, variances)
+    law = _groups_only(as_law(law, variances), "the polynomial route")
     unit = variance_unit(law)
     law = law.rescaled(unit)
     coeffs = _edge_polynomial_coefficients(law.K)(*law.fractions, *law.variances)
@@ -128,6 +132,13 @@ def bulk_edges_polynomial(law, variances=None) -> Edges:
         polished.append(gc)
     crit = np.sort(np.array(polished))
     return _edges_at(crit, law, unit)
+
+
+def _groups_only(law: VarianceLaw, route: str) -> VarianceLaw:
+    """``law`` when it is made of groups; a continuous law has no polynomial form."""
+    if law.is_continuous:
+        raise ParameterError("law", law.label, f"latent groups ({route} has no continuous laws)")
+    return law
 
 
 @functools.cache
@@ -161,7 +172,7 @@ def physical_root_polynomial(zc, law, variances=None) -> np.ndarray:
     the root of largest ``Im g`` (for ``Im z > 0`` the unique one in the upper half plane; on the
     real axis the member of the complex pair with ``Im g > 0`` inside a bulk, and off the support
     the real root where ``z'(g) > 0``). ``z`` finite (any shape); NaN where no root qualifies."""
-    law = as_law(law, variances)
+    law = _groups_only(as_law(law, variances), "the polynomial route")
     zc = _check_z(zc)
     if zc.size == 0:
         return np.empty(zc.shape, complex)
@@ -371,19 +382,25 @@ def spectral_mass_above(
     """Mass of the nonzero spectrum of ``C`` above ``threshold`` (vectorized over thresholds;
     ``nan`` thresholds are refused, ``+-inf`` allowed).
 
-    Random subspace: one density solve per bulk on ``n_nodes`` points uniform in ``theta``
+    Continuous law: :func:`continuum_spectral_mass` (``n_nodes`` unused). Groups, random
+    subspace: one density solve per bulk on ``n_nodes`` points uniform in ``theta``
     (``lambda = l + (u - l)(1 - cos theta)/2``, smooth through the square-root edges), a
     cumulative Simpson integral in ``theta``, and cubic interpolation at the thresholds (mapped to
     ``theta``). The grid is refined until the mass converges (:func:`spectral_cdf_converged`
     says whether it did; if not, the best estimate is returned with a
-    :class:`~diffphase.errors.ConvergenceWarning`). Orthonormal: the sum of the atoms above."""
+    :class:`~diffphase.errors.ConvergenceWarning`). Orthonormal: the sum of the atoms above (the
+    exact mass of the continuous law when its groups are only a quadrature of it)."""
     law = as_law(law, variances)
     thresholds = require_array("threshold", threshold, finite=False)
     n_nodes = require_count("n_nodes", n_nodes, 5, 65537)
     require_choice("subspace", subspace, SUBSPACES)
     if subspace == "orthonormal":
+        if law.quadrature:
+            return law.continuum.mass_above(thresholds)
         above = law.variances[None, :] > thresholds.reshape(-1, 1)
         return (above @ law.fractions).reshape(thresholds.shape)
+    if law.is_continuous:
+        return continuum_spectral_mass(thresholds, law)[0]
     flat = thresholds.ravel()
     mass = np.zeros(flat.shape)
     for lo, hi, theta, cumulative, log_map, _ in _bulk_cdf_tables(law, n_nodes):
@@ -401,8 +418,40 @@ def spectral_mass_above(
 
 
 def spectral_cdf_converged(law, variances=None, n_nodes: int = 1025) -> bool:
-    """Whether every bulk's table of :func:`spectral_mass_above` met its tolerance."""
-    return all(table[-1] for table in _bulk_cdf_tables(as_law(law, variances), n_nodes))
+    """Whether every bulk's table of :func:`spectral_mass_above` met its tolerance (continuous
+    law: whether the mass above the middle of each bulk converged)."""
+    law = as_law(law, variances)
+    if law.is_continuous:
+        middles = np.sqrt(np.prod(np.maximum(_cached_edges(law).bulks, 1e-300), axis=1))
+        return bool(np.all(continuum_spectral_mass(middles, law, warn=False)[1]))
+    return all(table[-1] for table in _bulk_cdf_tables(law, n_nodes))
+
+
+def continuum_spectral_mass(thresholds, law: VarianceLaw, settings: SolverSettings | None = None,
+                            warn: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(mass above each threshold, converged)`` for a continuous law (random subspace):
+    ``alpha`` below the lowest edge, 0 above the top edge, else the contour integral of
+    :func:`~diffphase.solvers.continuous_solver.continuum_mass_above` in the law's unit. A
+    threshold that did not converge keeps its best estimate, with a
+    :class:`~diffphase.errors.ConvergenceWarning` (unless ``warn`` is False)."""
+    from .continuous_solver import continuum_mass_above, continuum_unit
+
+    settings = settings or SolverSettings()
+    flat = np.asarray(thresholds, dtype=float).ravel()
+    bulks = _cached_edges(law).bulks
+    mass = np.where(flat <= bulks[0, 0], law.continuum.alpha, 0.0)
+    converged = np.ones(flat.shape, dtype=bool)
+    inside = (flat > bulks[0, 0]) & (flat < bulks[-1, 1])
+    if np.any(inside):
+        unit = continuum_unit(law.continuum)
+        mass[inside], converged[inside] = continuum_mass_above(
+            flat[inside] / unit, law.continuum.rescaled(unit), bulks[-1, 1] / unit,
+            settings.tol, settings.maxiter)
+    if warn and not converged.all():
+        warnings.warn(f"mass above {np.count_nonzero(~converged)} threshold(s) did not converge; "
+                      "the values are estimates", ConvergenceWarning, stacklevel=3)
+    shape = np.shape(thresholds)
+    return mass.reshape(shape), converged.reshape(shape)
 
 
 def _bulk_cdf_tables(law: VarianceLaw, n_nodes: int, rtol: float = 1e-10, max_nodes: int = 65537):
@@ -412,7 +461,7 @@ def _bulk_cdf_tables(law: VarianceLaw, n_nodes: int, rtol: float = 1e-10, max_no
     converge in the cosine map is redone in the log-cosine map (:func:`_log_bulk_map`: a lower
     edge far below the upper one); a table that converges in neither is kept (the finer of the
     last two) with ``converged = False`` and a :class:`~diffphase.errors.ConvergenceWarning`."""
-    key = (law.fractions.tobytes(), law.variances.tobytes(), n_nodes)
+    key = (*law.cache_key, n_nodes)
     if key not in _CDF_CACHE:
         if len(_CDF_CACHE) > 1024:
             _CDF_CACHE.clear()
@@ -473,10 +522,13 @@ def _cubic_interp(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- gaps and phases
 def spectrum_edges(law, variances=None, subspace: str = "random") -> np.ndarray:
     """Ascending ``[[l, u], ...]`` of the nonzero spectrum of ``C``: exact bulks (random) or the
-    latent variances as degenerate bulks ``[s, s]`` (orthonormal)."""
+    latent variances as degenerate bulks ``[s, s]`` (orthonormal; the support components of a
+    continuous law whose groups are only a quadrature of it)."""
     law = as_law(law, variances)
     require_choice("subspace", subspace, SUBSPACES)
     if subspace == "orthonormal":
+        if law.quadrature:
+            return law.continuum.components.copy()
         s = np.sort(law.variances)
         return np.stack([s, s], axis=1)
     return _cached_edges(law).bulks.copy()
@@ -541,11 +593,22 @@ def check_delta(delta: float) -> float:
     return require_in_range("delta", delta, 0, 1, closed=(False, False))
 
 
+def _dimension_readout(tau: float, law: VarianceLaw, delta: float, subspace: str):
+    """``(dimension fraction, converged)`` at one ``tau``."""
+    if subspace == "random" and law.is_continuous:
+        threshold = formula("dimension_threshold", tau, delta)
+        mass, converged = continuum_spectral_mass(threshold, law)
+        return float(mass), bool(converged)
+    fraction = float(dimension_fraction(tau, law, delta=delta, subspace=subspace))
+    return fraction, subspace == "orthonormal" or spectral_cdf_converged(law)
+
+
 def spectral_summary(
     law, tau: float, delta: float = 0.1, subspace: str = "random", dim: int | None = None
 ) -> dict:
     """Everything ``diffphase spectrum --json`` reports at one ``tau``; ``dimension_converged``
-    flags the dimension read-out (:func:`spectral_cdf_converged`)."""
+    flags the dimension read-out (:func:`spectral_cdf_converged`, or the read-out's own flag for
+    a continuous law)."""
     law = as_law(law)
     tau = _check_tau(tau)
     delta = check_delta(delta)
@@ -553,7 +616,7 @@ def spectral_summary(
     if dim is not None:
         dim = require_int("dim", dim, minimum=1)
     edges = spectrum_edges(law, subspace=subspace)
-    fraction = float(dimension_fraction(tau, law, delta=delta, subspace=subspace))
+    fraction, converged = _dimension_readout(tau, law, delta, subspace)
     jac_edges = formula("jacobian_eigenvalue", edges, tau)
     summary = {
         "tau": tau,
@@ -573,7 +636,7 @@ def spectral_summary(
             "consolidation_below_tau": float(formula("consolidation_tau", edges[0, 0], delta)),
         },
         "dimension": fraction,
-        "dimension_converged": subspace == "orthonormal" or spectral_cdf_converged(law),
+        "dimension_converged": converged,
     }
     if dim is not None:
         summary["dimension_count"] = fraction * dim
@@ -588,7 +651,7 @@ def stieltjes_mpmath(zc: complex, law, variances=None, dps: int = 30):
     axis outside the support, the real root with ``z'(g) > 0`` nearest ``-1/x``)."""
     import mpmath
 
-    law = as_law(law, variances)
+    law = _groups_only(as_law(law, variances), "the polynomial route")
     zc = complex(_check_z(zc).ravel()[0]) if np.size(zc) == 1 else _check_z(zc)
     if not isinstance(zc, complex):
         raise ParameterError("z", zc, "one complex number")
@@ -614,7 +677,7 @@ def covariance_density_array(lam, law, variances=None, device: str = "cpu"):
     iterations)``."""
     from .stieltjes_array import stieltjes_array
 
-    law = as_law(law, variances)
+    law = _groups_only(as_law(law, variances), "the array route")
     lam = require_array("lambda", lam)
     flat = lam.ravel()
     n = flat.size

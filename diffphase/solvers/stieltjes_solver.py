@@ -3,7 +3,12 @@
 Contract:
 
 * :class:`VarianceLaw`: latent groups (fractions and variances), checked however built;
-  :func:`variance_unit` is the power of two that sets its scale.
+  :func:`variance_unit` is the power of two that sets its scale. A continuous law
+  (:meth:`VarianceLaw.from_density`, :meth:`VarianceLaw.from_samples`) carries a
+  :class:`~diffphase.solvers.continuous_law.VarianceContinuum` beside its groups (a quadrature
+  of it, or the samples); :func:`bulk_edges` and :func:`stieltjes_lines` solve the continuous
+  law itself with :mod:`diffphase.solvers.continuous_solver` (a law with connected support has
+  exactly one bulk: no spurious gaps).
 * :func:`kernels`: the generated numba module (the inverse-map parts compiled from
   :mod:`diffphase.theory.spectral` and the templates of :mod:`diffphase.solvers.stieltjes`).
 * :func:`bulk_edges`: the exact edges ``z(g*)`` at the critical points ``z'(g*) = 0``, found in
@@ -39,6 +44,12 @@ from ..errors import (
 from ..theory import spectral as theory
 from . import stieltjes as templates
 from .codegen import ScalarKernel, Template, compile_kernels
+from .continuous_law import VarianceContinuum, continuum_from_pdf, continuum_from_samples
+
+#: smallest group fraction: the bulk of a group of fraction ``a`` is about ``4 sqrt(a)`` of its
+#: variance wide, and the critical points that bound it sit ``sqrt(a)`` (relative) from the pole
+#: ``-1/s``, which double precision resolves down to about ``a = 1e-30``
+MIN_FRACTION = 1e-30
 
 
 # ----------------------------------------------------------------------------- the model
@@ -49,11 +60,18 @@ class VarianceLaw:
     Checked on construction (however built): one finite fraction ``> 0`` per finite variance
     ``> 0``, fractions summing to at most 1; else :class:`~diffphase.errors.ParameterError`.
     Groups with equal variances are merged and groups are stored by descending variance.
+    ``continuum`` (set by :meth:`from_density` and :meth:`from_samples`): the continuous law
+    the groups stand for; the random-subspace solvers then use it, not the groups.
+    ``quadrature``: the groups are only a quadrature of ``continuum`` (:meth:`from_density`), so
+    the orthonormal subspace uses ``continuum`` too; otherwise (groups, or the samples of
+    :meth:`from_samples`, exact at finite ``d``) it uses the groups.
     """
 
     fractions: np.ndarray
     variances: np.ndarray
     label: str = field(default="groups", compare=False)
+    continuum: VarianceContinuum | None = field(default=None, compare=False)
+    quadrature: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         fractions = as_float_array("fractions", self.fractions)
@@ -64,12 +82,20 @@ class VarianceLaw:
                 fractions.tolist(),
                 f"one fraction per variance ({variances.size} variances given)",
             )
-        if np.any(fractions <= 0):
-            raise ParameterError("fractions", fractions.tolist(), "each > 0")
+        if np.any(fractions < MIN_FRACTION):
+            raise ParameterError("fractions", fractions.tolist(),
+                                 f"each >= {MIN_FRACTION:g} (a group's bulk is about "
+                                 "4 sqrt(a) times its variance wide: below that, narrower than "
+                                 "double precision resolves)")
         if fractions.sum() > 1 + 1e-12:
             raise ParameterError("fractions", fractions.tolist(), "summing to at most 1")
         if np.any(variances <= 0):
             raise ParameterError("variances", variances.tolist(), "each > 0")
+        if self.continuum is not None and not isinstance(self.continuum, VarianceContinuum):
+            raise ParameterError("continuum", type(self.continuum).__name__,
+                                 "a VarianceContinuum or None")
+        if self.quadrature and self.continuum is None:
+            raise ParameterError("quadrature", True, "False without a continuum")
         unique, inverse = np.unique(variances, return_inverse=True)
         merged = np.zeros(unique.size)
         np.add.at(merged, inverse, fractions)
@@ -83,7 +109,9 @@ class VarianceLaw:
 
     def rescaled(self, unit: float) -> VarianceLaw:
         """The same fractions with the variances divided by ``unit``."""
-        return VarianceLaw(self.fractions, self.variances / unit, self.label)
+        continuum = None if self.continuum is None else self.continuum.rescaled(unit)
+        return VarianceLaw(self.fractions, self.variances / unit, self.label, continuum,
+                           self.quadrature)
 
     @classmethod
     def from_density(
@@ -92,21 +120,49 @@ class VarianceLaw:
         support: tuple[float, float],
         alpha: float,
         n_nodes: int = 48,
+        n_pieces: int = 256,
     ) -> VarianceLaw:
         """A continuous law of latent variances with density ``pdf`` on ``support`` (normalized
-        here) and total fraction ``alpha``, discretized by Gauss–Legendre nodes."""
-        lo, hi = (float(v) for v in support)
-        if not (0 < lo < hi < np.inf):
-            raise ParameterError("support", support, "0 < low < high < inf")
-        require_in_range("alpha", alpha, 0, 1, closed=(False, True))
+        here) and total fraction ``alpha``.
+
+        Solved as a continuous law (:func:`~diffphase.solvers.continuous_law.continuum_from_pdf`):
+        ``s pdf(s)`` is interpolated linearly between ``n_pieces + 1`` geometric knots, which is
+        exact for the uniform and log-uniform laws (``diffphase spectrum --law``) and otherwise
+        accurate to ``O(h^2)`` in the knot spacing ``h`` of ``ln s``. The groups are
+        ``n_nodes`` Gauss–Legendre nodes of ``pdf`` on ``support``, a quadrature standing for the
+        law where only atoms can be used (collapse times of the orthonormal subspace); the
+        orthonormal edges and masses use the continuous law itself."""
+        continuum = continuum_from_pdf(pdf, support, alpha, n_pieces)
+        lo, hi = continuum.lows[0], continuum.highs[-1]
         n_nodes = require_count("n_nodes", n_nodes, 2, 10**5)
         nodes, weights = np.polynomial.legendre.leggauss(n_nodes)
         s = 0.5 * (hi - lo) * nodes + 0.5 * (hi + lo)
         w = 0.5 * (hi - lo) * weights * np.asarray(pdf(s), dtype=float)
         if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise ParameterError("pdf", "callable", "non-negative with positive mass on support")
-        law = cls.from_groups(alpha * w / w.sum(), s)
-        return cls(law.fractions, law.variances, label=f"continuous on [{lo:g}, {hi:g}]")
+        keep = w > 0
+        return cls(continuum.alpha * w[keep] / w.sum(), s[keep], continuum.label, continuum,
+                   quadrature=True)
+
+    @classmethod
+    def from_samples(cls, variances, alpha: float, gap_ratio: float | None = None,
+                     label: str | None = None) -> VarianceLaw:
+        """An empirical spectrum (``variances``: e.g. a dataset's covariance eigenvalues, all
+        ``> 0``, at least two distinct) as a continuous law of total fraction ``alpha``.
+
+        Exact: every edge, density, gap and read-out is that of the continuous law whose CDF is
+        the samples' empirical CDF interpolated linearly in ``ln s`` between consecutive distinct
+        samples (support ``[min, max]``), solved in closed form without discretization. Smoothed:
+        each sample's mass is spread log-uniformly to its neighbours, so structure finer than the
+        sample spacing (atoms, ties) and tails beyond the extreme samples are not represented.
+        ``gap_ratio``: consecutive samples further apart than this ratio bound separate support
+        components (see :func:`~diffphase.solvers.continuous_law.continuum_from_samples`). The
+        groups are the samples themselves (fraction ``alpha / n`` each): the orthonormal subspace
+        uses them (exact at finite ``d``), the random subspace the continuous law."""
+        continuum = continuum_from_samples(variances, alpha, gap_ratio, label)
+        samples = np.asarray(variances, dtype=float).ravel()
+        fractions = np.full(samples.size, continuum.alpha / samples.size)
+        return cls(fractions, samples, continuum.label, continuum)
 
     @property
     def alpha(self) -> float:
@@ -115,6 +171,16 @@ class VarianceLaw:
     @property
     def K(self) -> int:
         return int(self.fractions.size)
+
+    @property
+    def is_continuous(self) -> bool:
+        return self.continuum is not None
+
+    @property
+    def cache_key(self) -> tuple:
+        """Identifies the law for the caches of edges and spectral tables."""
+        extra = () if self.continuum is None else self.continuum.cache_key
+        return (self.fractions.tobytes(), self.variances.tobytes(), self.quadrature, *extra)
 
 
 def as_law(law_or_fractions, variances=None) -> VarianceLaw:
@@ -160,11 +226,14 @@ def kernels():
 @dataclass
 class Edges:
     """Ascending bulk edges of the nonzero spectrum of ``C``: ``[[l_1, u_1], [l_2, u_2], ...]``;
-    the critical points ``g*`` (ascending) and the edge ``z(g*)`` of each."""
+    the critical points ``g*`` (ascending) and the edge ``z(g*)`` of each; for a continuous law
+    also the real increasing branches of ``z(g)`` off the support, rows
+    ``(x_lo, x_hi, g_lo, g_hi)``."""
 
     bulks: np.ndarray
     critical_points: np.ndarray
     critical_values: np.ndarray | None = None
+    branches: np.ndarray | None = None
 
     @property
     def n_bulks(self) -> int:
@@ -182,14 +251,29 @@ def bulk_edges(law, variances=None, n_samples: int = 512) -> Edges:
     """Exact bulk edges (random subspace): ``z(g*)`` at the critical points of ``z(g)``, ``g* < 0``.
 
     With ``alpha = 1`` an odd number of critical points means a hard edge at ``lambda = 0``.
-    Solved in units of :func:`variance_unit` (exact rescaling), so laws at any scale work."""
+    Solved in units of :func:`variance_unit` (exact rescaling), so laws at any scale work. A
+    continuous law: :func:`~diffphase.solvers.continuous_solver.continuum_edges` (``n_samples``
+    unused)."""
     law = as_law(law, variances)
     n_samples = require_count("n_samples", n_samples, 8, 10**6)
+    if law.is_continuous:
+        return _continuum_edges(law.continuum)
     unit = variance_unit(law)
     scaled = law.rescaled(unit)
     out = np.empty(2 * law.K + 2)
     count = kernels().critical_points(scaled.fractions, scaled.variances, n_samples, out)
     return _edges_at(np.sort(out[:count]), scaled, unit)
+
+
+def _continuum_edges(continuum: VarianceContinuum) -> Edges:
+    """:func:`~diffphase.solvers.continuous_solver.continuum_edges` in the law's unit, returned
+    in the original one (``x`` times the unit, ``g`` divided by it)."""
+    from .continuous_solver import continuum_edges, continuum_unit
+
+    unit = continuum_unit(continuum)
+    bulks, critical, values, branches = continuum_edges(continuum.rescaled(unit))
+    branches = np.c_[branches[:, :2] * unit, branches[:, 2:] / unit]
+    return Edges(bulks * unit, critical / unit, values * unit, branches)
 
 
 def variance_unit(law: VarianceLaw) -> float:
@@ -259,9 +343,10 @@ def stieltjes_lines(
 ) -> StieltjesResult:
     """``g(x + i eta)`` on lines ``x[line, :]`` (warm starts along each line), one law per line.
 
-    All laws must have the same number of groups (pad by splitting is not done); ``x`` finite,
-    ``eta >= 0`` finite. Points the line solve leaves unconverged get a second pass alone
-    (:func:`_solve_alone`); what still fails is flagged."""
+    All group laws must have the same number of groups (pad by splitting is not done); ``x``
+    finite, ``eta >= 0`` finite. Points the line solve leaves unconverged get a second pass alone
+    (:func:`_solve_alone`); what still fails is flagged. Lines of continuous laws are solved by
+    :func:`_continuum_lines` (any mix of laws is allowed then)."""
     settings = settings or SolverSettings()
     x = np.ascontiguousarray(np.atleast_2d(require_array("x", x)))
     eta = require_nonnegative("eta", eta)
@@ -275,6 +360,8 @@ def stieltjes_lines(
                                np.empty(x.shape, np.int64), np.empty(x.shape, bool))
     if len(laws) != n_lines:
         raise ParameterError("laws", len(laws), f"one per line ({n_lines})")
+    if any(law.is_continuous for law in laws):
+        return _lines_by_law(x, laws, eta, settings)
     K = laws[0].K
     if any(law.K != K for law in laws):
         raise ParameterError("laws", [law.K for law in laws], "the same number of groups per line")
@@ -325,6 +412,37 @@ def stieltjes_lines(
     if eta == 0.0 and not result.converged.all():
         _edge_roots(x, laws, result)
     return result
+
+
+def _lines_by_law(x, laws, eta, settings) -> StieltjesResult:
+    """:func:`stieltjes_lines` one law at a time (its lines together), when some are continuous."""
+    result = StieltjesResult(np.empty(x.shape, complex), np.empty(x.shape, bool),
+                             np.empty(x.shape, np.int64), np.empty(x.shape, bool))
+    groups: dict[int, list[int]] = {}
+    for line, law in enumerate(laws):
+        groups.setdefault(id(law), []).append(line)
+    for lines in groups.values():
+        law = laws[lines[0]]
+        part = (_continuum_lines(x[lines], law, eta, settings) if law.is_continuous
+                else stieltjes_lines(x[lines], law, eta, settings))
+        for name in ("g", "converged", "iterations", "fallback"):
+            getattr(result, name)[lines] = getattr(part, name)
+    return result
+
+
+def _continuum_lines(x, law: VarianceLaw, eta: float, settings) -> StieltjesResult:
+    """Lines of one continuous law, solved in its unit (exact rescaling) on the branches of
+    its cached edges."""
+    from .continuous_solver import continuum_lines, continuum_unit
+
+    unit = continuum_unit(law.continuum)
+    branches = _cached_edges(law).branches
+    branches = np.c_[branches[:, :2] / unit, branches[:, 2:] * unit]
+    with np.errstate(over="ignore"):
+        g, converged, iterations, fallback = continuum_lines(
+            np.ascontiguousarray(x / unit), eta / unit, law.continuum.rescaled(unit), branches,
+            settings.tol, settings.maxiter)
+    return StieltjesResult(g / unit, converged, iterations, fallback)
 
 
 def _edge_roots(x, laws, result) -> None:
@@ -393,7 +511,7 @@ _EDGE_CACHE: dict[tuple, Edges] = {}
 
 
 def _cached_edges(law: VarianceLaw) -> Edges:
-    key = (law.fractions.tobytes(), law.variances.tobytes())
+    key = law.cache_key
     if key not in _EDGE_CACHE:
         if len(_EDGE_CACHE) > 4096:
             _EDGE_CACHE.clear()

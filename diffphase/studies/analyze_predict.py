@@ -126,16 +126,16 @@ def data_variance_law(eigenvalues: np.ndarray, dim: int, delta: float):
     eigenvalues of ``C`` are the law's variances; the zero eigenvalues are the normal atom
     ``1 - r/d``); the one place the law is built.
 
-    With ``VarianceLaw.from_samples`` (when the solvers provide it and the spectrum has two
-    distinct values): the continuous law the ``r`` nonzero eigenvalues are samples of, of mass
-    ``r/d``, split into separate support components where consecutive eigenvalues are further
-    apart than :func:`visible_gap_ratio` (a gap that reaches ``delta``), so that its gaps are the
-    visible ones and its dimension read-out is smooth. Otherwise: an atom of mass ``1/d`` at
-    each nonzero eigenvalue."""
+    With two or more distinct nonzero eigenvalues: ``VarianceLaw.from_samples``, the continuous
+    law the ``r`` nonzero eigenvalues are samples of, of mass ``r/d``, split into separate
+    support components where consecutive eigenvalues are further apart than
+    :func:`visible_gap_ratio` (a gap that reaches ``delta``), so that its gaps are the visible
+    ones and its dimension read-out is smooth. Otherwise: an atom of mass ``1/d`` at each nonzero
+    eigenvalue."""
     law_type = spectral_solvers.VarianceLaw
     nonzero = np.asarray(eigenvalues, dtype=float)
     nonzero = nonzero[nonzero > 0]
-    if hasattr(law_type, "from_samples") and np.unique(nonzero).size >= 2:
+    if np.unique(nonzero).size >= 2:
         return law_type.from_samples(nonzero, alpha=nonzero.size / dim,
                                      gap_ratio=visible_gap_ratio(delta), label="data spectrum")
     return law_type.from_groups(np.full(nonzero.size, 1.0 / dim), nonzero)

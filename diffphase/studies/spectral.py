@@ -236,12 +236,15 @@ def resolve_tau(tau: float | None = None, t: float | None = None, process: str =
 
 def bulk_grid(edges, points: int = 1500) -> np.ndarray:
     """About ``points`` values over the bulks ``[[l, u], ...]``, cosine-spaced in each (so
-    clustered at every edge; at least 10 per bulk), ascending, without duplicates or zeros."""
+    clustered at every edge; at least 10 per bulk; log-cosine-spaced in a bulk whose ``u / l``
+    exceeds :data:`~diffphase.solvers.spectral.LOG_MAP_RATIO`, so every decade is sampled),
+    ascending, without duplicates or zeros."""
     edges = np.asarray(edges, dtype=float).reshape(-1, 2)
     per_bulk = max(require_int("points", points, minimum=1) // max(len(edges), 1), 10)
     theta = np.linspace(0, np.pi, per_bulk)
-    grid = np.unique(np.concatenate([lo + (hi - lo) * (1 - np.cos(theta)) / 2
-                                     for lo, hi in edges]))
+    grid = np.unique(np.concatenate([
+        solver._log_bulk_map(lo, hi, theta)[0] if 0 < lo and hi > solver.LOG_MAP_RATIO * lo
+        else lo + (hi - lo) * (1 - np.cos(theta)) / 2 for lo, hi in edges]))
     return grid[grid > 0]
 
 
