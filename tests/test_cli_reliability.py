@@ -504,3 +504,20 @@ def test_flag_helpers_leave_finite_tables_alone_and_explain_the_rest():
                                    {"speciation": np.array([np.nan])}, "ve", np.array([1.0]),
                                    1.0, {}, False, float("nan")).table()
     assert table["nan_reason"][0].startswith("tau: no speciation")
+
+
+@pytest.mark.parametrize("command", [["critical-times"], ["spectrum", "--tau", "0.1"]])
+def test_a_fraction_below_double_resolution_is_refused_and_the_smallest_allowed_works(
+        command, tmp_path, capsys):
+    """A group of fraction a has a bulk about 4 sqrt(a) of its variance wide; below a = 1e-30
+    its edges are lost to rounding, so the fraction is refused naming --fractions; at 1e-30 the
+    command runs and reports the group's (degenerate) bulk."""
+    line = refused([*command, "--fractions", "1e-300", "--variances", "1",
+                    "--out", tmp_path / "o"], capsys, "--fractions")
+    assert "1e-30" in line
+    code, out, _ = run([*command, "--fractions", "1e-30,0.3", "--variances", "1,0.01", "--json",
+                        "--out", tmp_path / "p"], capsys)
+    assert code == 0
+    if command[0] == "spectrum":
+        edges = json.loads(out)["edges"]
+        assert len(edges) == 2 and edges[1][0] == pytest.approx(1.0, rel=0.01)

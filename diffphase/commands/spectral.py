@@ -23,7 +23,8 @@ from .common import (
 
 #: library parameter -> option, for error messages
 OPTIONS = {"tau/t": "--tau/--t", "tau": "--tau", "t": "--t", "points": "--points",
-           "dim": "--dim", "delta": "--delta", "max_memory": "--max-memory"}
+           "dim": "--dim", "delta": "--delta", "max_memory": "--max-memory",
+           "fractions": "--fractions", "variances": "--variances", "alpha": "--alpha"}
 DIAGRAM_OPTIONS = {"n_tau": "--n-tau", "n_rows": "--n-rows", "delta": "--delta",
                    "max_memory": "--max-memory"}
 
@@ -115,12 +116,12 @@ def spectrum_command(
     from ..studies.spectral import plan_spectrum, resolve_tau, run_spectrum
 
     law_text = law
-    law = (
-        parse_law(law_text, alpha)
-        if law_text
-        else solver.VarianceLaw.from_groups(fractions, variances)
-    )
     with option_names(OPTIONS):
+        law = (
+            parse_law(law_text, alpha)
+            if law_text
+            else solver.VarianceLaw.from_groups(fractions, variances)
+        )
         tau = resolve_tau(tau, t, process)
         plan = plan_spectrum(law, tau, delta, subspace, dim, points, process, max_memory,
                              tau_name="tau" if t is None else "t")
