@@ -390,7 +390,8 @@ def central_difference_jacobian(field: ScoreField, x: np.ndarray, a: float, D: f
 
     Parameters
     ----------
-    field : a score field; all ``2 n k`` shifted points go to it in one batched call.
+    field : a score field; the ``2 n k`` shifted points go to it in batched calls of
+        :func:`rows_per_call` points (one call when they fit the cache model).
     x : points, shape ``(n, dim)``.
     a, D : the noise level (``x = a y + sqrt(D) z``).
     step : the finite-difference step ``h`` (absolute).
@@ -405,9 +406,48 @@ def central_difference_jacobian(field: ScoreField, x: np.ndarray, a: float, D: f
     shifts = step * q.T  # (k, dim)
     stacked = np.concatenate([(x[:, None, :] + shifts).reshape(n * k, -1),
                               (x[:, None, :] - shifts).reshape(n * k, -1)])
-    values = _values(field, stacked, a, D).reshape(2, n, k, dim)
+    values = _values_in_blocks(field, stacked, a, D, n).reshape(2, n, k, dim)
     directional = (values[0] - values[1]) / (2.0 * step)  # (n, k, dim): row i is J q_i
-    return np.einsum("nki,jk->nij", directional, q)
+    return np.matmul(directional.transpose(0, 2, 1), q.T)  # sum_i (J q_i) q_i^T
+
+
+#: bytes of a query's temporaries that should stay in a core's cache (half of a 1 MiB L2)
+CACHE_BUDGET_BYTES = 1 << 19
+
+
+def query_bytes(field: ScoreField) -> int:
+    """Bytes of temporaries one query point costs inside ``field.score`` (the cache model of
+    :func:`rows_per_call`): ``field.query_bytes_per_point`` when the field states it, else for a
+    field over ``N`` training points (``field.points.n_points``) two float rows of length ``N``
+    (log-weights and weights), else two float rows of length ``dim``."""
+    stated = getattr(field, "query_bytes_per_point", None)
+    if stated is not None:
+        return max(1, int(stated))
+    n_points = getattr(getattr(field, "points", None), "n_points", None)
+    if isinstance(n_points, (int, np.integer)):
+        return 16 * int(n_points)
+    return 16 * int(field.dim)
+
+
+def rows_per_call(field: ScoreField, total: int, least: int = 8) -> int:
+    """Points per batched score call: all of them on a GPU or when they fit the cache budget,
+    else as many as keep one call's temporaries within :data:`CACHE_BUDGET_BYTES` (a batch that
+    spills the cache costs several times more per point than the same points in blocks), and
+    never fewer than ``least`` (per-call overhead)."""
+    if getattr(field, "device", "cpu") not in ("cpu", None):
+        return total
+    return int(min(total, max(least, CACHE_BUDGET_BYTES // query_bytes(field))))
+
+
+def _values_in_blocks(field: ScoreField, x: np.ndarray, a: float, D: float,
+                      least: int) -> np.ndarray:
+    """``field.score`` of the rows of ``x`` in blocks of :func:`rows_per_call` rows (at least
+    ``least``: the points of one probe, so there are never more calls than probes)."""
+    rows = rows_per_call(field, x.shape[0], least)
+    if rows >= x.shape[0]:
+        return _values(field, x, a, D)
+    return np.concatenate([_values(field, x[start:start + rows], a, D)
+                           for start in range(0, x.shape[0], rows)])
 
 
 def one_sided_jacobian(field: ScoreField, x: np.ndarray, a: float, D: float, step: float, *,

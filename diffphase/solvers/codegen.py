@@ -179,17 +179,20 @@ def _numba_module(kernels: Sequence[ScalarKernel], templates: Sequence[Template 
                   tag: str, fastmath: bool) -> ModuleType:
     """Write (if new, or to replace a damaged copy) and import the generated module; its functions
     are numba dispatchers. Damaged numba cache files of the module are discarded first."""
-    import numba
-
-    source = module_source(kernels, templates, fastmath)
-    key = source + CODEGEN_VERSION + numba.__version__ + sys.version
-    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    index = _index_path(kernels, templates, tag, fastmath)
+    source = _indexed_source(index, tag)
+    source_was_printed = source is None
+    if source_was_printed:
+        source = module_source(kernels, templates, fastmath)
+    digest = _source_digest(source)
     module_name = f"{_MODULE_PREFIX}.{tag}_{digest}"
     if module_name in sys.modules:
         return sys.modules[module_name]
     repair_package_numba_caches()
     path = cache_dir() / f"{tag}_{digest}.py"
     _ensure_file(path, source.encode())
+    if source_was_printed:
+        _write_index(index, path.name)
     repair_numba_cache(path)
     if _MODULE_PREFIX not in sys.modules:
         package = ModuleType(_MODULE_PREFIX)
@@ -204,6 +207,57 @@ def _numba_module(kernels: Sequence[ScalarKernel], templates: Sequence[Template 
         del sys.modules[module_name]
         raise
     return module
+
+
+def _source_digest(source: str) -> str:
+    """Name digest of a generated module: its source, this printer's and numba's versions."""
+    import numba
+
+    key = source + CODEGEN_VERSION + numba.__version__ + sys.version
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def _index_path(kernels: Sequence[ScalarKernel], templates: Sequence[Template | Callable],
+                tag: str, fastmath: bool) -> Path:
+    """Index file naming the generated module of these kernels, keyed by the expressions' trees
+    (``srepr``, cheap) rather than by the printed source (common-subexpression elimination and
+    printing cost a tenth of a second or more): a warm process reads the module's text from the
+    index instead of printing it again."""
+    import numba
+
+    parts = [CODEGEN_VERSION, numba.__version__, sys.version, tag, str(fastmath)]
+    for kernel in kernels:
+        parts += [kernel.name, repr(kernel.args)] + [sp.srepr(e) for e in kernel.exprs]
+    for template in templates:
+        template = template if isinstance(template, Template) else Template(template)
+        parts.append(template.source(fastmath))
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:20]
+    return cache_dir() / "index" / f"{tag}.{digest}"
+
+
+def _indexed_source(index: Path, tag: str) -> str | None:
+    """Source of the module an index names, when both files exist and the module's text still
+    hashes to its name (anything else: None, and the source is printed again)."""
+    try:
+        name = index.read_text()
+        source = (index.parent.parent / name).read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return source if name == f"{tag}_{_source_digest(source)}.py" else None
+
+
+def _write_index(index: Path, module_file: str) -> None:
+    """Point ``index`` at ``module_file`` (temporary name, then rename; last writer wins, and
+    any complete index is valid since :func:`_indexed_source` checks what it names)."""
+    index.parent.mkdir(exist_ok=True)
+    fd, tmp = temporary_file(index)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(module_file)
+        os.replace(tmp, index)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _ensure_file(path: Path, data: bytes) -> None:
