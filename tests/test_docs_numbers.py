@@ -50,6 +50,12 @@ def _mismatches(stated: list[str], values: list[float], errors: list[float],
     return bad
 
 
+def _assert_claim(claim: Claim) -> None:
+    values, errors = claim.compute()
+    bad = _mismatches(_stated(claim, _text()), values, errors, claim.rel)
+    assert not bad, (claim.name, bad)
+
+
 # ----------------------------------------------------------------------------- computations
 def _worked_example():
     from diffphase.solvers.spectral import VarianceLaw, spectral_summary
@@ -245,18 +251,12 @@ FULL_TIER_CLAIMS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("claim", FULL_TIER_CLAIMS, ids=[c.name for c in FULL_TIER_CLAIMS])
 def test_readme_findings_are_what_the_full_tier_computes(claim):
-    stated = _stated(claim, _text())
-    values, errors = claim.compute()
-    bad = _mismatches(stated, values, errors, claim.rel)
-    assert not bad, (claim.name, bad)
+    _assert_claim(claim)
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=[c.name for c in CLAIMS])
 def test_readme_numbers_are_what_the_code_computes(claim):
-    stated = _stated(claim, _text())
-    values, errors = claim.compute()
-    bad = _mismatches(stated, values, errors, claim.rel)
-    assert not bad, (claim.name, bad)
+    _assert_claim(claim)
 
 
 def test_an_edited_number_is_caught():

@@ -41,10 +41,10 @@ from ..backend import to_numpy
 from ..simulate.empirical import EmpiricalScore
 from ..simulate.memorization import (
     ENTROPY_MAX_EXTRAPOLATION,
-    extrapolated_cross_entropy,
-    crossing,
     bootstrap_crossover,
+    crossing,
     crossover_and_width,
+    extrapolated_cross_entropy,
     own_weight_curves,
 )
 from ..solvers import memorization as collapse_solvers
