@@ -172,10 +172,25 @@ def public_modules() -> list[str]:
     return sorted(set(names)) + list(API_MODULES)
 
 
+def _missing_extra(module: str) -> str | None:
+    """The optional dependency a module needs and that is not installed here (None: it
+    imports)."""
+    from diffphase.errors import MissingDependencyError
+
+    try:
+        importlib.import_module(module)
+    except MissingDependencyError as exc:
+        return str(exc)
+    return None
+
+
 def _page(module: str) -> str:
     title = f"``{module}``"
-    return (f"{title}\n{'=' * len(title)}\n\n"
-            f".. automodule:: {module}\n   :members:\n   :ignore-module-all:\n")
+    head = f"{title}\n{'=' * len(title)}\n\n"
+    missing = _missing_extra(module)
+    if missing:  # documented where its extra is installed
+        return head + f"This module needs an optional dependency: {missing}.\n"
+    return head + f".. automodule:: {module}\n   :members:\n   :ignore-module-all:\n"
 
 
 def _package_page() -> str:
