@@ -19,16 +19,21 @@ checked before the call, outputs after it.
 torch is imported only when a :class:`TorchScore` is built; importing :mod:`diffphase` never
 imports it. Without torch, :func:`require_torch` raises
 :class:`~diffphase.errors.MissingDependencyError` naming the ``torch`` extra.
+:func:`torch_device` maps the library's device names (``cpu``, ``gpu``, ``auto``) to a torch
+device. Networks that predict epsilon, v or x0 at their own noise levels (diffusers models) come
+in through :mod:`diffphase.simulate.network_scores`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import MissingDependencyError, require_choice, require_int
+from ..errors import DeviceUnavailableError, MissingDependencyError, require_choice, require_int
+from ..models import DEVICES
 from .jacobians import call_user_code, checked_level, checked_output, checked_points
 
 
@@ -99,3 +104,20 @@ class TorchScore:
         jac = call_user_code(self.name, lambda: func.vmap(func.jacrev(single))(self._tensor(x)))
         return checked_output(f"{self.name} Jacobian", self._host(jac),
                               (x.shape[0], self.dim, self.dim))
+
+
+def torch_device(device: str = "cpu"):
+    """The torch device of ``device``: ``cpu``; ``gpu`` (CUDA, else
+    :class:`~diffphase.errors.DeviceUnavailableError`); ``auto`` (CUDA when torch sees one, else
+    the CPU with a warning)."""
+    torch = require_torch()
+    require_choice("device", device, DEVICES)
+    if device == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if device == "gpu":
+        raise DeviceUnavailableError("device 'gpu' requested but torch sees no CUDA device")
+    warnings.warn("device 'auto': torch sees no CUDA device; running on the CPU", RuntimeWarning,
+                  stacklevel=2)
+    return torch.device("cpu")
