@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -102,3 +103,136 @@ def test_short_training_reduces_the_loss_and_learns_the_normal_directions():
     # normal directions (coordinates 2, 3: zero data variance): exact value -1 (THEORY A)
     normal = np.einsum("nii->ni", jn)[:, 2:]
     assert np.abs(normal + 1).mean() < 0.15
+
+
+# --------------------------------------------------------------------------- networks, CLI
+@pytest.fixture
+def one_thread():
+    """A tiny network's products run faster on one thread than on two shared ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _run_cli(argv, capsys):
+    from diffphase.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def tiny_diffusers(tmp_path_factory):
+    """A randomly initialised 16 x 16, one-channel UNet2DModel (block widths 8 and 16) and the
+    default DDPM scheduler, saved with save_pretrained (no download)."""
+    diffusers = pytest.importorskip("diffusers")
+    folder = tmp_path_factory.mktemp("tiny_diffusers")
+    torch.manual_seed(0)
+    diffusers.UNet2DModel(
+        sample_size=16, in_channels=1, out_channels=1, layers_per_block=1,
+        block_out_channels=(8, 16), down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        attention_head_dim=8).save_pretrained(folder)
+    diffusers.DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def factories(tmp_path, monkeypatch):
+    (tmp_path / "torch_factories.py").write_text(
+        "import numpy as np, torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.layer = torch.nn.Linear(5, 4)\n"
+        "    def forward(self, x, t):\n"
+        "        return self.layer(torch.cat([x, t[:, None] / 1000], dim=1))\n"
+        "def good():\n"
+        "    torch.manual_seed(0)\n"
+        "    return Net(), {'prediction': 'epsilon', 'time': 'timestep', 'shape': (4,),\n"
+        "                   'betas': np.linspace(1e-4, 0.02, 1000)}\n"
+        "def raises():\n"
+        "    raise RuntimeError('cannot build')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "torch_factories"
+    sys.modules.pop("torch_factories", None)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_diagnose_diffusers_matrix_free_end_to_end(tiny_diffusers, tmp_path, capsys,
+                                                    monkeypatch):
+    from diffphase.commands import fields as command
+
+    monkeypatch.setattr(command, "progress_enabled", lambda: True)  # as on a terminal
+    out = tmp_path / "out"
+    code, stdout, err = _run_cli(
+        ["diagnose", "--diffusers", str(tiny_diffusers), "--process", "ddpm", "--times", "100",
+         "--points", "1", "--spectra", "matrix-free", "--krylov-steps", "6",
+         "--krylov-probes", "2", "--hutchinson-probes", "2", "--top-k", "2", "--out", str(out),
+         "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    point = summary["time_points"][0]
+    # diffphase's ddpm step k is diffusers' timestep k - 1 of the same linear schedule
+    assert point["model_time"] == pytest.approx(99.0, abs=1e-3)  # float32 alphas_cumprod
+    assert summary["network"]["prediction"] == "epsilon"
+    assert {"singular_values_top", "singular_values_top_error", "eigenvalues_top",
+            "local_dimension_error", "nonconservativeness_error", "ks_error"} <= set(point)
+    assert 0 < point["nonconservativeness"] <= 1 and len(point["singular_values_top"]) == 2
+    assert summary["solver"]["spectra"] == "matrix-free"
+    # the memory is stated before the run (on a terminal's stderr) and kept in the JSON
+    estimated = summary["solver"]["estimated_memory_bytes"]
+    assert 0 < estimated < 2**30 and err.startswith("estimated peak memory")
+    names = {p.name for p in out.iterdir()}
+    assert {"fields_diagnose.csv", "fields_diagnose_summary.csv", "fields_diagnose_density.csv",
+            "fields_diagnose.json", "fields_diagnose.png"} <= names
+    header = (out / "fields_diagnose.csv").read_text().splitlines()[0]
+    assert header.startswith("step_ddpm,tau,end,index,singular_value_normalized")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_diagnose_torch_factory_dense_with_training_data(factories, tmp_path, capsys):
+    rows = np.random.default_rng(0).standard_normal((30, 2)) @ np.ones((2, 4))
+    np.save(tmp_path / "rows.npy", rows)
+    out = tmp_path / "out"
+    code, stdout, err = _run_cli(
+        ["diagnose", "--torch", f"{factories}:good", "--times", "0.2,1", "--points", "3",
+         "--steps-per-efold", "4", "--data", str(tmp_path / "rows.npy"), "--dtype", "float64",
+         "--out", str(out), "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["solver"]["spectra"] == "dense" and summary["parameters"]["dim"] == 4
+    comparison = summary["comparison"]
+    assert comparison["data_rank"] == 1  # the rows span one direction (the ones vector)
+    for entry in comparison["time_points"]:
+        # THEORY A: the one data direction counts while its variance exceeds tau
+        assert entry["gaussian"]["local_dimension"] == 1 and entry["theory_readout"] == 1
+    names = {p.name for p in out.iterdir()}
+    assert {"fields_diagnose_theory.csv", "fields_diagnose_theory.png"} <= names
+    table = (out / "fields_diagnose_theory.csv").read_text().splitlines()
+    assert table[0].startswith("t_ve,tau,source,local_dimension") and len(table) == 1 + 2 * 4
+
+
+@pytest.mark.parametrize("case, option", [
+    ("missing", "--diffusers"), ("empty", "--diffusers"), ("raises", "--torch"),
+    ("dim", "--dim"), ("range", "--times"), ("memory", "memory budget")])
+def test_bad_network_input_is_one_line_naming_the_option(case, option, factories, tmp_path,
+                                                         capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "scheduler_config.json").write_text('{"_class_name": "DDPMScheduler"}')
+    argv = {"missing": ["--diffusers", str(tmp_path / "nowhere")],
+            "empty": ["--diffusers", str(empty)],
+            "raises": ["--torch", f"{factories}:raises"],
+            "dim": ["--torch", f"{factories}:good", "--dim", "4"],
+            "range": ["--torch", f"{factories}:good", "--times", "1e-7"],
+            "memory": ["--torch", f"{factories}:good", "--spectra", "matrix-free",
+                       "--krylov-steps", "2000", "--max-memory", "1M"]}[case]
+    code, stdout, err = _run_cli(["diagnose", *argv, "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and stdout == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0], err
+    assert not (tmp_path / "out").exists()

@@ -2,12 +2,16 @@
 
 ``diagnose`` points the score-field diagnostics of :mod:`diffphase.simulate.fields` at a user
 score (``--score package.module:function --dim D``, called as ``function(x, t)`` with ``x`` of
-shape ``(n, D)`` and ``t`` in the ``--process`` convention) or a built-in score (``--model
-linear-manifold``: the exact score; ``--model empirical``: the empirical score of ``--samples``
-points of the same manifold). It follows backward probability-flow trajectories to each of
-``--times`` and writes, per time point, the spectrum of ``Jn = D_t J``, the local dimension and
-the non-conservativeness: ``fields_diagnose.csv`` (one row per time and singular-value index),
-``fields_diagnose_summary.csv`` (one row per time), ``fields_diagnose.json`` and a figure.
+shape ``(n, D)`` and ``t`` in the ``--process`` convention), a trained network (``--torch
+package.module:factory`` or ``--diffusers DIR``, :mod:`diffphase.studies.fields`) or a built-in
+score (``--model linear-manifold``: the exact score; ``--model empirical``: the empirical score
+of ``--samples`` points of the same manifold). It follows backward probability-flow trajectories
+to each of ``--times`` and writes, per time point, the spectrum of ``Jn = D_t J``, the local
+dimension and the non-conservativeness: ``fields_diagnose.csv`` (one row per time and
+singular-value index; matrix-free: per time, end and index of the extreme values),
+``fields_diagnose_summary.csv`` (one row per time), ``fields_diagnose.json`` and a figure; with
+``--spectra matrix-free`` also ``fields_diagnose_density.csv`` (the spectral CDFs), and with
+``--data`` the comparison with theory, ``fields_diagnose_theory.csv`` and its figure.
 
 This module parses the request and builds it, then calls the library and writes. The request
 layer (:func:`prepare_diagnosis`, from Python too) checks every option before any work: the
@@ -17,8 +21,10 @@ reported under the options' spelling (:func:`~diffphase.commands.common.option_n
 source's own (exactly one of ``--score`` and ``--model``, the options that go with each) are
 checked here; then :func:`field_source` imports and probes a user score (any exception of user
 code is one line naming ``--score``, see :mod:`diffphase.simulate.jacobians`) or builds a model,
-and ``--probes`` and ``--route`` are checked against it. Only then are the files claimed and
-``run()`` computes. :func:`diagnosis_tables` lays out the columns. The JSON lists only the
+and ``--probes`` and ``--route`` are checked against it; a network is loaded, its times
+checked against its trained range, the spectra route chosen (``--spectra``) and its memory
+checked, and the training set's size read before it is loaded. Only then are the files claimed
+and ``run()`` computes. :func:`diagnosis_tables` lays out the columns. The JSON lists only the
 parameters that apply to the request, and every value that can be undefined (NaN) has a flag
 beside it: ``n_nonfinite`` per time point and in ``convergence``, ``finite`` per spectrum row.
 """
@@ -26,12 +32,13 @@ beside it: ``n_nonfinite`` per time point and in ``convergence``, ``finite`` per
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 import numpy as np
 
+from ..data.loaders import DATASETS
 from ..errors import (
     DeviceUnavailableError,
     ParameterError,
@@ -44,9 +51,9 @@ from ..models import DEVICES, FIELD_SOURCES, JACOBIAN_ROUTES, PROCESSES, SCHEDUL
 from ..outputs import OutputSet, run_metadata
 from ..process import Process
 from ..simulate.fields import (
+    MEMORY_BUDGET_BYTES,
     TAU_RANGE,
     CostTerm,
-    TimeDiagnostics,
     check_cost,
     check_probes,
     check_request,
@@ -59,12 +66,23 @@ from ..simulate.fields import (
 )
 from ..simulate.integrators import as_process
 from ..simulate.jacobians import CallableScore, ScoreField, TimeScore, checked_array, load_callable
+from ..simulate.matrix_free_fields import (
+    check_krylov,
+    chunk_rows_within,
+    diagnose_matrix_free,
+    matrix_free_cost,
+    product_memory,
+)
+from ..studies import fields as network_study
+from ..studies.budget import format_bytes
 from .common import (
     FLOATS,
     emit,
+    max_memory_option,
     option_names,
     output_options,
     phase_diagram,
+    progress_enabled,
     register_default_diagram,
 )
 
@@ -77,7 +95,18 @@ OPTION_NAMES = {"times": "--times", "t_start": "--t-start", "points": "--points"
                 "steps_per_efold": "--steps-per-efold", "dim": "--dim", "samples": "--samples",
                 "T": "--steps", "process": "--process", "schedule": "--schedule",
                 "fractions": "--fractions", "variances": "--variances",
-                "subspace": "--subspace", "rotation": "--rotation"}
+                "subspace": "--subspace", "rotation": "--rotation", "spectra": "--spectra",
+                "krylov_steps": "--krylov-steps", "krylov_probes": "--krylov-probes",
+                "hutchinson_probes": "--hutchinson-probes", "top_k": "--top-k",
+                "data": "--data", "dataset": "--dataset", "key": "--key", "limit": "--limit",
+                "max_memory": "--max-memory"}
+#: how the spectra are computed (``auto``: matrix-free for networks above
+#: :data:`~diffphase.studies.fields.DENSE_DIMENSION_LIMIT` dimensions)
+SPECTRA = ("auto", "dense", "matrix-free")
+#: the dtypes a network may run in
+NETWORK_DTYPES = ("float32", "float64")
+#: extreme values reported per time point (``--top-k``)
+TOP_K = 8
 
 
 # --------------------------------------------------------------------------- the request
@@ -90,6 +119,7 @@ class FieldSource:
     label: str
     sampler: Callable | None = None
     reference_basis: np.ndarray | None = None
+    network: dict | None = None  # what a --torch or --diffusers network predicts, its levels
 
 
 def load_reference(reference, dim: int) -> np.ndarray:
@@ -113,18 +143,32 @@ def load_reference(reference, dim: int) -> np.ndarray:
 
 
 def _checked_source(*, score, model, dim, fractions, variances, subspace, rotation, samples,
-                    reference, device) -> tuple[str | None, int, int]:
+                    reference, device, torch=None, diffusers=None, dtype="float32"
+                    ) -> tuple[str | None, int | None, int]:
     """Check the options of :func:`field_source` without building anything; ``(model, dim,
-    samples)``."""
-    if (score is None) == (model is None):
-        raise ParameterError("--score/--model", f"{score}/{model}", "exactly one of the two")
+    samples)`` (``dim`` None for a network: its input shape sets it)."""
+    given = [name for name, value in (("--score", score), ("--model", model),
+                                      ("--torch", torch), ("--diffusers", diffusers))
+             if value is not None]
+    if len(given) != 1:
+        raise ParameterError("--score/--model/--torch/--diffusers", "/".join(given) or None,
+                             "exactly one of the four")
     require_choice("--device", device, DEVICES)
-    if device == "gpu" and model != "empirical":
-        # only the empirical score has a cupy path; the others would silently run on the CPU
-        raise ParameterError("--device", device, "cpu or auto unless --model empirical (the only "
-                             "score computed on a GPU)")
+    network = torch is not None or diffusers is not None
+    if device == "gpu" and model != "empirical" and not network:
+        # only the empirical score and the networks have a GPU path
+        raise ParameterError("--device", device, "cpu or auto unless --model empirical, --torch "
+                             "or --diffusers (the scores computed on a GPU)")
     rotation = require_finite("--rotation", rotation)
     samples = require_int("--samples", samples, minimum=2)
+    if network:
+        require_choice("--dtype", dtype, NETWORK_DTYPES)
+        if dim is not None:
+            raise ParameterError("--dim", dim, "not given with --torch or --diffusers (the "
+                                 "network's input shape sets it)")
+        if rotation:
+            raise ParameterError("--rotation", rotation, "0 unless --model linear-manifold")
+        return None, None, samples
     if score is not None:
         if dim is None:
             raise ParameterError("--dim", None, "an integer >= 1 (required with --score)")
@@ -137,7 +181,8 @@ def _checked_source(*, score, model, dim, fractions, variances, subspace, rotati
         raise ParameterError("--rotation", rotation, "0 unless --model linear-manifold")
     if reference is not None:
         raise ParameterError("--reference", str(reference),
-                             "only with --score (a built-in model has its own tangent basis)")
+                             "only with --score, --torch or --diffusers (a built-in model has "
+                             "its own tangent basis)")
     require_choice("--subspace", subspace, SUBSPACES)
     as_float_array("--fractions", fractions)
     (low, high), values = TAU_RANGE, as_float_array("--variances", variances)
@@ -146,13 +191,32 @@ def _checked_source(*, score, model, dim, fractions, variances, subspace, rotati
     return model, dim, samples
 
 
+def _network_source(proc: Process, *, torch, diffusers, dtype, device,
+                    reference) -> FieldSource:
+    """A ``--torch`` or ``--diffusers`` network, loaded, with its reference basis."""
+    try:
+        network = network_study.network_field(torch=torch, diffusers=diffusers, dtype=dtype,
+                                              device=device)
+    except DeviceUnavailableError as exc:
+        raise DeviceUnavailableError(f"--device {device}: {exc}") from None
+    label = f"--torch {torch}" if torch is not None else f"--diffusers {diffusers}"
+    basis = None if reference is None else load_reference(reference, network.dim)
+    return FieldSource(network, f"network {label}", None, basis, network.describe())
+
+
 def field_source(process: str | Process, *, score: str | Callable | None = None,
                  model: str | None = None, dim: int | None = None,
                  fractions=(0.125, 0.125), variances=(4.0, 0.25), subspace: str = "random",
                  rotation: float = 0.0, samples: int = 200, reference=None,
                  device: str = "cpu", rng: np.random.Generator | None = None,
-                 max_memory: float | None = None) -> FieldSource:
-    """The field of a user score or of a built-in model (exactly one of ``score``, ``model``).
+                 max_memory: float | None = None, torch: str | None = None,
+                 diffusers=None, dtype: str = "float32") -> FieldSource:
+    """The field of a user score, a network or a built-in model (exactly one of ``score``,
+    ``torch``, ``diffusers``, ``model``).
+
+    ``torch`` (``package.module:factory``) and ``diffusers`` (a folder) load a network
+    (:func:`diffphase.studies.fields.network_field`, in ``dtype`` on ``device``); ``reference``
+    is optional as for a user score.
 
     ``score`` is a callable ``f(x, t)`` with ``t`` a time of ``process`` (wrapped in
     :class:`~diffphase.simulate.jacobians.TimeScore` and checked by
@@ -169,7 +233,11 @@ def field_source(process: str | Process, *, score: str | Callable | None = None,
     rng = np.random.default_rng() if rng is None else rng
     model, dim, samples = _checked_source(
         score=score, model=model, dim=dim, fractions=fractions, variances=variances,
-        subspace=subspace, rotation=rotation, samples=samples, reference=reference, device=device)
+        subspace=subspace, rotation=rotation, samples=samples, reference=reference, device=device,
+        torch=torch, diffusers=diffusers, dtype=dtype)
+    if torch is not None or diffusers is not None:
+        return _network_source(proc, torch=torch, diffusers=diffusers, dtype=dtype,
+                               device=device, reference=reference)
     with option_names(OPTION_NAMES):
         check_cost(source_cost_terms(model, dim, samples if model == "empirical" else 0),
                    {"dim": dim, "samples": samples}, max_memory=max_memory)
@@ -201,17 +269,31 @@ def field_source(process: str | Process, *, score: str | Callable | None = None,
 
 @dataclass
 class FieldDiagnosis:
-    """A checked request (from :func:`prepare_diagnosis`): ``run()`` gives the diagnostics."""
+    """A checked request (from :func:`prepare_diagnosis`): ``run()`` gives the diagnostics,
+    ``summaries()`` their point-averaged values, ``compare()`` the comparison with the training
+    set when one was given."""
 
     source: FieldSource
     process: Process
     times: np.ndarray  # descending
     rng: np.random.Generator
     options: dict  # the remaining keyword options of diagnose_field
+    spectra: str = "dense"  # or "matrix-free"
+    krylov: dict = field(default_factory=dict)  # the options of diagnose_matrix_free
+    rows: np.ndarray | None = None  # the training set (--data), in the field's units
+    data: dict | None = None  # its description
+    estimate: tuple[float, float] | None = None  # (bytes, operations), checked before running
 
-    def run(self) -> list[TimeDiagnostics]:
+    def run(self) -> list:
         try:
             with option_names(OPTION_NAMES):
+                if self.spectra == "matrix-free":
+                    shared = {k: self.options[k] for k in (
+                        "points", "t_start", "data_variance", "threshold", "steps_per_efold",
+                        "max_memory")}
+                    return diagnose_matrix_free(self.source.field, self.process, self.times,
+                                                rng=self.rng, sampler=self.source.sampler,
+                                                **shared, **self.krylov)
                 return diagnose_field(self.source.field, self.process, self.times, rng=self.rng,
                                       sampler=self.source.sampler,
                                       reference_basis=self.source.reference_basis,
@@ -220,6 +302,27 @@ class FieldDiagnosis:
             raise ParameterError("--points", self.options["points"],
                                  "a smaller job: this one ran out of memory (fewer --points "
                                  "or --times, or a smaller --dim)") from None
+
+    def summaries(self) -> list[dict]:
+        """:meth:`run`'s point-averaged values; a network's also name its own time input at
+        each time (``model_time``)."""
+        summaries = [r.summary() for r in self.run()]
+        network = self.source.field
+        if hasattr(network, "model_time"):
+            for s in summaries:
+                a = float(self.process.signal_scale(s["t"]))
+                s["model_time"] = network.model_time(a, float(self.process.noise_variance(s["t"])))
+        return summaries
+
+    def compare(self, summaries: Sequence[dict]) -> dict | None:
+        """The comparison with the training set (:func:`~diffphase.studies.fields.
+        data_comparison`), or None without one."""
+        if self.rows is None:
+            return None
+        return network_study.data_comparison(
+            self.rows, summaries, self.process, points=self.options["points"], rng=self.rng,
+            t_start=self.options["t_start"], steps_per_efold=self.options["steps_per_efold"],
+            threshold=self.options["threshold"], top_k=self.krylov.get("top_k", TOP_K))
 
 
 def request_process(process: str, schedule: str = "linear", steps: int = 1000, *,
@@ -242,23 +345,82 @@ def request_process(process: str, schedule: str = "linear", steps: int = 1000, *
         raise ParameterError("--steps", steps, detail) from None
 
 
+def _prepared_network(proc: Process, times: np.ndarray, source: dict, *, rng, points, t_start,
+                      route, probes, steps_per_efold, spectra, krylov, max_memory,
+                      max_operations) -> tuple[FieldSource, str]:
+    """Load the network, check its times and the spectra route, and its cost on that route
+    (the matrix-free route's rows per network call go into ``krylov``)."""
+    built = field_source(proc, rng=rng, max_memory=max_memory, **source)
+    network = built.field
+    with option_names(OPTION_NAMES):
+        network_study.check_network_times(network, proc, times, t_start)
+        used = network_study.spectra_route(spectra, network)
+        sizes = {"points": points, "krylov_probes": krylov["probes"],
+                 "krylov_steps": krylov["steps"], "times": len(times),
+                 "steps_per_efold": steps_per_efold, "probes": probes}
+        if used == "dense":
+            check_probes(probes, network.dim)
+            jacobian_route = resolve_route(route, network)
+            krylov["estimate"] = check_cost(
+                diagnosis_cost(proc, times, points=points, dim=network.dim, t_start=t_start,
+                               probes=probes, route=jacobian_route,
+                               steps_per_efold=steps_per_efold)
+                + network_study.dense_network_cost(network, points), sizes,
+                max_memory=max_memory, max_operations=max_operations)
+            return built, used
+        if route not in ("auto", "autograd"):
+            raise ParameterError("route", route, "auto or autograd with matrix-free spectra "
+                                 "(they use Jacobian-vector products)")
+        if built.reference_basis is not None:
+            raise ParameterError("--reference", str(source.get("reference")), "only with dense "
+                                 "spectra (--spectra dense): the blocks need the whole Jacobian")
+        start = float(times[0]) if t_start is None else float(t_start)
+        memory = product_memory(network, float(proc.signal_scale(start)),
+                                float(proc.noise_variance(start)))
+        budget = MEMORY_BUDGET_BYTES if max_memory is None else float(max_memory)
+        krylov["chunk_rows"] = chunk_rows_within(
+            points * max(2 * krylov["probes"], krylov["hutchinson_probes"]), memory.per_row,
+            0.5 * budget)
+        krylov["estimate"] = check_cost(
+            matrix_free_cost(points=points, probes=krylov["probes"], steps=krylov["steps"],
+                             hutchinson_probes=krylov["hutchinson_probes"], dim=network.dim,
+                             memory=memory, chunk_rows=krylov["chunk_rows"]), sizes,
+            max_memory=max_memory, max_operations=max_operations)
+    return built, used
+
+
 def prepare_diagnosis(process: str | Process, times: Sequence[float], *,
                       rng: np.random.Generator, points: int = 8, t_start: float | None = None,
                       data_variance: float = 1.0, threshold: float = 0.5, route: str = "auto",
                       probes: int | None = None, relative_step: float = 1e-4,
-                      steps_per_efold: int = 40, max_memory: float | None = None,
+                      steps_per_efold: int = 40, spectra: str = "auto", krylov_steps: int = 60,
+                      krylov_probes: int = 4, hutchinson_probes: int = 16, top_k: int = TOP_K,
+                      data=None, dataset: str | None = None, key: str | None = None,
+                      limit: int | None = None, max_memory: float | None = None,
                       max_operations: float | None = None, **source) -> FieldDiagnosis:
     """Check the options of :func:`diagnose_field` and of the source (:func:`field_source` with
     the keywords ``source``), refuse a request whose estimated cost (:func:`diagnosis_cost`)
     exceeds ``max_memory`` or ``max_operations``, then build the source (importing and probing a
     user score) and check ``probes`` and ``route`` against it: every input error is raised
-    here, before any heavy work."""
+    here, before any heavy work.
+
+    A network (``torch``, ``diffusers`` in ``source``) is loaded first (its dimension sets the
+    cost), its times checked against its trained range, and its spectra computed densely or
+    matrix-free (``spectra``; the Krylov options ``krylov_steps``, ``krylov_probes``,
+    ``hutchinson_probes``, ``top_k`` of :func:`~diffphase.simulate.matrix_free_fields.
+    diagnose_matrix_free`). ``data``, ``dataset``, ``key``, ``limit`` (with a user score or a
+    network) give the training set: trajectories start from its noised rows and ``compare()``
+    sets the diagnostics beside the theory's predictions and the empirical score."""
     proc = as_process(process)
     options = {"points": points, "t_start": t_start, "data_variance": data_variance,
                "threshold": threshold, "route": route, "probes": probes,
                "relative_step": relative_step, "steps_per_efold": steps_per_efold}
+    krylov = {"steps": krylov_steps, "probes": krylov_probes,
+              "hutchinson_probes": hutchinson_probes, "top_k": top_k}
     with option_names(OPTION_NAMES):
         times = check_request(proc, times, **options)
+        check_krylov(krylov_steps, krylov_probes, hutchinson_probes, top_k, threshold)
+        require_choice("spectra", spectra, SPECTRA)
     if not isinstance(rng, np.random.Generator):
         raise ParameterError("rng", type(rng).__name__, "a numpy.random.Generator")
     checked = {"score": None, "model": None, "dim": None, "fractions": (0.125, 0.125),
@@ -270,10 +432,42 @@ def prepare_diagnosis(process: str | Process, times: Sequence[float], *,
         raise ParameterError("--rotation", rotation, f"in [-{steps_per_efold / 4:g}, "
                              f"{steps_per_efold / 4:g}] with --steps-per-efold "
                              f"{steps_per_efold} (Heun steps of at most 1/8 turn)")
+    if model is not None and (data is not None or dataset is not None):
+        raise ParameterError("--data", data if data is not None else dataset, "only with "
+                             "--score, --torch or --diffusers (a built-in model has its data)")
+    if dim is None:
+        built, used_spectra = _prepared_network(
+            proc, times, source, rng=rng, points=points, t_start=t_start, route=route,
+            probes=probes, steps_per_efold=steps_per_efold, spectra=spectra, krylov=krylov,
+            max_memory=max_memory, max_operations=max_operations)
+        estimate = krylov.pop("estimate")
+    else:
+        with option_names(OPTION_NAMES):
+            used_spectra = network_study.spectra_route(spectra, None)
+        built, estimate = _prepared_score(
+            proc, times, source, rng=rng, model=model, dim=dim, samples=samples, points=points,
+            t_start=t_start, route=route, probes=probes, steps_per_efold=steps_per_efold,
+            max_memory=max_memory, max_operations=max_operations)
+    rows, described = None, None
+    if data is not None or dataset is not None:
+        with option_names(OPTION_NAMES):
+            rows, described = network_study.training_rows(
+                data, dataset, key=key, limit=limit, dim=built.field.dim, max_memory=max_memory)
+        built.sampler = network_study.rows_sampler(rows)
+    options.update(max_memory=max_memory, max_operations=max_operations)
+    return FieldDiagnosis(built, proc, times, rng, options, used_spectra, krylov, rows,
+                          described, estimate)
+
+
+def _prepared_score(proc: Process, times: np.ndarray, source: dict, *, rng, model, dim, samples,
+                    points, t_start, route, probes, steps_per_efold, max_memory,
+                    max_operations) -> tuple[FieldSource, tuple[float, float]]:
+    """A user score or a built-in model: the cost from the options (returned with the source,
+    as ``(bytes, operations)``), then the source built and the route checked against it."""
     used = route if route != "auto" else ("central" if model is None else "closed-form")
     with option_names(OPTION_NAMES):
         check_probes(probes, dim)
-        check_cost(diagnosis_cost(proc, times, points=points, dim=dim, t_start=t_start,
+        estimate = check_cost(diagnosis_cost(proc, times, points=points, dim=dim, t_start=t_start,
                                   probes=probes, route=used, steps_per_efold=steps_per_efold,
                                   model=model, samples=samples),
                    {"points": points, "dim": dim, "probes": probes, "times": len(times),
@@ -283,12 +477,11 @@ def prepare_diagnosis(process: str | Process, times: Sequence[float], *,
     built = field_source(proc, rng=rng, max_memory=max_memory, **source)
     with option_names(OPTION_NAMES):
         resolve_route(route, built.field)
-    options.update(max_memory=max_memory, max_operations=max_operations)
-    return FieldDiagnosis(built, proc, times, rng, options)
+    return built, estimate
 
 
 #: per-time values of :meth:`TimeDiagnostics.summary` in the per-time table, when present
-SUMMARY_COLUMNS = ("local_dimension", "local_dimension_gap", "local_dimension_mean",
+SUMMARY_COLUMNS = ("model_time", "local_dimension", "local_dimension_gap", "local_dimension_mean",
                    "nonconservativeness", "tangent_nonconservativeness",
                    "normal_nonconservativeness", "coupling", "max_principal_angle",
                    "central_difference_roundoff", "n_nonfinite")
@@ -324,70 +517,155 @@ def diagnosis_tables(summaries: Sequence[dict], time_column: str = "t") -> tuple
 
 # --------------------------------------------------------------------------- the command
 def run_diagnose(outputs: OutputSet, formats, *, score_path=None, model=None, dim=None,
+                 torch_path=None, diffusers=None, dtype="float32",
                  times=(0.1, 0.5, 1.0), process="ve", schedule="linear", steps=1000,
                  fractions=(0.125, 0.125), variances=(4.0, 0.25), subspace="random",
                  rotation=0.0, samples=200, reference=None, points=8, t_start=None,
                  data_variance=1.0, route="auto", probes=None, relative_step=1e-4,
-                 threshold=0.5, steps_per_efold=40, seed=0, device="cpu", max_memory=None,
+                 threshold=0.5, steps_per_efold=40, spectra="auto", krylov_steps=60,
+                 krylov_probes=4, hutchinson_probes=16, top_k=TOP_K, data=None, dataset=None,
+                 key=None, limit=None, seed=0, device="cpu", max_memory=None,
                  stem=STEM, command="diagnose") -> dict:
-    """Check the request, claim the files, run the diagnostics, write CSV/JSON/figure; return
+    """Check the request, claim the files, run the diagnostics, write CSV/JSON/figures; return
     the summary. ``max_memory`` (bytes) overrides the library's memory budget."""
-    from ..plotting import close
-    from ..plotting.fields import diagnostics_figure
-
     seed = require_int("--seed", seed, minimum=0)
     proc = request_process(process, schedule, steps, max_memory=max_memory)
     diagnosis = prepare_diagnosis(
         proc, times, rng=np.random.default_rng(seed), points=points, t_start=t_start,
         data_variance=data_variance, threshold=threshold, route=route, probes=probes,
-        relative_step=relative_step, steps_per_efold=steps_per_efold, score=score_path,
-        model=model, dim=dim, fractions=fractions, variances=variances, subspace=subspace,
-        rotation=rotation, samples=samples, reference=reference, device=device,
-        max_memory=max_memory)
+        relative_step=relative_step, steps_per_efold=steps_per_efold, spectra=spectra,
+        krylov_steps=krylov_steps, krylov_probes=krylov_probes,
+        hutchinson_probes=hutchinson_probes, top_k=top_k, data=data, dataset=dataset, key=key,
+        limit=limit, score=score_path, model=model, dim=dim, torch=torch_path,
+        diffusers=diffusers, dtype=dtype, fractions=fractions, variances=variances,
+        subspace=subspace, rotation=rotation, samples=samples, reference=reference,
+        device=device, max_memory=max_memory)
+    matrix_free = diagnosis.spectra == "matrix-free"
     names = [f"{stem}.csv", f"{stem}_summary.csv", f"{stem}.json"]
+    names += [f"{stem}_density.csv"] if matrix_free else []
+    names += [f"{stem}_theory.csv"] if diagnosis.rows is not None else []
     names += [f"{stem}.{fmt}" for fmt in formats]
+    names += [f"{stem}_theory.{fmt}" for fmt in formats] if diagnosis.rows is not None else []
     outputs.claim(names)
-    summaries = [r.summary() for r in diagnosis.run()]
+    if diagnosis.estimate is not None and progress_enabled():  # a terminal, as the progress
+        budget = MEMORY_BUDGET_BYTES if max_memory is None else float(max_memory)
+        click.echo(f"estimated peak memory {format_bytes(diagnosis.estimate[0])} (budget "
+                   f"{format_bytes(budget)})", err=True)
+    summaries = diagnosis.summaries()
     time_col = f"t_{process}" if process != "ddpm" else "step_ddpm"
-    spectra, per_time = diagnosis_tables(summaries, time_col)
-    outputs.write_csv(f"{stem}.csv", spectra)
+    _write_tables(outputs, stem, summaries, time_col, matrix_free)
+    comparison = diagnosis.compare(summaries)
+    if comparison is not None:
+        outputs.write_csv(f"{stem}_theory.csv", network_study.comparison_table(
+            comparison, time_col, diagnosis.krylov["top_k"]))
+    parameters = _json_parameters(diagnosis, locals())
+    solver = _json_solver(diagnosis, summaries, time_col, process, relative_step,
+                          steps_per_efold, probes)
+    convergence = {"points": points, "time_points": len(summaries), "nonfinite_jacobians": 0,
+                   "n_nonfinite": sum(s["n_nonfinite"] for s in summaries)}
+    if matrix_free:
+        convergence["jacobian_products"] = sum(s["jacobian_products"] for s in summaries)
+    extra = {"network": diagnosis.source.network} if diagnosis.source.network else {}
+    if comparison is not None:
+        extra["comparison"] = {"data": diagnosis.data, "data_rank": comparison["rank"],
+                               "data_eigenvalues_top": comparison["eigenvalues"][:top_k],
+                               "grid": comparison["grid"],
+                               "time_points": comparison["time_points"]}
+    summary = run_metadata(command, parameters, seed=seed,
+                           score_description=diagnosis.source.label, solver=solver,
+                           convergence=convergence, **extra, time_points=summaries)
+    outputs.write_json(f"{stem}.json", summary)
+    _write_figures(outputs, stem, formats, summaries, comparison, diagnosis.source.label,
+                   matrix_free)
+    return summary
+
+
+def _write_tables(outputs: OutputSet, stem: str, summaries, time_col: str,
+                  matrix_free: bool) -> None:
+    if matrix_free:
+        extremes, per_time, density = network_study.matrix_free_tables(summaries, time_col)
+        outputs.write_csv(f"{stem}_density.csv", density)
+    else:
+        extremes, per_time = diagnosis_tables(summaries, time_col)
+    outputs.write_csv(f"{stem}.csv", extremes)
     outputs.write_csv(f"{stem}_summary.csv", per_time)
-    d = diagnosis.source.field.dim
-    label = diagnosis.source.label
-    route_used = summaries[0]["jacobian_route"]
-    applies = {  # parameters that apply to this request (the others are left out, not null)
-        "schedule": process == "ddpm", "steps": process == "ddpm",
-        "fractions": bool(model), "variances": bool(model), "subspace": bool(model),
-        "samples": model == "empirical", "reference": reference is not None,
-        "data_variance": model is None}
-    parameters = {"score": score_path, "model": model, "dim": d, "times": diagnosis.times,
-                  "process": process, "schedule": schedule, "steps": steps,
-                  "fractions": fractions, "variances": variances, "subspace": subspace,
-                  "rotation": rotation, "samples": samples,
-                  "reference": str(reference) if reference else None, "points": points,
-                  "t_start": t_start if t_start is not None else float(diagnosis.times[0]),
-                  "data_variance": data_variance, "threshold": threshold,
-                  "device": device if model == "empirical" else "cpu"}
-    parameters = {k: v for k, v in parameters.items() if applies.get(k, True)}
-    solver = {"jacobian_route": route_used, "probes": probes if probes else d,
+
+
+def _json_parameters(diagnosis: FieldDiagnosis, given: dict) -> dict:
+    """The parameters that apply to the request (the others are left out, not null)."""
+    model, process = given["model"], given["process"]
+    network = diagnosis.source.network is not None
+    matrix_free = diagnosis.spectra == "matrix-free"
+    applies = {"schedule": process == "ddpm", "steps": process == "ddpm",
+               "fractions": bool(model), "variances": bool(model), "subspace": bool(model),
+               "samples": model == "empirical", "reference": given["reference"] is not None,
+               "data_variance": model is None and diagnosis.rows is None,
+               "score": not network, "model": not network,
+               "torch": given["torch_path"] is not None,
+               "diffusers": given["diffusers"] is not None, "dtype": network,
+               "krylov_steps": matrix_free, "krylov_probes": matrix_free,
+               "hutchinson_probes": matrix_free, "top_k": matrix_free or diagnosis.rows is not None,
+               "data": given["data"] is not None, "dataset": given["dataset"] is not None,
+               "key": given["key"] is not None, "limit": given["limit"] is not None}
+    device = given["device"] if (model == "empirical" or network) else "cpu"
+    parameters = {"score": given["score_path"], "model": model, "torch": given["torch_path"],
+                  "diffusers": str(given["diffusers"]), "dtype": given["dtype"],
+                  "dim": diagnosis.source.field.dim, "times": diagnosis.times,
+                  "process": process, "schedule": given["schedule"], "steps": given["steps"],
+                  "fractions": given["fractions"], "variances": given["variances"],
+                  "subspace": given["subspace"], "rotation": given["rotation"],
+                  "samples": given["samples"],
+                  "reference": str(given["reference"]) if given["reference"] else None,
+                  "points": given["points"],
+                  "t_start": given["t_start"] if given["t_start"] is not None
+                  else float(diagnosis.times[0]),
+                  "data_variance": given["data_variance"], "threshold": given["threshold"],
+                  "spectra": diagnosis.spectra, "krylov_steps": given["krylov_steps"],
+                  "krylov_probes": given["krylov_probes"],
+                  "hutchinson_probes": given["hutchinson_probes"], "top_k": given["top_k"],
+                  "data": str(given["data"]), "dataset": given["dataset"], "key": given["key"],
+                  "limit": given["limit"], "device": device}
+    return {k: v for k, v in parameters.items() if applies.get(k, True)}
+
+
+def _json_solver(diagnosis: FieldDiagnosis, summaries, time_col: str, process: str,
+                 relative_step: float, steps_per_efold: int, probes) -> dict:
+    solver = {"spectra": diagnosis.spectra,
               "trajectories": "probability-flow ODE, Heun in (x/a_t, sqrt(tau)), steps uniform "
                               "in log tau",
               "steps_per_efold": steps_per_efold,
               "time_convention": f"{time_col} ({process}); tau = D_t/a_t^2",
               "spectra_of": "Jn = D_t J"}
+    if diagnosis.estimate is not None:
+        solver["estimated_memory_bytes"] = diagnosis.estimate[0]
+    if diagnosis.spectra == "matrix-free":
+        solver.update({"method": "Golub-Kahan bidiagonalization (singular values of Jn) and "
+                                 "Lanczos (its symmetric part), full reorthogonalization; "
+                                 "stochastic Lanczos quadrature; Hutchinson for |A|/|J|",
+                       "forward_products": summaries[0]["forward_products"],
+                       "rows_per_network_call": diagnosis.krylov["chunk_rows"]})
+        return solver
+    route_used = summaries[0]["jacobian_route"]
+    solver.update({"jacobian_route": route_used,
+                   "probes": probes if probes else diagnosis.source.field.dim})
     if route_used == "central":
         solver["relative_step"] = relative_step
-    summary = run_metadata(command, parameters, seed=seed, score_description=label,
-                           solver=solver,
-                           convergence={"points": points, "time_points": len(summaries),
-                                        "nonfinite_jacobians": 0,
-                                        "n_nonfinite": sum(s["n_nonfinite"] for s in summaries)},
-                           time_points=summaries)
-    outputs.write_json(f"{stem}.json", summary)
-    fig = diagnostics_figure(summaries, title=label)
-    outputs.save_figure(fig, stem, formats)
-    close(fig)
-    return summary
+    return solver
+
+
+def _write_figures(outputs: OutputSet, stem: str, formats, summaries, comparison, label: str,
+                   matrix_free: bool) -> None:
+    from ..plotting import close
+    from ..plotting.fields import comparison_figure, diagnostics_figure, matrix_free_figure
+
+    draw = matrix_free_figure if matrix_free else diagnostics_figure
+    figure = draw(summaries, title=label)
+    outputs.save_figure(figure, stem, formats)
+    close(figure)
+    if comparison is not None:
+        figure = comparison_figure(comparison, title=label)
+        outputs.save_figure(figure, f"{stem}_theory", formats)
+        close(figure)
 
 
 def _diagnose_options(func):
@@ -396,6 +674,34 @@ def _diagnose_options(func):
                      help="A score callable 'package.module:function', called as f(x, t)."),
         click.option("--model", type=click.Choice(MODELS), default=None,
                      help="A built-in score instead of --score."),
+        click.option("--torch", "torch_path", default=None, metavar="MODULE:FACTORY",
+                     help="A torch network: factory() returns (module, info) saying what it "
+                          "predicts (epsilon, v, x0, score) and its time convention."),
+        click.option("--diffusers", default=None, metavar="DIR",
+                     type=click.Path(path_type=Path),
+                     help="A diffusers model and its scheduler saved with save_pretrained "
+                          "(read from the local folder only)."),
+        click.option("--dtype", type=click.Choice(NETWORK_DTYPES), default="float32",
+                     show_default=True, help="Arithmetic of --torch and --diffusers networks."),
+        click.option("--spectra", type=click.Choice(SPECTRA), default="auto",
+                     show_default=True,
+                     help="Dense Jacobians, or matrix-free Krylov estimates (networks; auto: "
+                          f"matrix-free above {network_study.DENSE_DIMENSION_LIMIT} dimensions)."),
+        click.option("--krylov-steps", type=int, default=60, show_default=True,
+                     help="Matrix-free: Lanczos steps per run."),
+        click.option("--krylov-probes", type=int, default=4, show_default=True,
+                     help="Matrix-free: random starts per point (spectral densities)."),
+        click.option("--hutchinson-probes", type=int, default=16, show_default=True,
+                     help="Matrix-free: Rademacher probes per point for |A|/|J|."),
+        click.option("--top-k", type=int, default=TOP_K, show_default=True,
+                     help="Matrix-free: extreme singular values and eigenvalues reported."),
+        click.option("--data", default=None, metavar="PATH",
+                     help="The training set (.npy, .npz, .csv or images; rows in the network's "
+                          "units and input layout): start points and comparison with theory."),
+        click.option("--dataset", type=click.Choice(tuple(DATASETS)), default=None,
+                     help="A bundled training set instead of --data."),
+        click.option("--key", default=None, help="Array of an .npz --data."),
+        click.option("--limit", type=int, default=None, help="Keep the first N rows of --data."),
         click.option("--dim", type=int, default=None,
                      help="Ambient dimension (required with --score; default 16 for --model)."),
         click.option("--process", type=click.Choice(PROCESSES), default="ve", show_default=True),
@@ -434,7 +740,8 @@ def _diagnose_options(func):
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default="cpu",
                      show_default=True,
-                     help="Device of --model empirical (the other scores run on the CPU)."),
+                     help="Device of --model empirical, --torch and --diffusers (the other "
+                          "scores run on the CPU)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -446,18 +753,29 @@ def _diagnose_options(func):
 @click.option("--times", type=FLOATS, default="0.01,0.1,1,10", show_default=True,
               help="Time points in the --process convention (ddpm: steps).")
 @output_options("diffphase-out/diagnose")
+@max_memory_option
 def diagnose_command(outputs: OutputSet, formats, as_json: bool, **options) -> None:
     """Jacobian spectra, local dimension and non-conservativeness of a score along backward
     trajectories (THEORY E). Spectra are of the normalized Jacobian D_t J."""
     summary = run_diagnose(outputs, formats, **options)
     if as_json:
-        keys = ("t", "tau", "singular_values", "eigenvalues_real", "eigenvalues_imag",
-                "local_dimension", "local_dimension_gap", "nonconservativeness",
-                "tangent_nonconservativeness", "normal_nonconservativeness",
-                "max_principal_angle", "central_difference_roundoff", "n_nonfinite")
-        summary = {**summary, "time_points": [{k: s[k] for k in keys if k in s}
+        summary = {**summary, "time_points": [{k: s[k] for k in JSON_KEYS if k in s}
                                               for s in summary["time_points"]]}
+        if "comparison" in summary:
+            summary["comparison"] = network_study.comparison_brief(summary["comparison"])
     emit(summary, as_json, outputs)
+
+
+#: per-time keys printed by ``--json`` (those a time point has)
+JSON_KEYS = ("t", "tau", "model_time", "singular_values", "eigenvalues_real", "eigenvalues_imag",
+             "singular_values_top", "singular_values_top_error", "singular_values_bottom",
+             "singular_values_bottom_error", "eigenvalues_top", "eigenvalues_top_error",
+             "eigenvalues_bottom", "eigenvalues_bottom_error", "gap_lower", "gap_upper",
+             "gap_lower_error", "gap_upper_error", "local_dimension", "local_dimension_gap",
+             "local_dimension_mean", "local_dimension_error", "nonconservativeness",
+             "nonconservativeness_error", "tangent_nonconservativeness",
+             "normal_nonconservativeness", "max_principal_angle", "central_difference_roundoff",
+             "ks_error", "n_nonfinite")
 
 
 @register_default_diagram("fields")

@@ -1,5 +1,11 @@
 """Figures of score-field geometry diagnostics (THEORY E): spectra, local dimension and
-non-conservativeness of ``Jn = D_t J`` against ``tau``."""
+non-conservativeness of ``Jn = D_t J`` against ``tau``.
+
+:func:`diagnostics_figure` draws dense diagnostics (every singular value);
+:func:`matrix_free_figure` the matrix-free ones (extreme values with their Ritz bounds, the local
+dimension and non-conservativeness with their errors, the spectral CDFs with their error bands);
+:func:`comparison_figure` a network beside the predictions from its training set's covariance
+(THEORY A), the empirical score (THEORY B) and the THEORY A read-out, in one figure."""
 
 from __future__ import annotations
 
@@ -34,6 +40,109 @@ def diagnostics_figure(summaries: list[dict], title: str = ""):
                        label=label)
     ax_nc.set(xscale="log", xlabel="tau", ylabel="|A|_F / |J|_F", title="non-conservativeness")
     ax_nc.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _sorted_by_tau(summaries: list[dict]) -> tuple[list[dict], np.ndarray]:
+    rows = [summaries[i] for i in np.argsort([s["tau"] for s in summaries])]
+    return rows, np.array([s["tau"] for s in rows])
+
+
+def _array(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([np.asarray(s[key], dtype=float) for s in rows])
+
+
+def matrix_free_figure(summaries: list[dict], title: str = ""):
+    """Four panels: the top and bottom singular values of ``Jn`` (bars: Ritz bounds), the local
+    dimension (band: its error), the non-conservativeness (bars: standard error) against
+    ``tau``, and the CDF of the eigenvalues of the symmetric part at each time (bands: errors)."""
+    rows, tau = _sorted_by_tau(summaries)
+    fig, (ax_sv, ax_dim, ax_nc, ax_cdf) = new_figure(ncols=4, width=4.4, height=3.6)
+    for end, color in (("top", "tab:blue"), ("bottom", "tab:orange")):
+        values, bounds = _array(rows, f"singular_values_{end}"), _array(
+            rows, f"singular_values_{end}_error")
+        for k in range(values.shape[1]):
+            ax_sv.errorbar(tau, values[:, k], yerr=bounds[:, k], color=color, alpha=0.6, lw=1,
+                           marker="o", ms=2, label=end if k == 0 else None)
+    ax_sv.set(xscale="log", xlabel="tau = D_t / a_t^2", ylabel="singular values of D_t J",
+              title="extreme singular values")
+    ax_sv.legend(fontsize=8)
+    dimension, error = _array(rows, "local_dimension_mean"), _array(rows, "local_dimension_error")
+    ax_dim.plot(tau, dimension, marker="o", ms=3)
+    ax_dim.fill_between(tau, dimension - error, dimension + error, alpha=0.3)
+    ax_dim.set(xscale="log", xlabel="tau", ylabel="local dimension", title="local dimension")
+    ax_nc.errorbar(tau, _array(rows, "nonconservativeness"),
+                   yerr=_array(rows, "nonconservativeness_error"), marker="o", ms=3)
+    ax_nc.set(xscale="log", xlabel="tau", ylabel="|A|_F / |J|_F", title="non-conservativeness")
+    colors = plt_colors(len(rows))
+    for s, color in zip(rows, colors, strict=True):
+        cdf = s["eigenvalue_cdf"]
+        grid, values, band = (np.asarray(cdf[k]) for k in ("grid", "cdf", "error"))
+        ax_cdf.plot(grid, values, color=color, lw=1, label=f"tau {s['tau']:.3g}")
+        ax_cdf.fill_between(grid, np.clip(values - band, 0, 1), np.clip(values + band, 0, 1),
+                            color=color, alpha=0.2)
+    ax_cdf.set(xlabel="eigenvalue of the symmetric part of D_t J", ylabel="CDF",
+               title="spectral CDF (stochastic Lanczos)")
+    ax_cdf.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plt_colors(count: int) -> list:
+    """``count`` colors along the viridis map (one per time point)."""
+    from matplotlib import colormaps
+
+    return [colormaps["viridis"](x) for x in np.linspace(0.0, 0.9, max(count, 1))][:count]
+
+
+def comparison_figure(comparison: dict, title: str = ""):
+    """The network beside its training set's predictions against ``tau``: local dimension
+    (network, empirical score, Gaussian with the data covariance, THEORY A read-out), the
+    largest eigenvalues of ``Jn``, the non-conservativeness, and the eigenvalue CDFs at each
+    time (solid: network, dashed: empirical score, dotted: Gaussian)."""
+    entries = sorted(comparison["time_points"], key=lambda e: e["tau"])
+    tau = np.array([e["tau"] for e in entries])
+    fig, (ax_dim, ax_top, ax_nc, ax_cdf) = new_figure(ncols=4, width=4.4, height=3.6)
+    network = np.array([e["network"]["local_dimension"] for e in entries], dtype=float)
+    error = np.array([e["network"].get("local_dimension_error", 0.0) for e in entries])
+    ax_dim.errorbar(tau, network, yerr=error, marker="o", ms=3, label="network")
+    ax_dim.plot(tau, [e["empirical"]["local_dimension_mean"] for e in entries], marker="s",
+                ms=3, ls="--", label="empirical score")
+    ax_dim.plot(tau, [e["gaussian"]["local_dimension"] for e in entries], ls=":",
+                label="Gaussian, data covariance")
+    ax_dim.plot(tau, [e["theory_readout"] for e in entries], ls="-.", label="THEORY A read-out")
+    ax_dim.set(xscale="log", xlabel="tau = D_t / a_t^2", ylabel="local dimension",
+               title="local dimension")
+    ax_dim.legend(fontsize=7)
+    for key, style, label in (("network", "-", "network"), ("empirical", "--", "empirical"),
+                              ("gaussian", ":", "Gaussian")):
+        top = np.array([np.asarray(e[key]["eigenvalues_top"], dtype=float) for e in entries])
+        for k in range(top.shape[1]):
+            ax_top.plot(tau, top[:, k], ls=style, lw=1, color=f"C{k % 10}",
+                        label=label if k == 0 else None)
+    ax_top.set(xscale="log", xlabel="tau", ylabel="largest eigenvalues of D_t J",
+               title="top of the spectrum")
+    ax_top.legend(fontsize=7)
+    ax_nc.errorbar(tau, [e["network"]["nonconservativeness"] for e in entries],
+                   yerr=[e["network"].get("nonconservativeness_error", 0.0) for e in entries],
+                   marker="o", ms=3, label="network")
+    ax_nc.axhline(0.0, color="gray", lw=1, ls="--", label="exact scores")
+    ax_nc.set(xscale="log", xlabel="tau", ylabel="|A|_F / |J|_F", title="non-conservativeness")
+    ax_nc.legend(fontsize=7)
+    grid = np.asarray(comparison["grid"])
+    for entry, color in zip(entries, plt_colors(len(entries)), strict=True):
+        ax_cdf.plot(grid, entry["network"]["cdf"], color=color, lw=1.2,
+                    label=f"tau {entry['tau']:.3g}")
+        ax_cdf.plot(grid, entry["empirical"]["cdf"], color=color, lw=1, ls="--")
+        ax_cdf.plot(grid, entry["gaussian"]["cdf"], color=color, lw=1, ls=":")
+    ax_cdf.set(xlabel="eigenvalue of D_t J", ylabel="CDF",
+               title="spectrum: network -, empirical --, Gaussian :")
+    ax_cdf.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -600,11 +600,12 @@ def diagnosis_cost(process: str | Process, times, *, points: int, dim: int,
 
 
 def check_cost(terms: Sequence[CostTerm], values: dict, *, max_memory: float | None = None,
-               max_operations: float | None = None) -> None:
+               max_operations: float | None = None) -> tuple[float, float]:
     """Refuse a request whose estimated memory exceeds ``max_memory`` (default
     :data:`MEMORY_BUDGET_BYTES`) or whose work exceeds ``max_operations`` (default
     :data:`WORK_BUDGET_OPERATIONS`); the error names the largest of the options (``values``:
-    name -> value, ``times`` their number) behind the largest part."""
+    name -> value, ``times`` their number) behind the largest part. Returns the estimated
+    ``(bytes, operations)`` of an accepted request."""
     budgets = (("memory", MEMORY_BUDGET_BYTES if max_memory is None else max_memory),
                ("operations", WORK_BUDGET_OPERATIONS if max_operations is None
                 else max_operations))
@@ -621,6 +622,8 @@ def check_cost(terms: Sequence[CostTerm], values: dict, *, max_memory: float | N
         factors = ", ".join(f"{o} {values[o]}" for o in known if o in values)
         raise ParameterError(name, values.get(name), f"a job within the {kind} budget: this "
                              f"one needs {size}, mostly for {term.what} ({factors})")
+    return (float(sum(term.memory for term in terms)),
+            float(sum(term.operations for term in terms)))
 
 
 # --------------------------------------------------------------------------- trajectories
