@@ -5,7 +5,9 @@
 Prints ``benchmark | ours | baseline | ratio`` and writes JSON. Each ``benchmarks/bench_*.py``
 module exposes ``BENCHMARKS``: a list of functions ``bench(quick: bool) -> list[dict]`` whose
 rows have keys ``benchmark``, ``ours_s``, ``baseline_s``, ``ratio`` (baseline / ours, higher is
-better for us), ``target`` (the ratio asked for, or None) and optional ``notes``.
+better for us), ``target`` (the ratio asked for, or None) and optional ``notes``; rows that
+measure memory add ``ours_peak_mb``, ``baseline_peak_mb`` and ``memory_ratio`` (printed too).
+``bench_matrix_free.py`` (``--only matrix_free``) needs the torch extra with diffusers.
 """
 
 from __future__ import annotations
@@ -68,9 +70,13 @@ def format_row(row: dict) -> str:
     if target is not None:
         met = "met" if (row.get("ratio") or 0) >= target else "MISSED"
         verdict = f"  (target >= {target:g}: {met})"
+    memory = ""
+    if row.get("memory_ratio") is not None:
+        memory = (f" | peak {fmt(row.get('ours_peak_mb'))} MB vs "
+                  f"{fmt(row.get('baseline_peak_mb'))} MB (x{fmt(row['memory_ratio'])})")
     return (
         f"{row['benchmark']:<60} | ours {fmt(row.get('ours_s'))} s | baseline "
-        f"{fmt(row.get('baseline_s'))} s | ratio {fmt(row.get('ratio'))}{verdict}"
+        f"{fmt(row.get('baseline_s'))} s | ratio {fmt(row.get('ratio'))}{verdict}{memory}"
         + (f"  [{row['notes']}]" if row.get("notes") else "")
     )
 
