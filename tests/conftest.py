@@ -1,4 +1,5 @@
-"""Shared test configuration: hypothesis profiles, a private kernel cache, GPU detection."""
+"""Shared test configuration: hypothesis profiles, a private kernel cache, GPU detection,
+and one torch thread for the tests of small networks."""
 
 from __future__ import annotations
 
@@ -30,3 +31,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small torch products run faster on one thread than on two shared ones (torch tests)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

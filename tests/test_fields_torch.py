@@ -106,15 +106,6 @@ def test_short_training_reduces_the_loss_and_learns_the_normal_directions():
 
 
 # --------------------------------------------------------------------------- networks, CLI
-@pytest.fixture
-def one_thread():
-    """A tiny network's products run faster on one thread than on two shared ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _run_cli(argv, capsys):
     from diffphase.cli import main
 
@@ -161,7 +152,7 @@ def factories(tmp_path, monkeypatch):
     sys.modules.pop("torch_factories", None)
 
 
-@pytest.mark.usefixtures("one_thread")
+@pytest.mark.usefixtures("one_torch_thread")
 def test_diagnose_diffusers_matrix_free_end_to_end(tiny_diffusers, tmp_path, capsys,
                                                     monkeypatch):
     from diffphase.commands import fields as command
@@ -193,7 +184,7 @@ def test_diagnose_diffusers_matrix_free_end_to_end(tiny_diffusers, tmp_path, cap
     assert header.startswith("step_ddpm,tau,end,index,singular_value_normalized")
 
 
-@pytest.mark.usefixtures("one_thread")
+@pytest.mark.usefixtures("one_torch_thread")
 def test_diagnose_torch_factory_dense_with_training_data(factories, tmp_path, capsys):
     rows = np.random.default_rng(0).standard_normal((30, 2)) @ np.ones((2, 4))
     np.save(tmp_path / "rows.npy", rows)

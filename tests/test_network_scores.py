@@ -33,12 +33,8 @@ def tiny_unet():
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Small products run faster on one thread than on two shared ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs its small products on one torch thread."""
 
 
 @pytest.fixture(scope="module")

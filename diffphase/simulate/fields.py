@@ -653,6 +653,24 @@ def _jacobian_at(field: ScoreField, x: np.ndarray, t: float, a: float, D: float,
     return jac, roundoff
 
 
+def points_along_trajectories(field: ScoreField, proc: Process, times, *, points: int, dim: int,
+                              t_start: float, rng: np.random.Generator,
+                              data_variance: float = 1.0, sampler=None,
+                              steps_per_efold: int = 40) -> dict:
+    """``{t: states}``: ``points`` probability-flow trajectories of ``field`` started at
+    ``t_start`` (:func:`start_points`) and recorded at ``times``; a trajectory that leaves the
+    finite numbers is an error naming the field."""
+    x0 = start_points(int(points), dim, proc, t_start, rng, data_variance, sampler)
+    try:
+        flow = probability_flow(field.score, x0, proc,
+                                log_tau_grid(proc, t_start, times, steps_per_efold),
+                                record_times=times)
+    except NonFiniteTrajectory as exc:
+        raise ParameterError(getattr(field, "name", "score field"), exc.value,
+                             exc.allowed) from None
+    return dict(zip(flow.times.tolist(), flow.states, strict=True))
+
+
 def diagnose_field(field: ScoreField, process: str | Process, times: Sequence[float], *,
                    points: int = 8, rng: np.random.Generator, t_start: float | None = None,
                    sampler: Callable | None = None, data_variance: float = 1.0,
@@ -691,15 +709,9 @@ def diagnose_field(field: ScoreField, process: str | Process, times: Sequence[fl
                 "steps_per_efold": steps_per_efold},
                max_memory=max_memory, max_operations=max_operations)
     t_start = float(times[0]) if t_start is None else float(t_start)
-    x0 = start_points(int(points), dim, proc, t_start, rng, data_variance, sampler)
-    try:
-        flow = probability_flow(field.score, x0, proc,
-                                log_tau_grid(proc, t_start, times, steps_per_efold),
-                                record_times=times)
-    except NonFiniteTrajectory as exc:
-        raise ParameterError(getattr(field, "name", "score field"), exc.value,
-                             exc.allowed) from None
-    along = dict(zip(flow.times.tolist(), flow.states, strict=True))
+    along = points_along_trajectories(field, proc, times, points=points, dim=dim,
+                                      t_start=t_start, rng=rng, data_variance=data_variance,
+                                      sampler=sampler, steps_per_efold=steps_per_efold)
     results = []
     for t in times:
         a, D = float(proc.signal_scale(t)), float(proc.noise_variance(t))

@@ -38,14 +38,14 @@ import numpy as np
 from ..errors import ParameterError, require_int, require_positive
 from ..process import Process
 from . import matrix_free as mf
-from .fields import MEMORY_BUDGET_BYTES, CostTerm, check_cost, check_request
-from .integrators import (
-    NonFiniteTrajectory,
-    as_process,
-    log_tau_grid,
-    probability_flow,
-    start_points,
+from .fields import (
+    MEMORY_BUDGET_BYTES,
+    CostTerm,
+    check_cost,
+    check_request,
+    points_along_trajectories,
 )
+from .integrators import as_process
 from .jacobians import call_user_code, check_field, checked_level, checked_points
 from .torch_adapter import require_torch
 
@@ -407,15 +407,9 @@ def diagnose_matrix_free(field, process: str | Process, times: Sequence[float], 
                                 chunk_rows=chunk_rows),
                {"points": points, "krylov_probes": probes, "krylov_steps": steps, "dim": dim},
                max_memory=max_memory)
-    x0 = start_points(int(points), dim, proc, t_start, rng, data_variance, sampler)
-    try:
-        flow = probability_flow(field.score, x0, proc,
-                                log_tau_grid(proc, t_start, times, steps_per_efold),
-                                record_times=times)
-    except NonFiniteTrajectory as exc:
-        raise ParameterError(getattr(field, "name", "score field"), exc.value,
-                             exc.allowed) from None
-    along = dict(zip(flow.times.tolist(), flow.states, strict=True))
+    along = points_along_trajectories(field, proc, times, points=points, dim=dim,
+                                      t_start=t_start, rng=rng, data_variance=data_variance,
+                                      sampler=sampler, steps_per_efold=steps_per_efold)
     seeds = rng.integers(0, 2**31 - 1, size=len(times))
     return [matrix_free_diagnostics(field, along[float(t)], float(proc.signal_scale(t)),
                                     float(proc.noise_variance(t)), t=float(t),
