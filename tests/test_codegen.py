@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import mpmath
 import numpy as np
 import pytest
 import sympy as sp
 
+from diffphase.errors import KernelCacheWarning
 from diffphase.solvers.codegen import (
     BACKENDS,
     ScalarKernel,
@@ -20,6 +22,7 @@ from diffphase.solvers.codegen import (
     c_operation,
     compile_kernel,
     compile_kernels,
+    compile_module,
     module_source,
 )
 
@@ -120,6 +123,47 @@ def test_two_processes_compiling_the_same_kernel_at_once(tmp_path):
     assert results[0]["value"] == results[1]["value"]
     generated = list(tmp_path.glob("cachetest_*.py"))
     assert len(generated) == 1 and not list(tmp_path.glob(".*tmp"))
+
+
+def test_compile_module_skips_the_build_while_its_sources_are_unchanged(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFPHASE_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def build():
+        calls.append(1)
+        return [ScalarKernel.of("module_square", (x,), x**2 + 1)], []
+
+    module = compile_module("moduletest", build, ("solvers/codegen.py",))
+    assert module.module_square(3.0) == 10.0 and len(calls) == 1
+    assert compile_module("moduletest", build, ("solvers/codegen.py",)) is module
+    assert len(calls) == 1  # read from the source-keyed index
+    compile_module("moduletest", build, ("theory",))  # other sources: another key, built
+    assert len(calls) == 2
+    (Path(module.__file__)).write_text("# damaged\n")  # an index naming an altered module
+    monkeypatch.delitem(sys.modules, module.__name__)
+    with pytest.warns(KernelCacheWarning):
+        rebuilt = compile_module("moduletest", build, ("solvers/codegen.py",))
+    assert len(calls) == 3 and rebuilt.module_square(3.0) == 10.0
+
+
+WARM_SCRIPT = """
+import json, sys
+import numpy as np
+from diffphase.solvers import memorization as m
+value = m.kernels().collapse_residual_batch(np.zeros(1), np.full((1, 2), 2.0),
+                                            np.full((1, 2), 0.5), np.full(1, 0.1))
+print(json.dumps({"value": float(value[0]), "sympy": "sympy" in sys.modules}))
+"""
+
+
+def test_warm_process_loads_model_kernels_without_sympy(tmp_path):
+    env = {**os.environ, "DIFFPHASE_CACHE_DIR": str(tmp_path)}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", WARM_SCRIPT], env=env,
+                                      capture_output=True, text=True, check=True
+                                      ).stdout.strip().splitlines()[-1]) for _ in range(2)]
+    assert runs[0]["sympy"] and not runs[1]["sympy"]  # built once, then read
+    np.testing.assert_allclose(runs[1]["value"], np.log(3.0) / 2 - 0.1, rtol=1e-14)
+    assert runs[0]["value"] == runs[1]["value"]
 
 
 def test_same_source_same_module():

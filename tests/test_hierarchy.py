@@ -316,6 +316,8 @@ def test_posterior_samples_obey_the_rules(seed, engine, sizes):
 
 
 def test_serial_and_parallel_drivers_agree():
+    import numba
+
     from diffphase.solvers import bp
 
     model = RandomHierarchyModel(8, 3, 2, 3, seed=3)
@@ -325,7 +327,7 @@ def test_serial_and_parallel_drivers_agree():
     r = model.rules[-1]
     outs = [np.empty((64, 4, model.v)) for _ in range(2)]
     bp._upward_serial(up[-1], r, outs[0])
-    bp._upward_parallel(up[-1], r, outs[1])
+    bp._upward_parallel(up[-1], r, outs[1], numba.get_num_threads())
     assert_allclose(outs[0], outs[1], atol=0)
     downs = [np.empty_like(up[-1]) for _ in range(2)]
     bp._downward_serial(up[-2], up[-1], r, downs[0])
@@ -544,3 +546,28 @@ def test_eps_half_runs_draw_their_own_rules_and_repeat_with_the_seed():
                                                       a.xtol / np.sqrt(12)))
     with pytest.raises(ParameterError, match="runs"):
         half_point_estimate(8, 2, 2, 3, None, "mask", runs=1)
+
+
+@pytest.mark.parametrize("s", [2, 3])
+def test_blocked_upward_level_equals_the_plain_sum_over_rules(s):
+    """Levels wider than one block (and not a multiple of it): the transposed, blocked loops
+    give the definition ``sum_j prod_k child[s i + k, R[a, j, k]]`` (normalized) exactly."""
+    from diffphase.solvers import bp
+
+    rng = np.random.default_rng(s)
+    v, m, batch, nodes = 5, 3, 3, bp.UP_BLOCK + 17
+    rules = rng.integers(0, v, (v, m, s))
+    child = rng.random((batch, nodes * s, v))
+    out = np.empty((batch, nodes, v))
+    assert bp.upward_level(child, rules, out) == 0
+    expected = np.empty_like(out)
+    for b, i, a in itertools.product(range(batch), range(nodes), range(v)):
+        acc = 0.0
+        for j in range(m):
+            prod = 1.0
+            for k in range(s):
+                prod *= child[b, s * i + k, rules[a, j, k]]
+            acc += prod
+        expected[b, i, a] = acc
+    expected /= expected.sum(axis=-1, keepdims=True)
+    assert_allclose(out, expected, rtol=1e-15, atol=0)

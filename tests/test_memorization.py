@@ -538,3 +538,44 @@ def test_entropy_route_error_matches_the_spread_between_seeds():
     exact = sol.collapse_tau(sol.CovarianceSpectrum.from_groups([1.0], [1.0], 8, "orthonormal"),
                              50).tau[0]
     assert abs(log_tau.mean() - np.log(exact)) < 4 * log_tau.std(ddof=1) / np.sqrt(len(kept))
+
+
+def test_compiled_newton_collapse_roots_match_the_generic_bracketed_solver():
+    from diffphase.solvers.roots import bracketed_root
+
+    rng = np.random.default_rng(3)
+    points, groups = 4000, 5
+    nodes = np.exp(rng.uniform(-12, 8, (points, groups)))
+    weights = rng.dirichlet(np.ones(groups), points) * rng.uniform(1e-3, 1, (points, 1))
+    weights[rng.random((points, groups)) < 0.2] = 0.0  # skipped nodes
+    weights[:, 0] = np.maximum(weights[:, 0], 1e-3)
+    rate = np.log(rng.uniform(2, 1e9, points)) / rng.uniform(1, 1e4, points)
+    alpha, trace = weights.sum(1), (weights * nodes).sum(1)
+    mean_log = (weights * np.log(nodes)).sum(1) / alpha
+    lo, hi = sol._closed_form("collapse_bracket")(alpha, trace, mean_log, rate)
+    hi, lo = hi + 1e-9, np.minimum(lo, hi - 1e-6) - 1e-9
+    newton = sol.collapse_log_tau_roots(nodes, weights, rate, lo, hi)
+    kernel = sol.kernels().collapse_residual_batch
+    generic = bracketed_root(kernel, lo, hi, xtol=1e-13, rtol=1e-15,
+                             args=(nodes, weights, rate))
+    assert newton.converged.all() and generic.converged.all()
+    np.testing.assert_allclose(newton.root, generic.root, rtol=0, atol=1e-12)
+    assert np.median(newton.iterations) <= 8 and newton.iterations.max() <= 20
+    # each root is inside its bracket and the residual changes sign across it
+    assert np.all((lo <= newton.root) & (newton.root <= hi))
+    step = 1e-9 * np.maximum(1.0, np.abs(newton.root))
+    assert np.all(kernel(newton.root - step, nodes, weights, rate) > 0)
+    assert np.all(kernel(newton.root + step, nodes, weights, rate) < 0)
+
+
+def test_compiled_newton_flags_brackets_without_a_root():
+    nodes, weights = np.array([[1.0, 2.0]] * 4), np.array([[0.5, 0.5]] * 4)
+    rate = np.full(4, 0.3)
+    exact = sol.collapse_log_tau_roots(nodes, weights, rate, np.full(4, -20.0),
+                                       np.full(4, 20.0)).root[0]
+    lo = np.array([exact + 1.0, -20.0, -20.0, np.nan])
+    hi = np.array([exact + 3.0, exact - 1.0, 20.0, 20.0])
+    nodes[2, 0] = np.nan  # residual not finite
+    result = sol.collapse_log_tau_roots(nodes, weights, rate, lo, hi)
+    assert not result.converged.any() and np.isnan(result.root).all()
+    assert result.n_failed == 4

@@ -300,3 +300,21 @@ def test_hand_written_gaussian_scores_match_the_symbolic_eigenvalues():
         np.testing.assert_allclose(manifold.normalized_jacobian_eigenvalues(tau),
                                    np.sort(S.formula("jacobian_eigenvalue", lam, tau)),
                                    rtol=1e-14)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-300, 1e300])
+def test_compiled_residual_check_agrees_with_numpy_at_every_scale(scale):
+    from diffphase.solvers import stieltjes_solver as SS
+
+    law = S.VarianceLaw.from_groups([0.3, 0.5], [scale, 0.25 * scale])
+    x = np.linspace(-0.5, 4.0, 300)[None, :] * scale
+    res = S.stieltjes_lines(np.ascontiguousarray(x), law)
+    alphas, variances = law.fractions[None, :], law.variances[None, :]
+    rng = np.random.default_rng(0)
+    g = res.g * np.where(rng.random(x.shape) < 0.3, 1 + 1e-3 * rng.standard_normal(x.shape), 1)
+    g[0, :5] = [np.nan, np.inf, 0.0, 1e-320, 1e200]
+    compiled = SS._residual_small(x, 0.0, alphas, variances, g)
+    reference = SS._residual_small_numpy(x[0], 0.0, np.repeat(alphas, x.size, 0),
+                                         np.repeat(variances, x.size, 0), g[0], 1e-7)
+    np.testing.assert_array_equal(compiled[0], reference)
+    assert 0 < compiled.sum() < compiled.size  # both outcomes are exercised

@@ -25,7 +25,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import sympy as sp
 
 from ..errors import ParameterError, as_float_array, require_choice, require_int, require_positive
 from ..models import SUBSPACES
@@ -153,6 +152,8 @@ class SphereNormalized:
 
 @functools.cache
 def _mixture_coefficients():
+    import sympy as sp
+
     from ..theory import memorization as theory
 
     c_x, c_m = theory.mixture_score_coefficients()

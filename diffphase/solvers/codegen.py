@@ -39,12 +39,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-
-import sympy as sp
-from sympy.printing.numpy import NumPyPrinter
+from typing import TYPE_CHECKING
 
 from ..errors import KernelCacheWarning
 from ..outputs import remove_stale_temporaries, temporary_file
+
+if TYPE_CHECKING:  # sympy is imported where expressions are handled (a warm start skips it)
+    import sympy as sp
 
 CODEGEN_VERSION = "1"
 _MODULE_PREFIX = "diffphase_kernels"
@@ -76,6 +77,8 @@ class ScalarKernel:
 
     @classmethod
     def of(cls, name: str, args: Sequence[sp.Symbol], exprs) -> ScalarKernel:
+        import sympy as sp
+
         if isinstance(exprs, sp.Basic):
             exprs = (exprs,)
         return cls(name, tuple(args), tuple(sp.sympify(e) for e in exprs))
@@ -98,21 +101,29 @@ class Template:
         return f"@njit({options})\n" + textwrap.dedent(inspect.getsource(self.function))
 
 
-class _KernelPrinter(NumPyPrinter):
-    """NumPy printer whose output numba compiles for real and complex scalars."""
+@functools.cache
+def _kernel_printer_class():
+    """NumPy printer whose output numba compiles for real and complex scalars (built on first
+    use: sympy is imported only when a kernel is printed)."""
+    from sympy.printing.numpy import NumPyPrinter
 
-    def _print_Pow(self, expr, rational=False):  # integer powers as products: exact and fast
-        base, exp = expr.as_base_exp()
-        if exp.is_Integer and 0 < abs(int(exp)) <= 4:
-            b = self.parenthesize(base, 100)
-            prod = "*".join([b] * abs(int(exp)))
-            return f"({prod})" if exp > 0 else f"(1.0/({prod}))"
-        return super()._print_Pow(expr, rational=rational)
+    class _KernelPrinter(NumPyPrinter):
+        def _print_Pow(self, expr, rational=False):  # integer powers as products: exact, fast
+            base, exp = expr.as_base_exp()
+            if exp.is_Integer and 0 < abs(int(exp)) <= 4:
+                b = self.parenthesize(base, 100)
+                prod = "*".join([b] * abs(int(exp)))
+                return f"({prod})" if exp > 0 else f"(1.0/({prod}))"
+            return super()._print_Pow(expr, rational=rational)
+
+    return _KernelPrinter
 
 
 def hoist_reciprocals(exprs: Sequence[sp.Expr]) -> tuple[list, list[sp.Expr]]:
     """Replace every ``b**(-n)`` by ``inv_b**n`` with ``inv_b = 1/b`` computed once: one division
     per distinct denominator, however many outputs share it (complex division is costly)."""
+    import sympy as sp
+
     bases: dict[sp.Expr, sp.Symbol] = {}
     for expr in exprs:
         for node in sp.preorder_traversal(expr):
@@ -134,7 +145,10 @@ def hoist_reciprocals(exprs: Sequence[sp.Expr]) -> tuple[list, list[sp.Expr]]:
 
 def kernel_source(kernel: ScalarKernel) -> str:
     """Python source of one scalar kernel: reciprocals hoisted, common subexpressions shared."""
-    printer = _KernelPrinter({"fully_qualified_modules": True, "inline": True})
+    import sympy as sp
+
+    printer = _kernel_printer_class()({"fully_qualified_modules": True, "inline": True})
+    kernel = _valid_argument_names(kernel)
     reciprocals, exprs = hoist_reciprocals(kernel.exprs)
     replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_cse"))
     args = ", ".join(str(a) for a in kernel.args)
@@ -147,6 +161,21 @@ def kernel_source(kernel: ScalarKernel) -> str:
     outs = [printer.doprint(e) for e in reduced]
     lines.append("    return " + (outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"))
     return "\n".join(lines)
+
+
+def _valid_argument_names(kernel: ScalarKernel) -> ScalarKernel:
+    """The kernel with every argument whose name is not a Python identifier (``lambda``, a
+    keyword) replaced by a symbol ``_argN`` of the same assumptions."""
+    import keyword
+
+    import sympy as sp
+
+    renamed = {a: sp.Symbol(f"_arg{i}", **a.assumptions0) for i, a in enumerate(kernel.args)
+               if keyword.iskeyword(str(a)) or not str(a).isidentifier()}
+    if not renamed:
+        return kernel
+    return ScalarKernel(kernel.name, tuple(renamed.get(a, a) for a in kernel.args),
+                        tuple(e.xreplace(renamed) for e in kernel.exprs))
 
 
 RECIPROCAL_SOURCE = '''
@@ -184,16 +213,25 @@ def _numba_module(kernels: Sequence[ScalarKernel], templates: Sequence[Template 
     source_was_printed = source is None
     if source_was_printed:
         source = module_source(kernels, templates, fastmath)
+    module = _load_module_source(source, tag)
+    if source_was_printed:
+        _write_index(index, Path(module.__file__).name)
+    return module
+
+
+def _load_module_source(source: str, tag: str, numba: bool = True) -> ModuleType:
+    """Import the generated module of ``source`` (its file written or repaired first; damaged
+    numba cache files of it discarded)."""
     digest = _source_digest(source)
     module_name = f"{_MODULE_PREFIX}.{tag}_{digest}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    repair_package_numba_caches()
+    if numba:
+        repair_package_numba_caches()
     path = cache_dir() / f"{tag}_{digest}.py"
     _ensure_file(path, source.encode())
-    if source_was_printed:
-        _write_index(index, path.name)
-    repair_numba_cache(path)
+    if numba:
+        repair_numba_cache(path)
     if _MODULE_PREFIX not in sys.modules:
         package = ModuleType(_MODULE_PREFIX)
         package.__path__ = []  # namespace-like container for generated modules
@@ -224,6 +262,7 @@ def _index_path(kernels: Sequence[ScalarKernel], templates: Sequence[Template | 
     printing cost a tenth of a second or more): a warm process reads the module's text from the
     index instead of printing it again."""
     import numba
+    import sympy as sp
 
     parts = [CODEGEN_VERSION, numba.__version__, sys.version, tag, str(fastmath)]
     for kernel in kernels:
@@ -351,6 +390,8 @@ def repair_package_numba_caches() -> None:
 
 def c_operation(kernel: ScalarKernel, out_names: Sequence[str]) -> str:
     """C statements computing ``out_names`` from the kernel's args (for cupy or a C compiler)."""
+    import sympy as sp
+
     replacements, reduced = sp.cse(list(kernel.exprs), symbols=sp.numbered_symbols("_cse"))
     lines = [f"double {sym} = {sp.ccode(sub)};" for sym, sub in replacements]
     lines += [f"{name} = {sp.ccode(expr)};" for name, expr in zip(out_names, reduced, strict=True)]
@@ -371,6 +412,8 @@ def _cupy_elementwise(kernel: ScalarKernel):
 
 def _lambdified(kernel: ScalarKernel, backend: str) -> Callable:
     """``sympy.lambdify`` on the module named ``backend`` (numpy, math, cupy, mpmath)."""
+    import sympy as sp
+
     exprs = kernel.exprs[0] if len(kernel.exprs) == 1 else kernel.exprs
     return sp.lambdify(kernel.args, exprs, modules=backend)
 
@@ -406,6 +449,79 @@ def compile_kernels(kernels: Sequence[ScalarKernel], backend: str = "numba", *,
             k.name: _cupy_elementwise(k) if elementwise else _lambdified(k, backend)
             for k in kernels})
     return _COMPILED[key]
+
+
+def numpy_module_source(kernels: Sequence[ScalarKernel]) -> str:
+    """Source of a generated numpy module: each kernel printed as for numba (common
+    subexpressions shared, reciprocals hoisted), without decorators; the functions take arrays
+    (broadcasting) or numbers."""
+    header = ["# generated by diffphase.solvers.codegen; do not edit (content-hashed)",
+              "import numpy", "", "", "def reciprocal(w):", "    return 1.0 / w", "", ""]
+    return "\n".join(header + [kernel_source(k) + "\n\n" for k in kernels])
+
+
+def compile_module(tag: str, build: Callable[[], tuple[Sequence[ScalarKernel], Sequence]],
+                   sources: Sequence[str], *, fastmath: bool = False,
+                   backend: str = "numba") -> ModuleType:
+    """The generated module of ``compile_kernels(*build(), tag=tag)`` (``backend`` ``numba``) or
+    of :func:`numpy_module_source` (``numpy``, no templates), loaded without calling ``build``
+    when possible.
+
+    ``build()`` returns ``(kernels, templates)``; ``sources`` name the package files (relative
+    to the package folder, e.g. ``"solvers/memorization.py"``; a folder stands for its ``.py``
+    files) whose code decides them. An index keyed by the bytes of those files and of this
+    module, the versions of sympy, numba and Python, ``tag`` and ``fastmath`` names the module
+    that ``build`` gave last time: a warm process reads and imports that module without building
+    the expressions, and so without importing sympy (a tenth to a half of a second). Any edit to
+    a listed file changes the key, and the slow path (build, print or read by expression tree)
+    runs and records the new module; an index whose module is missing or altered is ignored.
+    """
+    if backend not in ("numba", "numpy"):
+        raise ValueError(f"compile_module: backend 'numba' or 'numpy', not {backend!r}")
+    index = _source_index_path(f"{tag}-{backend}", sources, fastmath)
+    source = _indexed_source(index, tag)
+    if source is not None:
+        return _load_module_source(source, tag, numba=backend == "numba")
+    kernels, templates = build()
+    if backend == "numba":
+        module = compile_kernels(kernels, templates=templates, tag=tag, fastmath=fastmath)
+    elif templates:
+        raise ValueError("templates are numba functions: use backend='numba'")
+    else:
+        module = _load_module_source(numpy_module_source(kernels), tag, numba=False)
+    _write_index(index, Path(module.__file__).name)
+    return module
+
+
+def _source_index_path(tag: str, sources: Sequence[str], fastmath: bool) -> Path:
+    """Index of :func:`compile_module`: keyed by the files that decide the module's text."""
+    import numba
+
+    root = Path(__file__).resolve().parents[1]
+    files = [Path(__file__).resolve()]
+    for name in sources:
+        path = root / name
+        files += sorted(path.glob("*.py")) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for part in (CODEGEN_VERSION, numba.__version__, _sympy_version(), sys.version, tag,
+                 str(fastmath)):
+        digest.update(part.encode() + b"\x00")
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\x00" + path.read_bytes())
+    return cache_dir() / "index" / f"{tag}.src.{digest.hexdigest()[:20]}"
+
+
+@functools.cache
+def _sympy_version() -> str:
+    """sympy's version from its installed metadata (without importing sympy)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("sympy")
+    except metadata.PackageNotFoundError:  # pragma: no cover - sympy is a dependency
+        import sympy
+
+        return sympy.__version__
 
 
 def compile_kernel(kernel: ScalarKernel, backend: str = "numba", *, tag: str = "f",

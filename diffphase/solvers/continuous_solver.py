@@ -35,7 +35,6 @@ import functools
 
 import numpy as np
 
-from ..theory import spectral as theory
 from . import continuous_kernels as templates
 from .codegen import ScalarKernel, Template, compile_kernels
 from .continuous_law import VarianceContinuum
@@ -51,6 +50,8 @@ BLOCK_SIZE, BLOCK_LOG_WIDTH, MOMENTS = 32, 0.1, 28
 @functools.lru_cache(maxsize=1)
 def kernels():
     """The generated numba module: ``zbase_pair`` (compiled from THEORY A) and the templates."""
+    from ..theory import spectral as theory
+
     parts = theory.inverse_map_derivatives()
     specs = [ScalarKernel.of("zbase_pair", (theory.g,), (parts["base"], parts["dbase"]))]
     names = ("log_terms", "piece_field", "block_field", "continuum_map", "continuum_slopes",

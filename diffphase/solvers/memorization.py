@@ -47,8 +47,7 @@ from ..errors import (
 )
 from ..models import SUBSPACES
 from ..process import get_process
-from ..theory import memorization as theory
-from .codegen import ScalarKernel, Template, compile_kernel, compile_kernels
+from .codegen import ScalarKernel, Template, compile_kernel, compile_module
 from .roots import RootResult, bracketed_root
 
 
@@ -66,6 +65,70 @@ def collapse_residual_batch(log_tau, nodes, weights, log_n_per_d):  # pragma: no
     return out
 
 
+def collapse_root_batch(log_lo, log_hi, nodes, weights, log_n_per_d, xtol, rtol, maxiter,
+                        root, converged, iterations):  # pragma: no cover - numba
+    """Roots in ``ln tau`` of each row's collapse equation ``S(tau) = ln N / d`` (``S`` the
+    weighted sum of terms) inside ``[log_lo, log_hi]`` (numba template): Newton on
+    ``ln S - ln(ln N / d)`` with the analytic slope of the terms, kept inside the bracket
+    (bisection when a step leaves it), from ``log_hi``. In that form the equation is close to
+    linear in ``ln tau`` both where ``tau`` is small (``S ~ (alpha/2)(mean_log - ln tau)``) and
+    where it is large (``S ~ trace / (2 tau)``, whose root is ``log_hi``), so a few steps
+    suffice at every scale (``ln N / d > 0``). Converged: a Newton step inside the bracket no
+    larger than ``max(xtol + rtol |u|, 4 eps |u|)``, a residual exactly 0, or a bracket that
+    narrow whose ends were both evaluated with opposite signs. A row whose residual is not
+    finite, or without a sign change in its bracket, is not converged (root NaN)."""
+    eps = 2.220446049250313e-16
+    for g in range(log_lo.shape[0]):
+        lo = log_lo[g]
+        hi = log_hi[g]
+        u = hi
+        log_rate = math.log(log_n_per_d[g])
+        seen_above = False  # a point with residual > 0 (the lower end) was evaluated
+        seen_below = False
+        ok = False
+        it = 0
+        while it < maxiter:
+            it += 1
+            tau_g = math.exp(u)
+            total = 0.0
+            slope = 0.0
+            for j in range(nodes.shape[1]):
+                if weights[g, j] > 0.0:
+                    term, dterm = collapse_term_slope(nodes[g, j], tau_g)  # noqa: F821
+                    total += weights[g, j] * term
+                    slope += weights[g, j] * dterm
+            value = math.log(total) - log_rate if total > 0.0 else -math.inf
+            slope = slope / total
+            if value == 0.0:
+                ok = True
+                break
+            if value > 0.0:
+                lo = u
+                seen_above = True
+            elif value < 0.0:
+                hi = u
+                seen_below = True
+            else:  # NaN
+                break
+            tol = max(xtol + rtol * abs(u), 4.0 * eps * abs(u))
+            step = -value / slope
+            new = u + step
+            if abs(step) <= tol and lo <= new <= hi:  # False for a NaN step
+                u = new
+                ok = True
+                break
+            if lo < new < hi:
+                u = new
+            else:
+                u = 0.5 * (lo + hi)
+            if hi - lo <= tol:
+                ok = seen_above and seen_below
+                break
+        iterations[g] = it
+        converged[g] = ok
+        root[g] = u if ok else np.nan
+
+
 def cloning_batch(kappas, nodes, node_weights):  # pragma: no cover - numba
     """``E_z[q^2 + (1 - q)^2] = 1 - E_z[1 - same_cluster]`` for each ``kappa``, with per-``kappa``
     quadrature nodes ``z`` and weights (rows) for ``N(0, 1)`` (numba template)."""
@@ -80,37 +143,51 @@ def cloning_batch(kappas, nodes, node_weights):  # pragma: no cover - numba
 
 @functools.lru_cache(maxsize=1)
 def kernels():
-    """The generated numba module (collapse term, cloning integrand, batch templates)."""
+    """The generated numba module (collapse term, cloning integrand, batch templates); a warm
+    process loads it without building the expressions (:func:`~.codegen.compile_module`)."""
+    return compile_module("memorization", _kernel_specs,
+                          ("theory", "solvers/memorization.py"))
+
+
+def _kernel_specs():
+    from ..theory import memorization as theory
+
     specs = [ScalarKernel.of("collapse_term", (theory.lam, theory.tau), theory.collapse_term()),
+             ScalarKernel.of("collapse_term_slope", (theory.lam, theory.tau),
+                             (theory.collapse_term(), theory.collapse_term_log_slope())),
              ScalarKernel.of("same_cluster", (theory.kappa, theory.zvar),
                              theory.cloning_same_cluster_given_z())]
-    return compile_kernels(specs, templates=[Template(collapse_residual_batch),
-                                             Template(cloning_batch)], tag="memorization")
+    return specs, [Template(collapse_residual_batch), Template(collapse_root_batch),
+                   Template(cloning_batch)]
 
 
-_CLOSED_FORMS = {  # name -> (symbolic expression builder, argument symbols)
-    "collapse_isotropic": (theory.collapse_tau_isotropic,
-                           (theory.sigma2, theory.n_train, theory.m_dim)),
-    "rem_displaced": (theory.rem_critical_tau_displaced,
-                      (theory.rem_C, theory.rem_S4, theory.g_norm, theory.n_train)),
-    "rem_residual": (theory.rem_residual, (theory.tau, theory.rem_A, theory.rem_B, theory.rem_C,
-                                           theory.rem_S4, theory.g_norm, theory.n_train)),
-    "entropy_residual": (theory.entropy_form_residual,
-                         (theory.h_dim, theory.tau, theory.n_train, theory.d_dim)),
-    "kappa": (theory.mixture_kappa, (theory.tau, theory.m_norm2, theory.sigma2)),
-    "collapse_bracket": (theory.collapse_log_tau_bracket,
-                         (theory.w_total, theory.w_trace, theory.w_mean_log, theory.rate)),
-    "speciation_tau": (theory.speciation_tau, (theory.big_lambda,)),
-    "participation_ratio": (theory.rem_participation_ratio, (theory.tau, theory.tau_c)),
-    "tau_c_of_participation": (theory.rem_critical_tau_of_participation,
-                               (theory.tau, theory.participation)),
-}
+def _closed_forms(theory) -> dict:
+    """name -> (symbolic expression builder, argument symbols)"""
+    return {
+        "collapse_isotropic": (theory.collapse_tau_isotropic,
+                               (theory.sigma2, theory.n_train, theory.m_dim)),
+        "rem_displaced": (theory.rem_critical_tau_displaced,
+                          (theory.rem_C, theory.rem_S4, theory.g_norm, theory.n_train)),
+        "rem_residual": (theory.rem_residual, (theory.tau, theory.rem_A, theory.rem_B, theory.rem_C,
+                                               theory.rem_S4, theory.g_norm, theory.n_train)),
+        "entropy_residual": (theory.entropy_form_residual,
+                             (theory.h_dim, theory.tau, theory.n_train, theory.d_dim)),
+        "kappa": (theory.mixture_kappa, (theory.tau, theory.m_norm2, theory.sigma2)),
+        "collapse_bracket": (theory.collapse_log_tau_bracket,
+                             (theory.w_total, theory.w_trace, theory.w_mean_log, theory.rate)),
+        "speciation_tau": (theory.speciation_tau, (theory.big_lambda,)),
+        "participation_ratio": (theory.rem_participation_ratio, (theory.tau, theory.tau_c)),
+        "tau_c_of_participation": (theory.rem_critical_tau_of_participation,
+                                   (theory.tau, theory.participation)),
+    }
 
 
 @functools.cache
 def _closed_form(name: str):
     """numpy function of one closed form of :mod:`diffphase.theory.memorization` by name."""
-    build, args = _CLOSED_FORMS[name]
+    from ..theory import memorization as theory
+
+    build, args = _closed_forms(theory)[name]
     return compile_kernel(ScalarKernel.of(name, args, build()), "numpy")
 
 
@@ -268,17 +345,31 @@ def collapse_tau(spectrum, n_train, dim=None) -> CollapseResult:
     log_lo, log_hi = _closed_form("collapse_bracket")(alpha, trace, mean_log, log_n_per_d)
     log_hi = log_hi + 1e-9
     log_lo = np.minimum(log_lo, log_hi - 1e-6) - 1e-9
-    module = kernels()
-
-    def residual(log_tau):
-        return module.collapse_residual_batch(np.ascontiguousarray(log_tau, dtype=float),
-                                              nodes, weights, log_n_per_d)
-
-    root: RootResult = bracketed_root(residual, log_lo, log_hi, xtol=1e-13, rtol=1e-15)
+    root = collapse_log_tau_roots(nodes, weights, log_n_per_d, log_lo, log_hi)
     converged = root.converged & np.array([item.converged for item in spectra])
     tau = np.where(converged, np.exp(root.root), np.nan)
     return CollapseResult(tau.reshape(shape), converged.reshape(shape),
                           root.iterations.reshape(shape))
+
+
+def collapse_log_tau_roots(nodes, weights, log_n_per_d, log_lo, log_hi, *, xtol: float = 1e-13,
+                           rtol: float = 1e-15, maxiter: int = 100) -> RootResult:
+    """Roots in ``ln tau`` of ``sum_j w_j term(lambda_j, tau) = ln N / d``, one per row of
+    ``nodes`` and ``weights`` (``(points, width)``; zero weights are skipped), inside the brackets
+    ``[log_lo, log_hi]`` (``(points,)``): the compiled, safeguarded Newton of the
+    ``collapse_root_batch`` template with the sympy slope of the term. Rows without a sign change
+    in their bracket or with a non-finite residual are flagged (root NaN)."""
+    nodes = np.ascontiguousarray(nodes, dtype=float)
+    weights = np.ascontiguousarray(weights, dtype=float)
+    rows = nodes.shape[0]
+    vectors = [np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=float), (rows,)))
+               for v in (log_n_per_d, log_lo, log_hi)]
+    root, converged = np.empty(rows), np.empty(rows, dtype=np.bool_)
+    iterations = np.empty(rows, dtype=np.int64)
+    kernels().collapse_root_batch(vectors[1], vectors[2], nodes, weights, vectors[0],
+                                  float(xtol), float(rtol), int(maxiter), root, converged,
+                                  iterations)
+    return RootResult(root, converged, iterations)
 
 
 def collapse_residual(spectrum: CovarianceSpectrum, n_train: float, tau) -> np.ndarray:

@@ -47,8 +47,7 @@ from ..errors import (
     require_nonnegative,
 )
 from ..models import SUBSPACES
-from ..theory import spectral as theory
-from .codegen import ScalarKernel, compile_kernel
+from .codegen import ScalarKernel, compile_kernel, compile_module
 from .stieltjes_solver import (  # noqa: F401  (re-exported: the public names of the model)
     Edges,
     SolverSettings,
@@ -65,43 +64,59 @@ from .stieltjes_solver import (  # noqa: F401  (re-exported: the public names of
     variance_unit,
 )
 
-_FORMULAS = {  # name -> (symbolic expression builder, argument symbols)
-    "manifold_gap": (theory.manifold_gap_width, (theory.lower, theory.tau)),
-    "gap": (theory.intermediate_gap_width, (theory.lower, theory.upper, theory.tau)),
-    "gap_dl": (
-        lambda: theory.intermediate_gap_edge_derivatives()[0],
-        (theory.lower, theory.upper, theory.tau),
-    ),
-    "gap_du": (
-        lambda: theory.intermediate_gap_edge_derivatives()[1],
-        (theory.lower, theory.upper, theory.tau),
-    ),
-    "gap_tau_max": (theory.intermediate_gap_tau_max, (theory.lower, theory.upper)),
-    "gap_max": (theory.intermediate_gap_max_width, (theory.lower, theory.upper)),
-    "gap_window": (theory.intermediate_gap_window, (theory.lower, theory.upper, theory.delta)),
-    "trivial_tau": (theory.trivial_phase_tau, (theory.upper, theory.delta)),
-    "consolidation_tau": (theory.consolidation_phase_tau, (theory.lower, theory.delta)),
-    "dimension_threshold": (theory.dimension_threshold, (theory.tau, theory.delta)),
-    "jacobian_eigenvalue": (theory.jacobian_eigenvalue, (theory.lam, theory.tau)),
-    "score_jacobian_eigenvalue": (theory.score_jacobian_eigenvalue,
-                                  (theory.lam, theory.a_scale, theory.noise_var)),
-    "lambda_of_j": (theory.covariance_eigenvalue_of_jacobian, (theory.j, theory.tau)),
-    "jacobian_factor": (theory.jacobian_density_factor, (theory.j, theory.tau)),
-    "jacobian_factor_lambda": (theory.jacobian_density_factor_of_lambda,
-                               (theory.lam, theory.tau)),
-}
+
+def _formulas(theory) -> dict:
+    """name -> (symbolic expression builder, argument symbols) of the gap/phase formulas."""
+    return {
+        "manifold_gap": (theory.manifold_gap_width, (theory.lower, theory.tau)),
+        "gap": (theory.intermediate_gap_width, (theory.lower, theory.upper, theory.tau)),
+        "gap_dl": (
+            lambda: theory.intermediate_gap_edge_derivatives()[0],
+            (theory.lower, theory.upper, theory.tau),
+        ),
+        "gap_du": (
+            lambda: theory.intermediate_gap_edge_derivatives()[1],
+            (theory.lower, theory.upper, theory.tau),
+        ),
+        "gap_tau_max": (theory.intermediate_gap_tau_max, (theory.lower, theory.upper)),
+        "gap_max": (theory.intermediate_gap_max_width, (theory.lower, theory.upper)),
+        "gap_window": (theory.intermediate_gap_window, (theory.lower, theory.upper, theory.delta)),
+        "trivial_tau": (theory.trivial_phase_tau, (theory.upper, theory.delta)),
+        "consolidation_tau": (theory.consolidation_phase_tau, (theory.lower, theory.delta)),
+        "dimension_threshold": (theory.dimension_threshold, (theory.tau, theory.delta)),
+        "jacobian_eigenvalue": (theory.jacobian_eigenvalue, (theory.lam, theory.tau)),
+        "score_jacobian_eigenvalue": (theory.score_jacobian_eigenvalue,
+                                      (theory.lam, theory.a_scale, theory.noise_var)),
+        "lambda_of_j": (theory.covariance_eigenvalue_of_jacobian, (theory.j, theory.tau)),
+        "jacobian_factor": (theory.jacobian_density_factor, (theory.j, theory.tau)),
+        "jacobian_factor_lambda": (theory.jacobian_density_factor_of_lambda,
+                                   (theory.lam, theory.tau)),
+    }
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1)
+def _formula_module():
+    """All formulas of :func:`_formulas` compiled into one generated numpy module; a warm process
+    loads it without sympy (:func:`~.codegen.compile_module`)."""
+
+    def build():
+        from ..theory import spectral as theory
+
+        return [ScalarKernel.of(name, args, make()) for name, (make, args)
+                in _formulas(theory).items()], []
+
+    return compile_module("spectral_formulas", build, ("theory", "solvers/spectral.py"),
+                          backend="numpy")
+
+
 def _compiled_formula(name: str) -> Callable:
     """numpy function of one gap/phase formula of :mod:`diffphase.theory.spectral`."""
-    build, args = _FORMULAS[name]
-    return compile_kernel(ScalarKernel.of(name, args, build()), "numpy")
+    return getattr(_formula_module(), name)
 
 
 def formula(name: str, *args):
     """Evaluate a compiled formula of :mod:`diffphase.theory.spectral` by name (the keys of
-    ``_FORMULAS``); a formula with two results (``gap_window``) returns a tuple."""
+    :func:`_formulas`); a formula with two results (``gap_window``) returns a tuple."""
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         return _compiled_formula(name)(*args)
 
@@ -143,6 +158,8 @@ def _groups_only(law: VarianceLaw, route: str) -> VarianceLaw:
 
 @functools.cache
 def _edge_polynomial_coefficients(K: int) -> Callable:
+    from ..theory import spectral as theory
+
     alphas, variances = theory.group_symbols(K)
     coeffs = theory.edge_polynomial(K).all_coeffs()
     return compile_kernel(ScalarKernel.of("edge_coefficients", (*alphas, *variances), coeffs),
@@ -153,6 +170,8 @@ def _edge_polynomial_coefficients(K: int) -> Callable:
 def _stieltjes_polynomial_coefficients(K: int, backend: str = "numpy") -> Callable:
     """Coefficients (highest degree first) of the polynomial form at ``z`` (args: ``z``, the
     fractions, the variances)."""
+    from ..theory import spectral as theory
+
     alphas, variances = theory.group_symbols(K)
     coeffs = theory.stieltjes_polynomial(K).all_coeffs()
     return compile_kernel(ScalarKernel.of("stieltjes_coefficients",
@@ -162,6 +181,8 @@ def _stieltjes_polynomial_coefficients(K: int, backend: str = "numpy") -> Callab
 @functools.cache
 def _inverse_map_slope_mpmath(K: int) -> Callable:
     """``z'(g)`` for ``K`` groups, evaluated in mpmath (args: ``g``, fractions, variances)."""
+    from ..theory import spectral as theory
+
     alphas, variances = theory.group_symbols(K)
     return compile_kernel(ScalarKernel.of("inverse_map_slope", (theory.g, *alphas, *variances),
                                           theory.inverse_map_slope(K)), "mpmath")

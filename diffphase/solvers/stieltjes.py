@@ -252,6 +252,28 @@ def stieltjes_lines(
                 n_prev = 0
 
 
+def residual_small_lines(x, eta, alphas, variances, g, rtol, out):
+    """``out[line, i]``: whether ``|z(g) - z| <= rtol (|z| + size)`` at ``z = x[line, i] + i eta``
+    with every number finite (``size`` the summed magnitudes of the parts of ``z(g)``): the
+    check, independent of Newton's stopping rules, that a reported root is one. False also where
+    a part is not finite: the compiled parts take reciprocals as ``conj(w) / |w|^2``, which
+    over- or underflows for ``|w|`` beyond about ``1e+-150``, so a False is only a "not shown
+    here" (the caller decides those points in numpy)."""
+    n_lines, n_points = x.shape
+    for line in prange(n_lines):
+        for i in range(n_points):
+            gi = g[line, i]
+            value = zbase_value(gi) + 0j
+            size = abs(value)
+            for k in range(alphas.shape[1]):
+                term = zterm_value(gi, alphas[line, k], variances[line, k])
+                value += term
+                size += abs(term)
+            zc = complex(x[line, i], eta)
+            bound = rtol * (abs(zc) + size)
+            out[line, i] = np.isfinite(bound) and abs(value - zc) <= bound
+
+
 def _interval_point(lo, hi, left_infinite, geometric, t):
     """The point of parameter ``t`` in (0, 1) of an interval of ``g``. Plain: ``lo + (hi - lo) t``
     (``hi / t`` when the interval is ``(-inf, hi)``). Geometric (``t = sigmoid(u)`` with ``u``

@@ -41,9 +41,8 @@ from ..errors import (
     require_int,
     require_nonnegative,
 )
-from ..theory import spectral as theory
 from . import stieltjes as templates
-from .codegen import ScalarKernel, Template, compile_kernels
+from .codegen import ScalarKernel, Template, compile_module
 from .continuous_law import VarianceContinuum, continuum_from_pdf, continuum_from_samples
 
 #: smallest group fraction: the bulk of a group of fraction ``a`` is about ``4 sqrt(a)`` of its
@@ -192,7 +191,15 @@ def as_law(law_or_fractions, variances=None) -> VarianceLaw:
 # ----------------------------------------------------------------------------- compiled kernels
 @functools.lru_cache(maxsize=1)
 def kernels():
-    """The generated numba module: inverse-map parts and the solver templates."""
+    """The generated numba module: inverse-map parts and the solver templates (a warm process
+    loads it without building the expressions: :func:`~.codegen.compile_module`)."""
+    return compile_module("spectral", _kernel_specs,
+                          ("theory", "solvers/stieltjes_solver.py", "solvers/stieltjes.py"))
+
+
+def _kernel_specs():
+    from ..theory import spectral as theory
+
     parts = theory.inverse_map_derivatives()
     g, a, s = theory.g, theory.alpha_g, theory.s_g
     specs = [
@@ -200,6 +207,8 @@ def kernels():
         ScalarKernel.of(
             "zterm_triple", (g, a, s), (parts["term"], parts["dterm"], parts["d2term"])
         ),
+        ScalarKernel.of("zbase_value", (g,), parts["base"]),
+        ScalarKernel.of("zterm_value", (g, a, s), parts["term"]),
         ScalarKernel.of("dzbase", (g,), parts["dbase"]),
         ScalarKernel.of("d2zbase", (g,), parts["d2base"]),
         ScalarKernel.of("dzterm", (g, a, s), parts["dterm"]),
@@ -218,8 +227,9 @@ def kernels():
         Template(templates._critical_scans),
         Template(templates.critical_points),
         Template(templates.stieltjes_lines, parallel=True),
+        Template(templates.residual_small_lines, parallel=True),
     ]
-    return compile_kernels(specs, templates=loops, tag="spectral")
+    return specs, loops
 
 
 # ----------------------------------------------------------------------------- edges
@@ -461,6 +471,21 @@ def _residual_small(x, eta, alphas, variances, g, rtol: float = 1e-7) -> np.ndar
     (``size`` the summed magnitudes of the parts of ``z(g)``): a check, independent of Newton's
     stopping rules, that a root reported converged is one. It only rejects points that are far
     from a root (Newton fooled by under- or overflow at extreme scales)."""
+    out = np.empty(x.shape, dtype=np.bool_)
+    kernels().residual_small_lines(np.ascontiguousarray(x, dtype=float), float(eta),
+                                   np.ascontiguousarray(alphas, dtype=float),
+                                   np.ascontiguousarray(variances, dtype=float),
+                                   np.ascontiguousarray(g, dtype=np.complex128), float(rtol), out)
+    lines, cols = np.nonzero(~out)  # not shown by the compiled check: decided in numpy
+    if lines.size:
+        out[lines, cols] = _residual_small_numpy(x[lines, cols], eta, alphas[lines],
+                                                 variances[lines], g[lines, cols], rtol)
+    return out
+
+
+def _residual_small_numpy(x, eta, alphas, variances, g, rtol) -> np.ndarray:
+    """:func:`_residual_small` at points ``x (n,)`` with their groups ``(n, K)``, in numpy (exact
+    complex division: right at every scale)."""
     from .stieltjes_array import _parts
 
     parts = _parts("numpy")
@@ -468,7 +493,7 @@ def _residual_small(x, eta, alphas, variances, g, rtol: float = 1e-7) -> np.ndar
         value = parts.zbase(g)[0] + 0 * g
         size = np.abs(value)
         for k in range(alphas.shape[1]):
-            term = parts.zterm(g, alphas[:, k, None], variances[:, k, None])[0]
+            term = parts.zterm(g, alphas[:, k], variances[:, k])[0]
             value = value + term
             size = size + np.abs(term)
         zc = x + 1j * eta

@@ -44,10 +44,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backend import get_array_module
-from ..data.laws import TwoGaussianMixture
 from ..errors import ParameterError, require_choice, require_finite, require_in_range, require_int
 from ..models import DEVICES, MEMORIZATION_EXPERIMENTS, REVERSIBLE_PROCESSES
-from ..simulate import memorization as sim
 from ..solvers import memorization as solvers
 from .budget import CostTerm, check_cost, product
 from .tables import flag_nonfinite_columns, flag_summary
@@ -390,6 +388,8 @@ def run_memorization(plan: MemorizationPlan, progress: Progress = None) -> Memor
 
 
 def _collapse(plan: MemorizationPlan, run: MemorizationRun, rng, loop) -> None:
+    from ..simulate import memorization as sim
+
     for dim in loop(plan.dims, "dims"):
         res = sim.collapse_experiment(dim, plan.log_n_per_d, rng, n_probes=plan.probes,
                                       device=plan.device)
@@ -406,6 +406,8 @@ def _collapse(plan: MemorizationPlan, run: MemorizationRun, rng, loop) -> None:
 
 
 def _trajectories(plan: MemorizationPlan, run: MemorizationRun, rng, loop) -> None:
+    from ..simulate import memorization as sim
+
     for dim in loop(plan.dims, "dims"):
         res = sim.return_fraction(dim, max(2, int(round(np.exp(dim * plan.log_n_per_d)))), rng,
                                   n_traj=plan.probes)  # N >= 2 checked by the plan
@@ -426,6 +428,8 @@ def _subspace_means(spectra: dict, i: int) -> dict[str, float]:
 
 
 def _geometric(plan: MemorizationPlan, run: MemorizationRun, rng, loop) -> None:
+    from ..simulate import memorization as sim
+
     for normalized in loop((True, False), "data"):
         res = sim.geometric_experiment(plan.n_train, normalized, rng)
         kind = "sphere" if normalized else "raw"
@@ -453,6 +457,9 @@ def _geometric(plan: MemorizationPlan, run: MemorizationRun, rng, loop) -> None:
 
 
 def _speciation(plan: MemorizationPlan, run: MemorizationRun, rng, loop) -> None:
+    from ..data.laws import TwoGaussianMixture
+    from ..simulate import memorization as sim
+
     mixture = TwoGaussianMixture.create(8, 3.0, 1.0)
     tau_s = float(solvers.speciation_tau(mixture.largest_eigenvalue())[0])
     for factor in loop(np.geomspace(0.1, 10, 9), "tau"):

@@ -66,6 +66,13 @@ def collapse_term() -> sp.Expr:
     return sp.log(1 + lam / tau) / 2
 
 
+def collapse_term_log_slope() -> sp.Expr:
+    """``d term / d ln tau = tau d term / d tau`` (negative: the sum decreases in ``tau``; its
+    second derivative is positive, so Newton's iterates in ``ln tau`` from below the root rise
+    to it monotonically)."""
+    return sp.simplify(tau * sp.diff(collapse_term(), tau))
+
+
 def collapse_log_tau_bracket() -> tuple[sp.Expr, sp.Expr]:
     """``(ln tau_lo, ln tau_hi)`` bracketing the root of ``sum_j w_j term(lambda_j, tau) = ln N/d``
     (weights ``w_j`` per dimension; the sum decreases in ``tau``).
