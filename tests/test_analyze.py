@@ -169,6 +169,131 @@ def test_gram_route_when_rows_are_fewer_than_features():
     assert np.all(eig[39:] == 0.0) and summary["trace_per_dim"] == pytest.approx(1.0)
 
 
+def _brute_log_weights(points, x, tau):
+    """``-|x - y_mu|^2 / (2 tau)`` from explicit differences (no matrix product)."""
+    diff = x[:, None, :] - points[None, :, :]
+    return -np.sum(diff * diff, axis=2) / (2.0 * tau)
+
+
+def test_noised_probes_match_explicit_differences():
+    from scipy.special import logsumexp
+
+    from diffphase.simulate.empirical.noised import NoisedProbes
+
+    rng = np.random.default_rng(21)
+    points = rng.standard_normal((300, 12)) * np.linspace(0.2, 3.0, 12)
+    owners = rng.integers(0, 300, size=9)
+    noise = rng.standard_normal((9, 12))
+    for chunk, cache in ((2**16, 0), (2**27, 2**29)):  # blocks rebuilt, and kept
+        probes = NoisedProbes(points[owners], noise, points, owners, chunk_bytes=chunk,
+                              cache_bytes=cache)
+        taus = np.array([1e-3, 0.3, 40.0])
+        own, purity = probes.own_weights(taus)
+        for k, tau in enumerate(taus):
+            logw = _brute_log_weights(points, points[owners] + np.sqrt(tau) * noise, tau)
+            w = np.exp(logw - logsumexp(logw, axis=1, keepdims=True))
+            np.testing.assert_allclose(own[k], w[np.arange(9), owners], rtol=1e-9, atol=1e-300)
+            np.testing.assert_allclose(purity[k], np.sum(w * w, axis=1), rtol=1e-9)
+            sums = probes.log_sums(tau, [75, 150, 300])
+            for j, size in enumerate((75, 150, 300)):
+                np.testing.assert_allclose(sums[j], logsumexp(logw[:, :size], axis=1),
+                                           rtol=1e-12, atol=1e-9)
+
+
+def test_jacobian_readout_error_bound_and_gram_route():
+    """The read-out's truncated weights stay within their bound of the exact eigenvalues, and
+    Gram covariances (no cached features) equal the feature route's."""
+    from diffphase.simulate.empirical import EmpiricalScore
+    from diffphase.studies.analyze_measure import jacobian_readout
+
+    rng = np.random.default_rng(8)
+    rows = rng.standard_normal((400, 60)) * np.linspace(0.3, 2.0, 60)
+    eig = np.sort(np.linalg.eigvalsh(rows.T @ rows / 400))[::-1]
+    taus = np.array([0.05, 1.0, 30.0])
+    readout = jacobian_readout(rows, eig, taus, 6, 0.1, np.random.default_rng(2))
+    assert np.all(readout["jn_error_bound"] >= 0) and np.all(readout["jn_error_bound"] < 1e-6)
+    draws = np.random.default_rng(2)  # the read-out's own draws
+    owners = draws.integers(0, 400, size=6)
+    noise = draws.standard_normal((6, 60))
+    cached = EmpiricalScore(rows, reduce_subspace=False)
+    uncached = EmpiricalScore(rows, reduce_subspace=False, feature_cache_bytes=0)
+    for k, tau in enumerate(taus):
+        x = rows[owners] + np.sqrt(tau) * noise
+        exact = np.linalg.eigvalsh(cached.jacobian(x, 1.0, tau, normalized=True))
+        gram = np.linalg.eigvalsh(uncached.jacobian(x, 1.0, tau, normalized=True))
+        np.testing.assert_allclose(gram, exact, atol=1e-9)
+        counts = np.sum(exact > -1.0 + 0.1, axis=1)
+        assert readout["dimension"][k] == pytest.approx(counts.mean())
+
+
+def test_jacobian_subsample_stops_at_its_stated_error(monkeypatch):
+    """Over the work budget the read-out takes its probes in drawn order, batch by batch, and
+    stops at the first batch where at least the minimum is in and the standard error is small;
+    its numbers are those of exactly that subsample."""
+    from diffphase.simulate.empirical import EmpiricalScore
+    from diffphase.studies import analyze_measure
+
+    monkeypatch.setattr(analyze_measure, "JACOBIAN_WORK_BUDGET", 0.0)
+    rng = np.random.default_rng(9)
+    rows = rng.standard_normal((300, 10)) * np.linspace(0.5, 2.0, 10)
+    eig = np.sort(np.linalg.eigvalsh(rows.T @ rows / 300))[::-1]
+    taus = np.array([0.02, 0.69, 4.7, 50.0])  # stops at 16, runs to 40, stops in between
+    readout = analyze_measure.jacobian_readout(rows, eig, taus, 40, 0.1,
+                                               np.random.default_rng(5))
+    assert len(set(readout["probes_used"].tolist())) == 3
+    draws = np.random.default_rng(5)
+    owners = draws.integers(0, 300, size=40)
+    noise = draws.standard_normal((40, 10))
+    engine = EmpiricalScore(rows, reduce_subspace=False)
+    batch, least, target = (analyze_measure.JACOBIAN_BATCH, analyze_measure.JACOBIAN_MIN_PROBES,
+                            analyze_measure.JACOBIAN_TARGET_STDERR)
+    for k, tau in enumerate(taus):
+        x = rows[owners] + np.sqrt(tau) * noise
+        counts = np.sum(np.linalg.eigvalsh(engine.jacobian(x, 1.0, tau, normalized=True))
+                        > -0.9, axis=1)
+        expected = 40
+        for size in range(batch, 40, batch):
+            part = counts[:size]
+            if size >= least and part.std(ddof=1) / np.sqrt(size) <= target:
+                expected = size
+                break
+        used = readout["probes_used"][k]
+        assert used == expected
+        assert readout["dimension"][k] == pytest.approx(counts[:used].mean())
+        assert readout["dimension_stderr"][k] == pytest.approx(
+            counts[:used].std(ddof=1) / np.sqrt(used))
+
+
+def test_cost_bounds_the_measured_peak():
+    import tracemalloc
+
+    from diffphase.studies.analyze import analysis_cost
+    from diffphase.studies.budget import total
+
+    rng = np.random.default_rng(4)
+    for n, d in ((1500, 40), (60, 150)):
+        rows = rng.standard_normal((n, d)) * np.linspace(0.2, 2.0, d)
+        options = {"probes": 40, "jacobian_probes": 6, "jacobian_taus": 2, "n_tau": 9}
+        analyze(rows, **options)  # compile first
+        tracemalloc.start()
+        try:
+            analyze(rows, **options)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        estimate = total(analysis_cost(n, d, [n], 1, 40, 6, 2, 9))[0]
+        assert peak <= estimate <= 40 * peak + 2**28, (n, d, peak, estimate)
+
+
+def test_stages_count_once_in_the_memory_total():
+    from diffphase.studies.budget import CostTerm, total
+
+    terms = [CostTerm("held", "a", 1, 100.0, 1.0), CostTerm("first", "b", 1, 30.0, 2.0, stage=True),
+             CostTerm("second", "c", 1, 50.0, 4.0, stage=True)]
+    assert total(terms) == (150.0, 7.0)  # held + the largest stage; every stage's seconds
+    assert total(terms[:1]) == (100.0, 1.0)
+
+
 # ----------------------------------------------------------------------------- command line
 def _run(args):
     return CliRunner().invoke(cli, args, catch_exceptions=False)

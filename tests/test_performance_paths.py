@@ -39,7 +39,8 @@ def test_blocked_calls_give_the_exact_jacobian_of_a_linear_field():
 def test_blocked_empirical_jacobian_equals_one_call():
     rng = np.random.default_rng(1)
     data = LinearGaussian.manifold((0.25,), (1.0,), 8, rng=rng)
-    field = EmpiricalScore(data.sample(3000, rng))
+    training = data.sample(3000, rng)
+    field = EmpiricalScore(training)
     assert jacobians.rows_per_call(field, 10_000) < 10_000  # the cache model splits this batch
     x = rng.standard_normal((12, 8))
     q = jacobians.orthonormal_probes(8, 8, rng)
@@ -48,7 +49,10 @@ def test_blocked_empirical_jacobian_equals_one_call():
     plus = field.score((x[:, None] + shifts).reshape(-1, 8), 1.0, 0.5).reshape(12, 8, 8)
     minus = field.score((x[:, None] - shifts).reshape(-1, 8), 1.0, 0.5).reshape(12, 8, 8)
     one_call = np.einsum("nki,jk->nij", (plus - minus) / 2e-4, q)
-    np.testing.assert_allclose(blocked, one_call, rtol=1e-12, atol=1e-12)
+    # the score's posterior mean is a BLAS product whose last bits depend on how many rows share
+    # a call: a few units of rounding of |y| per score value, divided by the step 2e-4
+    rounding = 8 * np.finfo(float).eps * np.abs(training).max() / 2e-4
+    np.testing.assert_allclose(blocked, one_call, rtol=0, atol=rounding)
 
 
 def test_cheap_field_is_called_once():

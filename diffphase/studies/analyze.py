@@ -42,6 +42,8 @@ from ..data.loaders import (
 )
 from ..errors import ParameterError, require_choice, require_count, require_in_range, require_int
 from ..models import REVERSIBLE_PROCESSES
+from ..simulate.empirical.noised import noised_probe_bytes
+from ..simulate.empirical.routes import DEFAULT_CHUNK_BYTES, DEFAULT_FEATURE_CACHE_BYTES
 from . import analyze_measure as measure
 from . import analyze_predict as predict
 from .analyze_tables import AnalysisResult, build_result
@@ -53,6 +55,14 @@ COLLAPSE_POINTS = 41
 REM_POINTS = 81
 #: most extra training-set sizes in ``n_train``
 MAX_EXTRA_SIZES = 16
+#: cost model of :func:`analysis_cost`: floating-point operations a second of matrix products on
+#: one core (double precision; 2 loaded cores measured 60-130 GFLOP/s together), seconds per
+#: element of an elementwise pass, and passes per element of one ``tau`` of an own-weight curve
+#: (logits, two log-sum-exps) and of one evaluation of the entropy route
+BLAS_FLOPS = 2e10
+PASS_SECONDS = 1e-9
+OWN_WEIGHT_PASSES = 14
+ENTROPY_PASSES = 10
 
 #: a loop wrapper ``progress(items, desc)`` (a progress bar), or None
 Progress = Callable[[Iterable, str], Iterable] | None
@@ -92,42 +102,85 @@ class AnalysisPlan:
 
 def analysis_cost(rows: int, features: int, n_measured: Sequence[int] = (), n_sizes: int = 1,
                   probes: int = 200, jacobian_probes: int = 32, jacobian_taus: int = 6,
-                  n_tau: int = 49) -> list[CostTerm]:
-    """Estimated peak memory (bytes) and run time (seconds) of an analysis of ``rows x features``.
+                  n_tau: int = 49, bands: int | None = None) -> list[CostTerm]:
+    """Estimated peak memory (bytes) and run time (seconds on one core) of an analysis of
+    ``rows x features``, term by term for the algorithms of :mod:`.analyze_measure`.
 
-    Terms: the rows (read, centred, in principal coordinates; ``8 n d`` bytes each copy), the
-    eigen-decomposition of the smaller of the covariance and Gram matrices (``m = min(n, d)``:
-    ``3 m^2`` doubles, ``n d m + 10 m^3`` flops), the collapse curves (per measured ``N``:
-    ``probes x N`` weights at 41 ``tau``), the entropy route (three nested references, about 40
-    residuals per ``N``), the Jacobian read-out (the engine's outer-product features, at most 2
-    GiB, and ``r x r`` covariances per probe) and the timeline (``n_tau x d``). Flops at 1 GFLOP/s.
+    Time: matrix products and eigen-decompositions at ``BLAS_FLOPS`` floating-point operations a
+    second, elementwise passes (log-sum-exp) at ``PASS_SECONDS`` per element. Memory: each term's
+    arrays at its peak; every term but the rows is a ``stage`` (the stages run one after the
+    other), so the total is the rows plus the largest stage. With ``n`` rows, ``d`` features,
+    ``r = min(n, d)``:
+
+    * the rows (read, centred, in principal coordinates): ``8 n d`` bytes a copy;
+    * the eigen-decomposition of the smaller of the covariance and Gram matrices
+      (``m = min(n, d)``: ``3 m^2`` doubles, ``2 n d m + 10 m^3`` flops);
+    * per measured ``N``, the collapse curve: distances of the probes from two products
+      (``4 probes N r`` flops; :class:`~diffphase.simulate.empirical.noised.NoisedProbes`
+      keeps ``16 probes N`` bytes when they fit its cache, and a block of probes' temporaries),
+      then ``OWN_WEIGHT_PASSES`` passes over ``probes x N`` per ``tau`` of the curve;
+    * the entropy route: the same distances for the held-out rows against the reference, then
+      ``ENTROPY_PASSES`` passes per evaluation, about ``30 + 25`` evaluations per size;
+    * the Jacobian read-out, per ``tau`` and probe: the dense covariance over all rows (the
+      cached features when ``8 n r (r+1)/2`` fits 2 GiB, else Gram products of the weighted
+      rows, ``2 n r (r + 100)`` flops), the blocks' weights and kept sets (``24 n`` bytes per
+      probe), a truncated row's gathered points (at most ``8 n r`` bytes) and ``10 r^3`` flops
+      for the eigenvalues;
+    * the REM condensation: ``4`` probe lines of ``REM_POINTS`` queries per band (``bands``, 8
+      when by decade), two products each.
     """
     n, d = float(rows), float(features)
-    m, r = min(n, d), min(n, d)
-    flops = 1e-9
+    m = r = min(n, d)
+    blas = 1.0 / BLAS_FLOPS
     terms = [
         CostTerm("the rows (read, centred and in principal coordinates)", "limit", rows,
-                 64 * 2**20 + 8.0 * product(n, d) * 4, flops * product(n, d) * 10),
+                 64 * 2**20 + 8.0 * product(n, d) * 4, PASS_SECONDS * product(n, d) * 10),
         CostTerm("the eigen-decomposition of the covariance (or Gram) matrix", "limit", rows,
                  8.0 * (3 * product(m, m) + product(n, d)),
-                 flops * (product(n, d, m) + 10 * product(m, m, m))),
+                 blas * (2 * product(n, d, m) + 10 * product(m, m, m)), stage=True),
         CostTerm("the timeline and the density of the Jacobian", "n_tau", n_tau,
-                 8.0 * product(n_tau, d) * 4, flops * product(n_tau, d) * 100)]
+                 8.0 * product(n_tau, d) * 4, PASS_SECONDS * product(n_tau, d) * 100,
+                 stage=True)]
     for size in n_measured:
-        terms.append(CostTerm(f"the collapse curve of N = {size}", "probes", probes,
-                              8.0 * (3 * product(probes, size) + product(size, r)),
-                              flops * 3 * product(COLLAPSE_POINTS, probes, size, r)))
+        terms.append(CostTerm(
+            f"the collapse curve of N = {size}", "probes", probes,
+            8.0 * product(size, r + 1) + noised_probe_bytes(probes, size)
+            + 8.0 * product(probes, 2 * r + 2 * COLLAPSE_POINTS),
+            blas * 4 * product(probes, size, r)
+            + PASS_SECONDS * OWN_WEIGHT_PASSES * product(COLLAPSE_POINTS, probes, size),
+            stage=True))
     held = min(float(probes), n / 5)
-    terms.append(CostTerm("the entropy route (nested references)", "probes", probes,
-                          8.0 * (1.75 * product(n, r) + 3 * product(held, n)),
-                          flops * 3 * product(30 + 25 * n_sizes, held, 1.75 * n, r)))
-    features_bytes = min(8.0 * product(n, r, r + 1) / 2, 2.0 * 2**30)
-    jacobian = product(jacobian_taus, jacobian_probes)
-    terms.append(CostTerm("the Jacobian read-out", "jacobian_probes", jacobian_probes,
-                          (features_bytes + 128 * 2**20 + 24.0 * product(jacobian_probes, r, r))
-                          if jacobian_probes else 0.0,
-                          flops * product(jacobian, product(n, r, r) + 10 * product(r, r, r))))
+    reference = max(n - held, 1.0)
+    evaluations = 30 + 25 * n_sizes
+    terms.append(CostTerm(
+        "the entropy route (nested references)", "probes", probes,
+        8.0 * product(reference + held, r + 1) + noised_probe_bytes(held, reference),
+        blas * 4 * product(held, reference, r)
+        + PASS_SECONDS * ENTROPY_PASSES * product(evaluations, held, reference), stage=True))
+    terms.append(_jacobian_cost(n, r, jacobian_probes, jacobian_taus))
+    lines = 4 * (8 if bands is None else bands)
+    terms.append(CostTerm("the REM condensation per band", "bands", bands,
+                          8.0 * (product(n, r) + 3 * product(REM_POINTS, n)),
+                          blas * 4 * product(lines, REM_POINTS, n, r)
+                          + PASS_SECONDS * 4 * product(lines, REM_POINTS, n), stage=True))
     return terms
+
+
+def _jacobian_cost(n: float, r: float, probes: int, taus: int) -> CostTerm:
+    """The Jacobian read-out's term of :func:`analysis_cost`."""
+    if not probes:
+        return CostTerm("the Jacobian read-out", "jacobian_probes", probes, 0.0, 0.0, stage=True)
+    packed = product(n, r, r + 1) / 2
+    cached = 8.0 * packed <= DEFAULT_FEATURE_CACHE_BYTES
+    block = min(float(probes), 4096.0)
+    # features (or one Gram chunk), the engine's centred rows, the gathered points of a
+    # truncated row (at most all n), a block's weights and kept sets, the covariances
+    memory = ((8.0 * packed if cached else DEFAULT_CHUNK_BYTES) + 2 * 8.0 * product(n, r)
+              + 24.0 * product(block, n) + 24.0 * product(probes, r, r) + 64 * 2**20)
+    per_row = 2 * product(n, packed) / n if cached else 2 * product(n, r, r + 100)
+    flops = product(taus, probes) * (per_row + 10 * product(r, r, r))
+    return CostTerm("the Jacobian read-out", "jacobian_probes", probes, memory, flops / BLAS_FLOPS,
+                    stage=True)
 
 
 def plan_analysis(data=None, dataset=None, *, key=None, limit=None, image_size=None,
@@ -170,7 +223,7 @@ def plan_analysis(data=None, dataset=None, *, key=None, limit=None, image_size=N
         raise ParameterError("data", f"{where}: {shape[0]} row", "at least 2 rows (samples)")
     measured = [shape[0]] + [s for s in sizes if s < shape[0]]
     check_cost(analysis_cost(shape[0], shape[1], measured, 1 + len(sizes), probes,
-                             jacobian_probes, jacobian_taus, n_tau), max_memory)
+                             jacobian_probes, jacobian_taus, n_tau, bands), max_memory)
     loaded = load_rows(source.get("path"), source.get("dataset"), source["key"],
                        source["limit"], source["image_size"])
     prepared = prepare_rows(loaded.rows, normalize)

@@ -9,9 +9,9 @@ convention (``a = 1``, ``D = tau``) and draws its randomness from the generator 
 
 * :func:`collapse_crossover` [DR]: the mean posterior weight of the generating training point at
   forward-noised training points ``y_mu + sqrt(tau) z`` over a ``tau`` grid
-  (:func:`~diffphase.simulate.memorization.own_weight_curves`) for ``N`` rows (a random subset
-  when ``N`` is below the rows), with its half point ``tau_half``, the points where it is 0.8 and
-  0.2, and the width ``ln(tau_0.2 / tau_0.8)``.
+  (:func:`own_weight_curves`) for ``N`` rows (a random subset when ``N`` is below the rows),
+  with its half point ``tau_half``, the points where it is 0.8 and 0.2, and the width
+  ``ln(tau_0.2 / tau_0.8)``.
 * :func:`entropy_collapse` [DR]: the entropy route to ``tau_C`` on the data themselves: the rows
   are split into held-out probes and a reference; the entropy of the noised law is the
   cross-entropy of the noised probes under the reference's noised empirical law, extrapolated in
@@ -23,10 +23,19 @@ convention (``a = 1``, ``D = tau``) and draws its randomness from the generator 
 * :func:`jacobian_readout` [SG]: eigenvalues of ``Jn = -I + Cov_w(y)/tau`` at forward-noised
   training points, their dimension read-out (count above ``-1 + delta``) with its standard error,
   and the mean distance of the sorted eigenvalues from those of the exact score of a Gaussian
-  with the data's covariance, ``-tau/(tau + lambda_i)``.
+  with the data's covariance, ``-tau/(tau + lambda_i)``; the weights leave out at most
+  ``JACOBIAN_NEGLECTED_MASS`` of posterior mass and the resulting bound on the eigenvalues is
+  reported (``jn_error_bound``); when all the probes would cost more than
+  ``JACOBIAN_WORK_BUDGET`` per ``tau``, a subsample of at least ``JACOBIAN_MIN_PROBES`` with a
+  stated standard error (``probes_used``).
 * :func:`rem_condensation` [LD]: per variance band, the participation ratio ``sum w^2`` at probes
   ``+-sqrt(tau) v`` along eigen-directions of the band, and the condensation noise
   ``tau_c = 2 tau`` where it crosses 1/2 (the REM's ``1 - tau/tau_c``).
+
+The own-weight curves and the entropy route read the distances of every noised probe to every
+row at every ``tau`` from two matrix products per block of probes
+(:class:`~diffphase.simulate.empirical.noised.NoisedProbes`: ``|x - y|^2 = A + 2 sqrt(tau) B +
+tau |z|^2``), with log-sum-exp over all rows; no row is left out of these sums.
 
 Undefined values (a curve that does not cross inside its grid, a root that is not bracketed) are
 NaN; the caller flags them.
@@ -39,13 +48,13 @@ from scipy.optimize import brentq
 
 from ..backend import to_numpy
 from ..simulate.empirical import EmpiricalScore
+from ..simulate.empirical.noised import NoisedProbes
 from ..simulate.memorization import (
     ENTROPY_MAX_EXTRAPOLATION,
     bootstrap_crossover,
     crossing,
     crossover_and_width,
     extrapolated_cross_entropy,
-    own_weight_curves,
 )
 from ..solvers import memorization as collapse_solvers
 from ..solvers import spectral as spectral_solvers
@@ -55,6 +64,19 @@ COLLAPSE_GRID_FACTOR = 100.0
 #: fewest held-out probes and rows per nested reference of the entropy route
 ENTROPY_MIN_PROBES = 10
 ENTROPY_MIN_REFERENCE = 8
+#: posterior mass each Jacobian read-out may leave out (the smallest weights, never more than
+#: this in total); each eigenvalue of ``Jn`` then moves by at most the reported bound
+#: ``jn_error_bound`` (at most ``4 R^2 / tau`` times this mass), far below the read-out's
+#: resolution ``delta``; at small ``tau`` it leaves a handful of points instead of all ``N``
+JACOBIAN_NEGLECTED_MASS = 1e-12
+#: above this many multiply-adds per ``tau`` (``probes N r^2``: 32 probes of 60000 rows in
+#: r = 784 cost 1.2e12) the Jacobian read-out takes its probes in batches of JACOBIAN_BATCH and
+#: stops once JACOBIAN_MIN_PROBES are in and the standard error of the dimension read-out is at
+#: most JACOBIAN_TARGET_STDERR (well inside the comparisons' tolerance max(1, 10%))
+JACOBIAN_WORK_BUDGET = 2e11
+JACOBIAN_BATCH = 8
+JACOBIAN_MIN_PROBES = 16
+JACOBIAN_TARGET_STDERR = 0.2
 #: step in ``ln tau`` of the slope that converts the entropy route's spread into a standard error
 ENTROPY_SLOPE_STEP = 0.05
 
@@ -88,10 +110,27 @@ def collapse_crossover(coordinates: np.ndarray, n_train: int, taus: np.ndarray, 
             "width_stderr": width_stderr, "probes": int(probes)}
 
 
+def own_weight_curves(rows: np.ndarray, taus: np.ndarray, probes: int,
+                      rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """At ``x = y_mu + sqrt(tau) z`` (``mu`` a random row, one owner and one ``z`` per probe,
+    common to every ``tau``): the mean own weight ``w_mu(x)`` and mean ``sum w^2`` per ``tau``
+    over all the rows, and ``own_weight_per_probe`` ``(len(taus), probes)``; the same draws and
+    values as :func:`~diffphase.simulate.memorization.own_weight_curves`, with the distances of
+    every ``tau`` from two matrix products (:class:`~diffphase.simulate.empirical.noised.
+    NoisedProbes`) instead of one per ``tau``."""
+    n = rows.shape[0]
+    owners = rng.integers(0, n, size=probes)
+    noise = rng.normal(size=(probes, rows.shape[1]))
+    own, purity = NoisedProbes(rows[owners], noise, rows, owners).own_weights(taus)
+    return {"tau": np.asarray(taus, float), "own_weight": own.mean(axis=1),
+            "participation_ratio": purity.mean(axis=1), "own_weight_per_probe": own}
+
+
 # ----------------------------------------------------------------------------- entropy route
 class CrossEntropy:
     """Per-probe cross-entropies ``-ln p^R(x_i) / r`` of noised held-out rows under the noised
-    empirical laws of the nested references ``R, R/2, R/4`` (cached per ``ln tau``)."""
+    empirical laws of the nested references ``R, R/2, R/4`` (the reference's prefixes; all three
+    from one pass over the reference, cached per ``ln tau``)."""
 
     def __init__(self, coordinates: np.ndarray, held_out: int, rng: np.random.Generator):
         order = rng.permutation(coordinates.shape[0])
@@ -99,17 +138,19 @@ class CrossEntropy:
         reference = coordinates[order[held_out:]]
         self.noise = rng.standard_normal(self.probes.shape)
         self.sizes = tuple(reference.shape[0] // k for k in (1, 2, 4))
-        self.engines = [_engine(reference[:size]) for size in self.sizes]
+        self.noised = NoisedProbes(self.probes, self.noise, reference)
         self.dim = coordinates.shape[1]
-        self._cache: dict[tuple[float, int], np.ndarray] = {}
+        self._cache: dict[float, np.ndarray] = {}
 
     def per_probe(self, log_tau: float, which: int = 0) -> np.ndarray:
-        if (log_tau, which) not in self._cache:
+        if log_tau not in self._cache:
             tau = float(np.exp(log_tau))
-            x = self.probes + np.sqrt(tau) * self.noise
-            density = self.engines[which].log_density(x, 1.0, tau)
-            self._cache[log_tau, which] = -to_numpy(density) / self.dim
-        return self._cache[log_tau, which]
+            ascending = self.sizes[::-1]
+            sums = self.noised.log_sums(tau, ascending)[::-1]
+            density = (sums - np.log(np.asarray(self.sizes, dtype=float))[:, None]
+                       - 0.5 * self.dim * np.log(2.0 * np.pi * tau))
+            self._cache[log_tau] = -density / self.dim
+        return self._cache[log_tau][which]
 
     def entropy(self, log_tau: float, extrapolate: bool = True) -> float:
         """Entropy per dimension of the noised law: extrapolated to an infinite reference, or
@@ -176,25 +217,50 @@ def _entropy_root(cross: CrossEntropy, n_train: float, bracket: tuple[float, flo
 # ----------------------------------------------------------------------------- Jacobian
 def jacobian_readout(coordinates: np.ndarray, eigenvalues: np.ndarray, taus: np.ndarray,
                      probes: int, delta: float, rng: np.random.Generator) -> dict:
-    """Per ``tau``: the mean dimension read-out of ``Jn`` at ``probes`` forward-noised training
-    points, its standard error, and the mean ``|sorted measured - sorted exact|`` over the ``r``
-    tangent eigenvalues (the other ``d - r`` are ``-1`` in both)."""
+    """Per ``tau``: the mean dimension read-out of ``Jn`` at forward-noised training points, its
+    standard error, the mean ``|sorted measured - sorted exact|`` over the ``r`` tangent
+    eigenvalues (the other ``d - r`` are ``-1`` in both), the bound on the eigenvalues' error
+    from the weights left out (``jn_error_bound``) and ``probes_used``.
+
+    Every ``tau`` uses all ``probes`` unless they would cost more than
+    ``JACOBIAN_WORK_BUDGET`` multiply-adds (``probes N r^2``, the dense covariances); then the
+    probes are taken in batches of ``JACOBIAN_BATCH`` (in their drawn order, the same points at
+    every ``tau``) until at least ``JACOBIAN_MIN_PROBES`` are in and the standard error of the
+    read-out is at most ``JACOBIAN_TARGET_STDERR`` (the subsample's standard error is the one
+    reported and used by the comparisons)."""
     engine = _engine(coordinates)
     n, rank = coordinates.shape
     owners = rng.integers(0, n, size=probes)
     noise = rng.standard_normal((probes, rank))
     exact = np.sort(spectral_solvers.formula("jacobian_eigenvalue", eigenvalues[:rank][None, :],
                                              taus[:, None]).reshape(taus.size, rank), axis=1)
-    dimension, stderr, distance = (np.empty(taus.size) for _ in range(3))
+    batch = probes if float(probes) * n * rank**2 <= JACOBIAN_WORK_BUDGET else JACOBIAN_BATCH
+    dimension, stderr, distance, bound = (np.empty(taus.size) for _ in range(4))
+    used = np.zeros(taus.size, dtype=int)
     for k, tau in enumerate(taus):
-        x = coordinates[owners] + np.sqrt(tau) * noise
-        measured = to_numpy(engine.jacobian_spectrum(x, 1.0, float(tau)).eigenvalues)
-        counts = np.sum(measured > -1.0 + delta, axis=1)
-        dimension[k] = counts.mean()
-        stderr[k] = counts.std(ddof=1) / np.sqrt(probes) if probes > 1 else np.nan
-        distance[k] = np.mean(np.abs(np.sort(measured, axis=1) - exact[k][None, :]))
+        counts, gaps, bounds = [], [], []
+        for start in range(0, probes, batch):
+            rows = slice(start, min(probes, start + batch))
+            x = coordinates[owners[rows]] + np.sqrt(tau) * noise[rows]
+            spectrum = engine.jacobian_spectrum(x, 1.0, float(tau),
+                                                max_neglected_mass=JACOBIAN_NEGLECTED_MASS)
+            measured = to_numpy(spectrum.eigenvalues)
+            bounds.append(to_numpy(spectrum.error_bound))
+            counts.append(np.sum(measured > -1.0 + delta, axis=1))
+            gaps.append(np.mean(np.abs(np.sort(measured, axis=1) - exact[k][None, :]), axis=1))
+            done = np.concatenate(counts)
+            if (done.size >= JACOBIAN_MIN_PROBES and done.size < probes
+                    and done.std(ddof=1) / np.sqrt(done.size) <= JACOBIAN_TARGET_STDERR):
+                break
+        done = np.concatenate(counts)
+        used[k] = done.size
+        dimension[k] = done.mean()
+        stderr[k] = done.std(ddof=1) / np.sqrt(done.size) if done.size > 1 else np.nan
+        distance[k] = float(np.mean(np.concatenate(gaps)))
+        bound[k] = float(np.max(np.concatenate(bounds)))
     return {"tau": taus, "dimension": dimension, "dimension_stderr": stderr,
-            "jn_mean_abs_difference": distance, "probes": int(probes)}
+            "jn_mean_abs_difference": distance, "jn_error_bound": bound, "probes": int(probes),
+            "probes_used": used}
 
 
 # ----------------------------------------------------------------------------- REM

@@ -67,6 +67,7 @@ REASONS = {
     "dimension_measured": "measured only at the jacobian_taus points of the timeline",
     "dimension_measured_stderr": "measured only at the jacobian_taus points of the timeline",
     "jn_mean_abs_difference": "measured only at the jacobian_taus points of the timeline",
+    "dimension_measured_probes": "measured only at the jacobian_taus points of the timeline",
     "tau_C_gaussian": "the collapse equation did not converge",
 }
 CONVENTIONS = {
@@ -188,13 +189,15 @@ def timeline_table(found: dict) -> dict:
     columns = dict(found["timeline"])
     size = columns["tau"].size
     measured = {name: np.full(size, np.nan) for name in
-                ("dimension_measured", "dimension_measured_stderr", "jn_mean_abs_difference")}
+                ("dimension_measured", "dimension_measured_stderr", "jn_mean_abs_difference",
+                 "dimension_measured_probes")}
     readout = found["jacobian"]
     if readout is not None:
         index = readout["index"]
         measured["dimension_measured"][index] = readout["dimension"]
         measured["dimension_measured_stderr"][index] = readout["dimension_stderr"]
         measured["jn_mean_abs_difference"][index] = readout["jn_mean_abs_difference"]
+        measured["dimension_measured_probes"][index] = readout["probes_used"]
     return flag_nonfinite_columns({**columns, **measured}, REASONS)
 
 
@@ -243,6 +246,7 @@ def _timeline_entries(table: dict, process: str) -> list[dict]:
         if np.isfinite(table["dimension_measured"][i]):
             entry["dimension_measured"] = float(table["dimension_measured"][i])
             entry["dimension_measured_stderr"] = float(table["dimension_measured_stderr"][i])
+            entry["dimension_measured_probes"] = int(table["dimension_measured_probes"][i])
         entries.append(entry)
     return entries
 

@@ -3,7 +3,9 @@
 Contract: each study module estimates, next to the computation it bounds, the peak memory (bytes
 beyond what the process holds before the job) and the run time (seconds on one core of an
 ordinary CPU) of a job from its arguments alone, as a list of :class:`CostTerm` (functions named
-``*_cost``). :func:`check_cost` adds the terms up and compares the totals with the budgets:
+``*_cost``). :func:`check_cost` adds the terms up (the memory of the terms marked ``stage``, which
+run one after the other and free their arrays, counts once, as the largest of them) and compares
+the totals with the budgets:
 ``max_memory`` (default :func:`default_memory_budget`: half the physical memory, and at most half
 of what an address-space limit leaves free) and :data:`MAX_SECONDS` (a day: only obviously huge
 jobs are refused for time). A refusal is a :class:`~diffphase.errors.ParameterError` naming the
@@ -29,13 +31,15 @@ MAX_SECONDS = 86_400.0
 @dataclass(frozen=True)
 class CostTerm:
     """One part of a job: ``memory`` bytes held at the peak and ``seconds`` of work, set mostly
-    by the argument ``name`` (whose value is ``value``); ``what`` says what it is."""
+    by the argument ``name`` (whose value is ``value``); ``what`` says what it is. A ``stage``
+    holds its memory only while it runs (one stage at a time)."""
 
     what: str
     name: str
     value: object
     memory: float
     seconds: float
+    stage: bool = False
 
 
 def format_bytes(size: float) -> str:
@@ -59,9 +63,11 @@ def format_seconds(seconds: float) -> str:
 
 
 def total(terms: Sequence[CostTerm]) -> tuple[float, float]:
-    """``(bytes, seconds)`` of all the terms."""
-    return (float(sum(float(t.memory) for t in terms)),
-            float(sum(float(t.seconds) for t in terms)))
+    """``(bytes, seconds)`` of all the terms: the memory held throughout plus that of the
+    largest stage, and all the seconds."""
+    held = sum(float(t.memory) for t in terms if not t.stage)
+    stages = max((float(t.memory) for t in terms if t.stage), default=0.0)
+    return float(held + stages), float(sum(float(t.seconds) for t in terms))
 
 
 def check_cost(terms: Sequence[CostTerm], max_memory: float | None = None,

@@ -26,13 +26,17 @@ points
 blocks
     Queries block by block: weights once per block, the route per block, results merged.
 dense
-    Log-weights, normalized weights and dense moments (outer-product features).
+    Log-weights, normalized weights and dense moments (outer-product features, or Gram
+    products of the weighted points).
 truncated
     Smallest sufficient sets, kept moments, the a-posteriori error bound.
 subspace
     :func:`exact_subspace` and the lift of results back to ``R^d``.
 routes
     The cost model and thresholds that choose between the exact routes; block sizes.
+noised
+    Forward-noised probes at many ``tau``: distances to every point from two products, then
+    log-sum-exp (own weights, nested log-densities).
 kernels
     The compiled (numba) CPU kernels.
 """

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 
 from . import routes
-from .dense import dense_moments, log_weights, normalized_weights
+from .dense import dense_moments, features_cached, log_weights, normalized_weights
 from .points import TrainingPoints
 from .subspace import lift, to_working
 from .truncated import scatter_rows, sufficient_sets, truncated_moments
@@ -102,7 +102,8 @@ def block_moments(xp, points: TrainingPoints, xq, a, D, weights, eps, want: str)
     if eps is not None and want != "mean" and routes.truncation_can_pay(points.n_features):
         kept_t, neglected_t, candidates = sufficient_sets(xp, weights, eps)
         truncate = routes.rows_to_truncate(kept_t, points.n_points, points.rank,
-                                           points.n_features)
+                                           points.n_features, features_cached(points),
+                                           points.chunk_bytes)
         if truncate is not None and bool(truncate.all()):
             moments = truncated_moments(xp, points, xq, a, D, weights, kept_t, candidates, want)
             return "truncated", moments, kept_t, neglected_t

@@ -169,12 +169,20 @@ def smallest_sufficient_sets(weights, eps, cap, candidates, kept, neglected):
         neglected[r] = dropped
 
 
+#: relative weights below ``exp(WEIGHT_FLUSH_LOG)`` (about 1e-300 of the largest) are set to 0:
+#: they change no sum by more than ``N e^-690`` of its largest term, far below rounding, and
+#: kept as subnormal numbers they slow every later product with the weights by a factor of ~10
+#: to 100 (a block of 81 queries x 60000 points took 0.96 s instead of 0.02 s)
+WEIGHT_FLUSH_LOG = -690.0
+
+
 @njit(cache=True)
 def normalize_log_weights(logw, weights, log_norm, entropy, n_eff):
     """Posterior weights from unnormalized log-weights (log-sum-exp), row by row: fills
     ``weights`` (m, N) with ``softmax(logw)``, ``log_norm`` with ``log sum exp(logw)``,
     ``entropy`` with ``-sum w ln w`` and ``n_eff`` with ``1 / sum w^2``; one exponential per entry
-    and three passes over each row (the array code makes about a dozen)."""
+    and three passes over each row (the array code makes about a dozen). Weights below
+    ``exp(WEIGHT_FLUSH_LOG)`` times the largest are written as exact zeros (no subnormals)."""
     m, n = logw.shape
     for r in range(m):
         top = -np.inf
@@ -183,7 +191,8 @@ def normalize_log_weights(logw, weights, log_norm, entropy, n_eff):
                 top = logw[r, j]
         total = 0.0
         for j in range(n):
-            e = np.exp(logw[r, j] - top)
+            gap = logw[r, j] - top
+            e = np.exp(gap) if gap > WEIGHT_FLUSH_LOG else 0.0
             weights[r, j] = e
             total += e
         norm = top + np.log(total)

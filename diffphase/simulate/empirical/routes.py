@@ -9,6 +9,8 @@ training points themselves):
 * :func:`query_rows`, :func:`feature_rows`, :func:`gather_rows`: queries per block, training
   points per ``N``-chunk of the dense product, rows per gather of the truncated route;
 * :func:`cache_features`: whether the outer-product features are kept between calls;
+* :func:`covariance_by_gram`, :func:`gram_rows`: whether the dense covariances are Gram products
+  of the weighted points instead of a product with rebuilt features, and their ``N``-chunks;
 * :func:`truncation_can_pay`: whether truncation is tried at all (``DENSE_ONLY_MAX_FEATURES``);
 * :func:`rows_to_truncate`: which rows of a block take the truncated route, by a FLOP-and-bandwidth
   cost model (``DENSE_PASS_FIXED_ROWS``, ``TRUNCATION_MIN_SAVING``);
@@ -42,6 +44,17 @@ DEFAULT_FEATURE_CACHE_BYTES = 2 * 2**30
 #: truncation must save at least 1 - TRUNCATION_MIN_SAVING of the cost
 DENSE_PASS_FIXED_ROWS = 40.0
 TRUNCATION_MIN_SAVING = 0.8
+#: cost model of covariance_by_gram, in multiply-adds at BLAS speed per training point: a Gram
+#: row costs r (r + GRAM_ELEMENTWISE) (the product, and weighting and centring the chunk); a
+#: dense pass with the features rebuilt at the call costs n_features (REBUILT_FEATURE_ROWS + rows)
+#: times a slowdown 1.5 + REBUILT_FEATURE_SHORT / feature_rows (writing the features, and a
+#: product whose inner dimension, feature_rows points, is short). Calibrated on 2 cores,
+#: N = 8000, r = 64 to 784, 8 to 128 rows, 128 MiB chunks: Gram rows 2-3x faster at r = 784
+#: (32-128 rows) and r = 160-320 (8 rows), rebuilt features faster at r = 64 and at r = 160 with
+#: 32 or more rows
+GRAM_ELEMENTWISE = 100.0
+REBUILT_FEATURE_ROWS = 8.0
+REBUILT_FEATURE_SHORT = 100.0
 #: size of one gathered (rows, kept, d) array of the truncated route: elementwise passes over
 #: arrays much larger than the last-level cache run several times slower per element
 GATHER_BLOCK_BYTES = 16 * 2**20
@@ -77,6 +90,31 @@ def cache_features(n_points: int, n_features: int, feature_cache_bytes: int) -> 
     return 8 * n_points * n_features <= feature_cache_bytes
 
 
+def gram_rows(rank: int, chunk_bytes: int) -> int:
+    """Training points per ``N``-chunk of :func:`.dense.weighted_covariances`: the chunk and one
+    weighted copy of it fit ``chunk_bytes``."""
+    return max(1, chunk_bytes // (16 * rank))
+
+
+def covariance_by_gram(rows: int, rank: int, n_features: int, cached: bool,
+                       chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> bool:
+    """Whether ``rows`` dense covariances are cheaper as Gram products of the weighted points
+    (:func:`.dense.weighted_covariances`) than as the product with outer-product features
+    rebuilt at this call (cost model above: ``GRAM_ELEMENTWISE``, ``REBUILT_FEATURE_ROWS``,
+    ``REBUILT_FEATURE_SHORT``); never when the features are cached."""
+    if cached:
+        return False
+    gram = float(rows) * rank * (rank + GRAM_ELEMENTWISE)
+    return bool(gram <= rebuilt_feature_cost(rows, n_features, chunk_bytes))
+
+
+def rebuilt_feature_cost(rows: int, n_features: int, chunk_bytes: int) -> float:
+    """Multiply-adds (at BLAS speed) per training point of a dense pass of ``rows`` with the
+    outer-product features rebuilt at the call."""
+    slowdown = 1.5 + REBUILT_FEATURE_SHORT / feature_rows(n_features, chunk_bytes)
+    return slowdown * n_features * (REBUILT_FEATURE_ROWS + np.asarray(rows, dtype=float))
+
+
 def gather_rows(chunk_bytes: int, kept: int, rank: int) -> int:
     """Rows per slice of the truncated route, so that one gathered (rows, kept, rank) array fits
     ``min(chunk_bytes, GATHER_BLOCK_BYTES)``."""
@@ -89,15 +127,18 @@ def truncation_can_pay(n_features: int) -> bool:
     return n_features > DENSE_ONLY_MAX_FEATURES
 
 
-def rows_to_truncate(kept, n_points: int, rank: int, n_features: int) -> np.ndarray | None:
+def rows_to_truncate(kept, n_points: int, rank: int, n_features: int, cached: bool = True,
+                     chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> np.ndarray | None:
     """Rows to truncate (a host boolean mask; the others take the dense route), or None when
     all dense is estimated cheaper.
 
-    Cost model in units of one row's dense product ``N r (r+1)/2``: a dense pass costs
-    ``DENSE_PASS_FIXED_ROWS`` rows (streaming the outer-product features) plus its rows; a
-    truncated row with ``k`` kept points ``2 k r^2`` (gather and product). The heaviest rows are
-    the ones worth sending dense, so the split is the best prefix of the rows sorted by kept
-    count; it is taken when it costs at most ``TRUNCATION_MIN_SAVING`` of all rows dense.
+    Cost model in units of one row's dense product ``N r (r+1)/2``: with cached features a
+    dense pass costs ``DENSE_PASS_FIXED_ROWS`` rows (streaming the outer-product features) plus
+    its rows; without (``cached`` False) the cheaper of the Gram rows and the rebuilt features
+    of :func:`covariance_by_gram`; a truncated row with ``k`` kept points ``2 k r^2`` (gather
+    and product). The heaviest rows are the ones worth sending dense, so the split is the best
+    prefix of the rows sorted by kept count; it is taken when it costs at most
+    ``TRUNCATION_MIN_SAVING`` of all rows dense.
     """
     row = n_points * n_features
     cost = 2.0 * to_numpy(kept) * rank**2 / row
@@ -105,11 +146,16 @@ def rows_to_truncate(kept, n_points: int, rank: int, n_features: int) -> np.ndar
     m = cost.size
     # total[s]: the s heaviest rows dense, the rest truncated
     tail = np.concatenate([np.cumsum(cost[order][::-1])[::-1], [0.0]])
-    dense = DENSE_PASS_FIXED_ROWS + np.arange(m + 1.0)
+    count = np.arange(m + 1.0)
+    if cached:
+        dense = DENSE_PASS_FIXED_ROWS + count
+    else:
+        gram = count * rank * (rank + GRAM_ELEMENTWISE) / n_features
+        dense = np.minimum(gram, rebuilt_feature_cost(count, n_features, chunk_bytes) / n_features)
     dense[0] = 0.0
     total = tail + dense
     best = int(np.argmin(total))
-    if best == m or total[best] > TRUNCATION_MIN_SAVING * (DENSE_PASS_FIXED_ROWS + m):
+    if best == m or total[best] > TRUNCATION_MIN_SAVING * dense[m]:
         return None
     truncate = np.ones(m, dtype=bool)
     truncate[order[:best]] = False
