@@ -1,0 +1,74 @@
+"""A 200-cell ``simulate`` sweep (hierarchy forward-backward, one noise level and seed a cell)
+on dask.distributed: 2 workers against 1 (speed-up >= 1.7 on 2 cores), and 1 worker against
+the same cells computed in one process, one after another (the sweep's per-task overhead:
+<= 10%, i.e. ratio >= 1 / 1.1). Each cluster is started and warmed outside the timing; the
+timed sweep includes the worker plugin, the tasks and the writes to the store. Needs the
+``sweep`` extra. Contract: see benchmarks/run.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+SPEC = {"command": "simulate", "model": "hierarchy",
+        "parameters": {"v": 16, "m": 4, "s": 2, "depth": 4, "samples": 1000, "population": 0},
+        "grid": {"noise": {"start": 0.05, "stop": 0.95, "num": 20}},
+        "seeds": {"start": 0, "stop": 9, "step": 1}}
+QUICK_SPEC = {**SPEC, "grid": {"noise": {"start": 0.1, "stop": 0.9, "num": 5}},
+              "seeds": [0, 1, 2, 3]}
+
+
+def _sweep_seconds(spec, workers: int, folder: Path) -> float:
+    from distributed import Client, LocalCluster
+
+    from diffphase.sweep import run
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        client.run(lambda: None)  # workers up before the clock starts
+        start = time.perf_counter()
+        ds = run(spec, client, out=folder / f"sweep-{workers}.zarr")
+        seconds = time.perf_counter() - start
+    assert (ds["status"].values == "done").all()
+    return seconds
+
+
+def _in_process_seconds(spec) -> float:
+    from diffphase.sweep.spec import load_spec
+    from diffphase.sweep.tasks import warm_up
+
+    checked = load_spec(spec)
+    warm_up(checked.command)
+    start = time.perf_counter()
+    for cell in checked.cells():
+        checked.command.compute(dict(cell.parameters))
+    return time.perf_counter() - start
+
+
+def bench_sweep(quick: bool) -> list[dict]:
+    from diffphase.sweep.spec import load_spec
+
+    spec = QUICK_SPEC if quick else SPEC
+    cells = load_spec(spec).size
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as folder:
+        loop = _in_process_seconds(spec)
+        one = _sweep_seconds(spec, 1, Path(folder))
+        two = _sweep_seconds(spec, 2, Path(folder))
+    return [
+        {"benchmark": f"sweep simulate hierarchy, {cells} cells: 2 workers vs 1",
+         "ours_s": two, "baseline_s": one, "ratio": one / two, "target": 1.7,
+         "notes": f"speed-up of the same sweep; {os.cpu_count()} cores, load average "
+                  f"{load:.1f} before the run (other processes share the cores)"},
+        {"benchmark": f"sweep simulate hierarchy, {cells} cells: 1 worker vs in-process loop",
+         "ours_s": one, "baseline_s": loop, "ratio": loop / one, "target": round(1 / 1.1, 4),
+         "notes": f"per-task overhead {100 * (one / loop - 1):+.1f}% "
+                  f"({1000 * (one - loop) / cells:+.1f} ms a cell; target <= 10%)"},
+    ]
+
+
+BENCHMARKS = [bench_sweep]

@@ -1,0 +1,86 @@
+"""What a worker runs: a task of cells, and the plugin that loads the compiled kernels.
+
+Contract: :func:`run_cells` computes its cells one after another with the command's library
+call; a cell that raises is computed again up to ``retries`` times, then returned as failed with
+its message (a task never raises for a cell). It returns one :class:`CellOutcome` per cell.
+:class:`KernelWarmup` is a ``distributed`` worker plugin: on each worker, once, before its first
+task (and again on a worker started to replace a dead one), it computes the command's ``warm``
+cell, so that compiled kernels are loaded (or compiled into the shared cache) once per worker
+rather than once per task. This module imports ``distributed`` only when the plugin is made.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+from .commands import SweepCommand
+
+
+@dataclass
+class CellOutcome:
+    """The result of one cell: ``status`` is ``done`` or ``failed``; ``values`` the flat
+    outputs; ``message`` the error (failed) or the first warning (done)."""
+
+    index: tuple[int, ...]
+    status: str
+    values: dict = field(default_factory=dict)
+    message: str = ""
+    seconds: float = 0.0
+    attempts: int = 1
+
+
+def run_cell(command: SweepCommand, index: tuple[int, ...], params: dict,
+             retries: int) -> CellOutcome:
+    """One cell, retried ``retries`` times when it raises."""
+    started = time.perf_counter()
+    message = ""
+    for attempt in range(1, retries + 2):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                values = command.compute(dict(params))
+        except Exception as exc:  # noqa: BLE001  (recorded with its message, never fatal)
+            text = str(exc).strip().splitlines()
+            message = f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+            continue
+        note = str(caught[0].message).splitlines()[0] if caught else ""
+        return CellOutcome(index, "done", values, note, time.perf_counter() - started, attempt)
+    return CellOutcome(index, "failed", {}, message, time.perf_counter() - started, retries + 1)
+
+
+def run_cells(command: SweepCommand, cells: list[tuple[tuple[int, ...], dict]],
+              retries: int) -> list[CellOutcome]:
+    """A task: each ``(index, parameters)`` cell in turn (see the module docstring)."""
+    return [run_cell(command, index, params, retries) for index, params in cells]
+
+
+def warm_up(command: SweepCommand) -> None:
+    """Compute the command's ``warm`` cell, ignoring any error (a cell will report it)."""
+    if not command.warm:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            command.compute(command.complete(dict(command.warm)))
+    except Exception:  # noqa: BLE001, S110  (warming is best effort)
+        pass
+
+
+def kernel_warmup_plugin(command: SweepCommand):
+    """A :class:`distributed.WorkerPlugin` that runs :func:`warm_up` on every worker."""
+    from distributed import WorkerPlugin
+
+    class KernelWarmup(WorkerPlugin):
+        """Loads the compiled kernels of one sweep command once per worker."""
+
+        name = f"diffphase-kernels-{command.name}"
+
+        def __init__(self, command: SweepCommand):
+            self.command = command
+
+        def setup(self, worker) -> None:
+            warm_up(self.command)
+
+    return KernelWarmup(command)
