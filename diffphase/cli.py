@@ -14,7 +14,9 @@ import warnings
 import click
 
 from ._version import __version__
-from .commands.common import OutFolder, phase_diagram, simulate
+from .commands import common
+from .commands.common import CommandGroup, OutFolder, phase_diagram, simulate
+from .commands.sweep import sweep_command
 from .errors import DeviceUnavailableError, MissingDependencyError
 from .models import EXTRA_COMMANDS, MODEL_NAMES, TIERS
 
@@ -22,7 +24,7 @@ from .models import EXTRA_COMMANDS, MODEL_NAMES, TIERS
 COMMAND_MODULES = tuple(f"diffphase.commands.{name}" for name in MODEL_NAMES + EXTRA_COMMANDS)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="diffphase")
 def cli() -> None:
     """diffphase: when a diffusion model resolves manifolds, variances, classes and details."""
@@ -30,6 +32,7 @@ def cli() -> None:
 
 cli.add_command(phase_diagram)
 cli.add_command(simulate)
+cli.add_command(sweep_command)
 
 
 @cli.command("validate")
@@ -51,7 +54,7 @@ def validate_command(model, tier, seed, out, force, as_json) -> None:
     does not fail the run.
     """
     from .errors import require_int
-    from .outputs import OutputSet, dumps
+    from .outputs import OutputSet, dumps, run_metadata
     from .validate.registry import (
         format_markdown,
         format_table,
@@ -67,15 +70,17 @@ def validate_command(model, tier, seed, out, force, as_json) -> None:
         outputs = OutputSet(out, force=force)
         outputs.claim(["report.md", "report.json"])
     results = run_checks(
-        model, tier, seed, progress=lambda name: click.echo(f"running {name}", err=True)
+        model, tier, seed,
+        progress=(lambda name: click.echo(f"running {name}", err=True))
+        if common.verbosity() > 0 else (lambda name: None),
     )
     counts = summary_counts(results)
     rows = [r.as_row() for r in results]
     if outputs is not None:
         outputs.write_text("report.md", format_markdown(results))
-        outputs.write_json(
-            "report.json", {"tier": tier, "seed": seed, "counts": counts, "results": rows}
-        )
+        outputs.write_json("report.json", {
+            **run_metadata("validate", {"model": model, "tier": tier}, seed=seed),
+            "tier": tier, "counts": counts, "results": rows})
     if as_json:
         click.echo(dumps({"tier": tier, "seed": seed, "counts": counts, "results": rows}))
     else:
@@ -111,7 +116,7 @@ def _terminate(signum, frame) -> None:
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return common.typed_spelling(text.splitlines()[0])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     succeeds, so a failing run prints exactly one line. SIGTERM is handled like Ctrl-C.
     """
     previous = signal.signal(signal.SIGTERM, _terminate)
+    common.TYPED_ALIASES.clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         try:
@@ -129,8 +135,8 @@ def main(argv: list[str] | None = None) -> None:
             click.echo("error: interrupted", err=True)
             sys.exit(130)
         except click.ClickException as exc:
-            click.echo(f"error: {(exc.format_message() or type(exc).__name__).splitlines()[0]}",
-                       err=True)
+            message = (exc.format_message() or type(exc).__name__).splitlines()[0]
+            click.echo(f"error: {common.typed_spelling(message)}", err=True)
             sys.exit(2)
         except (ValueError, MissingDependencyError, DeviceUnavailableError, FileExistsError) as exc:
             click.echo(f"error: {_one_line(exc)}", err=True)

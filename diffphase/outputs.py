@@ -13,7 +13,13 @@ allows (``0666 & ~umask``), as any file a program creates.
 The command line defers the renames (``OutputSet(..., defer=True)``) to :meth:`OutputSet.commit`
 at the end of a command, which renames the JSON sidecar last: a command's outputs appear
 together, and a sidecar present means its set is complete (what ``phase-diagram all`` resumes
-from). :class:`ClaimProbe` learns the names a command claims without running it.
+from). :class:`ClaimProbe` learns the names a command claims without running it;
+:class:`NoOutputs` is the output set of ``--json`` without ``--out`` (nothing is written).
+
+Every JSON sidecar starts with one envelope, :func:`run_metadata` (schema version, time stamp,
+package, Python and dependency versions, parameters, seed, solver settings, convergence),
+published as the JSON Schema ``diffphase/schemas/sidecar.schema.json`` and checked by
+:func:`schema_errors`.
 """
 
 from __future__ import annotations
@@ -127,6 +133,15 @@ class OutputSet:
                                  f"a folder path ({blocking} is a file)")
         self.written: list[Path] = []
         self._pending: list[tuple[str, Path]] = []
+        #: resolution of raster figures (``--dpi``)
+        self.dpi = 200
+
+    def child(self, name: str) -> OutputSet:
+        """A deferred output set in the subfolder ``name`` (``phase-diagram all``), with the same
+        ``force`` and figure resolution."""
+        child = OutputSet(self.out_dir / name, force=self.force, defer=True)
+        child.dpi = self.dpi
+        return child
 
     def path(self, name: str) -> Path:
         return self.out_dir / name
@@ -219,14 +234,17 @@ class OutputSet:
         return self.write_text(name, buffer.getvalue())
 
     def save_figure(
-        self, fig, stem: str, formats: Iterable[str] = ("png",), dpi: int = 130
+        self, fig, stem: str, formats: Iterable[str] = ("png",), dpi: int | None = None
     ) -> list[Path]:
+        """Save ``fig`` once per format (``png``, ``pdf``, ``svg``) at ``dpi`` (default
+        :attr:`dpi`); text stays text in the vector formats (see :mod:`diffphase.plotting`)."""
+        dpi = self.dpi if dpi is None else dpi
         paths = []
         for fmt in formats:
             path = self._target(f"{stem}.{fmt}")
             fd, tmp = temporary_file(path)
             try:
-                with os.fdopen(fd, "wb") as handle:
+                with os.fdopen(fd, "wb") as handle, _vector_text():
                     fig.savefig(handle, format=fmt, dpi=dpi, bbox_inches="tight")
                 self._finish(tmp, path)
             except BaseException:
@@ -262,6 +280,44 @@ class OutputSet:
         self._pending = []
 
 
+def _vector_text():
+    """Keep text as text in SVG and PDF files (fonts embedded as TrueType, not outlines)."""
+    import matplotlib
+
+    return matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42,
+                                  "ps.fonttype": 42})
+
+
+class NoOutputs(OutputSet):
+    """The outputs of a ``--json`` run without ``--out``: claims always succeed and nothing is
+    written (no folder, no file); the summary printed is the only result."""
+
+    def __init__(self):
+        super().__init__(Path("."), force=True)
+
+    def child(self, name: str) -> NoOutputs:
+        return NoOutputs()
+
+    def existing(self, names: Iterable[str]) -> list[str]:
+        return []
+
+    def claim(self, names: Iterable[str]) -> None:
+        return None
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self.path(name)
+
+    def save_figure(self, fig, stem: str, formats: Iterable[str] = ("png",),
+                    dpi: int | None = None) -> list[Path]:
+        return [self.path(f"{stem}.{fmt}") for fmt in formats]
+
+    def commit(self) -> list[Path]:
+        return []
+
+    def discard(self) -> None:
+        return None
+
+
 class ClaimReached(Exception):
     """Raised by :meth:`ClaimProbe.claim`: the names a command will write are known."""
 
@@ -291,13 +347,132 @@ def _fmt(value, float_format: str) -> str:
     return str(value)
 
 
-def run_metadata(command: str, parameters: Mapping, **extra) -> dict:
-    """The JSON sidecar's common header: command, parameters, package version."""
+#: version of the sidecar envelope (``diffphase/schemas/sidecar.schema.json``); raised when a
+#: key of the envelope changes meaning or is removed
+SIDECAR_SCHEMA_VERSION = "1.0"
+#: the dependencies whose versions every sidecar records
+RECORDED_DEPENDENCIES = ("numpy", "scipy", "sympy", "numba", "mpmath", "matplotlib", "click",
+                         "pandas", "torch", "cupy")
+
+
+def dependency_versions(names: Iterable[str] = RECORDED_DEPENDENCIES) -> dict[str, str]:
+    """Installed version of each distribution in ``names`` (one not installed is left out),
+    read from the package metadata without importing the packages."""
+    from importlib import metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_metadata(command: str, parameters: Mapping, *, seed: int | None = None,
+                 solver: Mapping | None = None, convergence: Mapping | None = None,
+                 **extra) -> dict:
+    """The envelope every JSON sidecar starts with (the schema
+    ``diffphase/schemas/sidecar.schema.json``, version :data:`SIDECAR_SCHEMA_VERSION`).
+
+    ``schema_version``, ``command``, ``timestamp`` (UTC, ISO 8601), ``diffphase_version``,
+    ``python_version``, ``platform``, ``dependencies`` (:func:`dependency_versions`),
+    ``parameters``, ``seed`` (an integer for a command with randomness, None for one without),
+    ``solver`` (the numerical settings; empty when a command has none) and ``convergence``
+    (counts of converged and failed points; empty when nothing iterates); then ``extra``, the
+    command's own keys."""
+    import datetime
+    import platform
+
     from ._version import __version__
 
+    reserved = {"schema_version", "timestamp", "diffphase_version", "python_version",
+                "platform", "dependencies", "parameters", "command"}
+    clash = reserved & set(extra)
+    if clash:
+        raise ValueError(f"run_metadata: {', '.join(sorted(clash))} belong to the envelope")
     return {
+        "schema_version": SIDECAR_SCHEMA_VERSION,
         "command": command,
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "diffphase_version": __version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "dependencies": dependency_versions(),
         "parameters": dict(parameters),
+        "seed": None if seed is None else int(seed),
+        "solver": dict(solver or {}),
+        "convergence": dict(convergence or {}),
         **extra,
     }
+
+
+#: the JSON Schema of the sidecar envelope, shipped inside the package
+SIDECAR_SCHEMA = Path(__file__).resolve().parent / "schemas" / "sidecar.schema.json"
+
+
+def load_sidecar_schema() -> dict:
+    """The published JSON Schema of the sidecar envelope (:data:`SIDECAR_SCHEMA`)."""
+    return json.loads(SIDECAR_SCHEMA.read_text())
+
+
+_JSON_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def schema_errors(instance, schema: Mapping, where: str = "$") -> list[str]:
+    """Where ``instance`` breaks ``schema``: one message per violation, empty when it is valid.
+
+    Covers the part of JSON Schema (draft 2020-12) the published schemas use: ``type`` (a name
+    or a list), ``required``, ``properties``, ``additionalProperties`` (a boolean or a schema),
+    ``items``, ``enum``, ``const``, ``pattern``, ``minLength``, ``minimum``; annotations
+    (``title``, ``description``, ``$id``, ``$schema``) are ignored, any other keyword is an
+    error (so a schema never silently checks less than it says)."""
+    import re
+
+    known = {"type", "required", "properties", "additionalProperties", "items", "enum", "const",
+             "pattern", "minLength", "minimum", "title", "description", "$id", "$schema"}
+    unknown = set(schema) - known
+    if unknown:
+        return [f"{where}: schema keyword(s) not supported: {', '.join(sorted(unknown))}"]
+    types = schema.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else list(types)
+        if not any(_JSON_TYPES[name](instance) for name in names):
+            return [f"{where}: {type(instance).__name__} {instance!r:.60} is not of type "
+                    f"{' or '.join(names)}"]
+    errors = []
+    if "enum" in schema and instance not in schema["enum"]:
+        errors.append(f"{where}: {instance!r:.60} is not one of {schema['enum']}")
+    if "const" in schema and instance != schema["const"]:
+        errors.append(f"{where}: {instance!r:.60} is not {schema['const']!r}")
+    if isinstance(instance, str):
+        if len(instance) < schema.get("minLength", 0):
+            errors.append(f"{where}: shorter than {schema['minLength']} characters")
+        if "pattern" in schema and not re.search(schema["pattern"], instance):
+            errors.append(f"{where}: {instance!r:.60} does not match {schema['pattern']}")
+    if _JSON_TYPES["number"](instance) and "minimum" in schema and instance < schema["minimum"]:
+        errors.append(f"{where}: {instance} is below the minimum {schema['minimum']}")
+    if isinstance(instance, dict):
+        errors += [f"{where}: {key!r} is required" for key in schema.get("required", ())
+                   if key not in instance]
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for key, value in instance.items():
+            if key in properties:
+                errors += schema_errors(value, properties[key], f"{where}.{key}")
+            elif extra is False:
+                errors.append(f"{where}: {key!r} is not allowed")
+            elif isinstance(extra, Mapping):
+                errors += schema_errors(value, extra, f"{where}.{key}")
+    if isinstance(instance, list) and "items" in schema:
+        for index, value in enumerate(instance):
+            errors += schema_errors(value, schema["items"], f"{where}[{index}]")
+    return errors

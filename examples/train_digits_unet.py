@@ -104,7 +104,7 @@ def main() -> None:
     print(f"saved {out / 'pipeline'}")
 
     argv = ["diagnose", "--diffusers", str(out / "pipeline"), "--data",
-            str(out / "digits16.npy"), "--times", args.times, "--points", "8",
+            str(out / "digits16.npy"), "--times", args.times, "--trajectories", "8",
             "--spectra", args.spectra, "--out", str(out / "diagnose"), "--force"]
     print("diffphase " + " ".join(argv), flush=True)
     try:

@@ -43,7 +43,8 @@ FLAG_PATTERN = re.compile(
     r"converged|failed|failure|finite|flag|exists|valid|status|note|reason|n_nan|nonfinite",
     re.IGNORECASE)
 #: options every run sets itself
-MANAGED = {"--out", "--force", "--json", "--svg", "--help", "--version"}
+MANAGED = {"--out", "--force", "--json", "--svg", "--help", "--version", "--quiet", "--verbose",
+           "--format", "--dpi", "--style"}
 
 FLOAT_VALUES = {
     "boundary": ["0", "1", "-1", "0.5", "2"],
@@ -90,7 +91,7 @@ class Command:
 
     @property
     def names(self) -> set[str]:
-        return {o.name for o in self.options} | {"--out", "--force", "--json", "--svg"}
+        return {o.name for o in self.options} | MANAGED
 
 
 @dataclass
@@ -115,7 +116,8 @@ def commands() -> list[Command]:
             return
         command = Command(path)
         for param in cmd.params:
-            if not isinstance(param, click.Option) or param.opts[0] in MANAGED:
+            if (not isinstance(param, click.Option) or param.opts[0] in MANAGED
+                    or param.hidden):
                 continue
             command.options.append(Option(param.opts[0], _kind(param), param.default,
                                           tuple(getattr(param.type, "choices", ()) or ())))

@@ -216,7 +216,7 @@ def test_a_job_beyond_the_budgets_is_refused_naming_the_option(args, option, tmp
 
 def test_max_memory_sets_the_budget(tmp_path, capsys):
     line = refused(["spectrum", "--tau", "0.1", "--max-memory", "100K", "--out", tmp_path],
-                   capsys, "--points")
+                   capsys, "--n-grid")
     assert "--max-memory is 100 KiB" in line
     assert run(["spectrum", "--tau", "0.1", "--max-memory", "1G", "--out", tmp_path],
                capsys)[0] == 0
@@ -415,7 +415,7 @@ def test_an_empty_out_is_refused(command, tmp_path, capsys, monkeypatch):
     (["spectrum", "--tau", "1e300"], "--tau"),
     (["spectrum", "--t", "1e300", "--process", "ou"], "--t"),
     (["phase-diagram", "memorization", "--rate-max", "1e300"], "--rate-max"),
-    (["phase-diagram", "memorization", "--dim", "1000000000000"], "--rate-max"),
+    (["phase-diagram", "memorization", "--dim", "1000000000000"], "--log-n-per-d-max"),
     (["simulate", "hierarchy", "--v", "1000000000000", "--m", "2"], "--v"),
     (["phase-diagram", "sampler", "--dims", "1e300"], "--dims"),
     (["sampler-error", "--dim", "9223372036854775808"], "--dim"),

@@ -112,3 +112,28 @@ def test_existing_outputs_are_refused_without_force(tmp_path):
     out.claim(["a.csv"])
     out.write_text("a.csv", "new")
     assert (tmp_path / "a.csv").read_text() == "new"
+
+
+def test_a_subfolder_keeps_force_and_resolution(tmp_path):
+    parent = OutputSet(tmp_path, force=True)
+    parent.dpi = 77
+    child = parent.child("spectral")
+    assert child.out_dir == tmp_path / "spectral" and child.force and child.dpi == 77
+
+
+def test_no_outputs_claims_and_writes_nothing(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from diffphase.outputs import NoOutputs
+
+    monkeypatch.chdir(tmp_path)
+    outputs = NoOutputs()
+    outputs.claim(["a.csv", "a.json"])
+    outputs.write_csv("a.csv", {"x": [1.0]})
+    outputs.write_json("a.json", {"x": 1})
+    fig, _ = plt.subplots()
+    outputs.save_figure(fig, "a", ("png", "pdf"))
+    plt.close(fig)
+    outputs.commit()
+    assert outputs.written == [] and list(tmp_path.iterdir()) == []
+    assert isinstance(outputs.child("x"), NoOutputs)

@@ -9,7 +9,7 @@ import click
 from ..data.loaders import DATASETS, NORMALIZATIONS
 from ..models import REVERSIBLE_PROCESSES
 from ..outputs import OutputSet, run_metadata
-from .common import FLOATS, emit, max_memory_option, option_names, output_options, progress_bar
+from .common import INTS, emit, max_memory_option, option_names, output_options, progress_bar, stage
 
 #: library parameter -> option, for error messages
 OPTIONS = {"data": "--data", "dataset": "--dataset", "key": "--key", "limit": "--limit",
@@ -35,7 +35,7 @@ TABLES = ("analyze_spectrum", "analyze_timeline", "analyze_collapse", "analyze_r
               show_default=True, help="After centring: tr C / d = 1, unit variances, or none.")
 @click.option("--process", type=click.Choice(REVERSIBLE_PROCESSES), default="ou",
               show_default=True, help="Time convention of the t outputs.")
-@click.option("--n-train", "n_train", type=FLOATS, default=None,
+@click.option("--n-train", "n_train", type=INTS, default=None,
               help="Extra training-set sizes N, comma-separated (the rows are always one).")
 @click.option("--delta", type=float, default=0.1, show_default=True,
               help="Resolution of the phases and the dimension read-out.")
@@ -63,13 +63,19 @@ def analyze_command(outputs: OutputSet, formats, as_json: bool, **options) -> No
         plan = plan_analysis(**options)
     outputs.claim([f"{name}.csv" for name in TABLES] + ["analyze.json"]
                   + [f"analyze.{fmt}" for fmt in formats])
-    result = run_analysis(plan, progress_bar(desc="analyze"))
+    with stage("analyze: predictions and measurements"):
+        result = run_analysis(plan, progress_bar(desc="analyze"))
     for name in TABLES:
         outputs.write_csv(f"{name}.csv", result.tables[name])
-    figure = analysis_figure(result.figure)
+    summary = result.summary
+    figure = analysis_figure(result.figure, parameters={
+        "$n$": summary.get("n"), "$d$": summary.get("dim"),
+        "normalize": summary.get("normalize"), "process": options["process"],
+        "seed": options["seed"]})
     outputs.save_figure(figure, "analyze", formats)
     close(figure)
-    outputs.write_json("analyze.json", {**run_metadata("analyze", plan.parameters()),
+    outputs.write_json("analyze.json", {**run_metadata("analyze", plan.parameters(),
+                                                       seed=options["seed"]),
                                         "result": result.summary})
     if not as_json:
         _print_lines(result.summary)

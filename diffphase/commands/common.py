@@ -18,6 +18,13 @@ leaves a folder behind. The library checks its arguments under their Python name
 (:class:`~diffphase.outputs.ClaimProbe`), claims them all, then computes; rerun into the same
 ``--out`` it resumes: a model whose files are all there is skipped (and named on stderr and in
 the summary), ``--force`` recomputes everything.
+
+One name per concept: :func:`option` keeps retired names as hidden aliases (errors name the
+spelling typed, :func:`typed_spelling`); lists of depths or dimensions are whole numbers
+(:data:`INTS`). ``--json`` without ``--out`` writes nothing. Every command takes ``--quiet`` and
+``--verbose`` (:class:`CommandGroup`); :func:`stage` and :func:`progress_bar` report long stages
+on standard error whether or not it is a terminal, and stay silent for quick ones, so a failing
+command prints its one error line only.
 """
 
 from __future__ import annotations
@@ -27,10 +34,11 @@ import functools
 import inspect
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ..errors import ParameterError, parse_float_list
 from ..outputs import ClaimProbe, ClaimReached, OutputSet, dumps
@@ -60,6 +68,94 @@ class FloatList(click.ParamType):
 
 
 FLOATS = FloatList()
+
+
+def parse_int_list(name: str, text) -> np.ndarray:
+    """``"4,6"`` -> an integer array; a value that is not a whole number (``2.5``, ``inf``,
+    beyond 64 bits) is refused naming ``name``."""
+    values = parse_float_list(name, text) if isinstance(text, str) else np.asarray(text)
+    ok = values.size and np.all(np.isfinite(values)) and np.all(np.abs(values) < 2.0**62)
+    if not ok or np.any(np.asarray(values, dtype=float) != np.round(values)):
+        raise ParameterError(name, text, "comma-separated whole numbers, e.g. 4,6")
+    return np.asarray(values, dtype=np.int64)
+
+
+class IntList(click.ParamType):
+    """``4,6`` -> integer array (depths, dimensions, sizes), with the parameter named on
+    failure."""
+
+    name = "integers"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        return parse_int_list(param.opts[0] if param is not None else "value", value)
+
+
+INTS = IntList()
+
+
+# --------------------------------------------------------------------------- hidden aliases
+#: option name in an error -> the name to show instead, in this invocation: an option given
+#: under a retired name reads as typed, and a retired name the library's errors use reads as the
+#: option's one name when that was typed (:func:`typed_spelling`; reset by ``main``)
+TYPED_ALIASES: dict[str, str] = {}
+_ALIAS_VALUES = "diffphase.alias_values"
+
+
+def typed_spelling(message: str) -> str:
+    """``message`` with the option names of :data:`TYPED_ALIASES` respelled (``--steps`` ->
+    ``--T`` after ``--T 1``)."""
+    for canonical, alias in TYPED_ALIASES.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(canonical)}(?![\w-])", alias, message)
+    return message
+
+
+def option(*param_decls, aliases: Sequence[str] = (), reported_as: str | None = None, **attrs):
+    """:func:`click.option` with retired names kept as hidden aliases of the same parameter.
+
+    The first long name is the option's one name (shown in help, the docs and completion);
+    each alias takes the same type and feeds the same parameter, and errors name the spelling
+    typed. Giving the option under two names is a usage error. ``reported_as`` is the name the
+    library's own errors use for it (a retired one): on the command line it reads as typed."""
+    dest = next((d for d in param_decls if not d.startswith("-")),
+                param_decls[0].lstrip("-").replace("-", "_").lower())
+    canonical = next(d for d in param_decls if d.startswith("--"))
+
+    def record(ctx, param, value):
+        if value is not None and not (isinstance(value, tuple) and not value):
+            given = ctx.meta.setdefault(_ALIAS_VALUES, {})
+            if dest in given:
+                raise click.UsageError(f"{given[dest][0]} and {param.opts[0]} are the same "
+                                       "option: give it once", ctx)
+            given[dest] = (param.opts[0], value)
+        return value
+
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            ctx = click.get_current_context()
+            given = ctx.meta.get(_ALIAS_VALUES, {})
+            if reported_as and dest not in given:
+                TYPED_ALIASES[reported_as] = canonical
+            if dest in given:
+                alias, value = given[dest]
+                if ctx.get_parameter_source(dest) is click.core.ParameterSource.COMMANDLINE:
+                    raise click.UsageError(f"{canonical} and {alias} are the same option: give "
+                                           "one of them", ctx)
+                kwargs[dest] = value
+                TYPED_ALIASES[canonical] = alias
+            return func(*args, **kwargs)
+
+        wrapped = wrapper if aliases else func
+        alias_attrs = {k: v for k, v in attrs.items() if k in ("type", "is_flag", "multiple")}
+        for index, alias in enumerate(reversed(aliases)):
+            wrapped = click.option(alias, f"alias_{dest}_{index}", hidden=True,
+                                   expose_value=False, callback=record, default=None,
+                                   **alias_attrs)(wrapped)
+        return click.option(*param_decls, **attrs)(wrapped)
+
+    return decorate
 
 
 class OutFolder(click.Path):
@@ -108,67 +204,227 @@ def max_memory_option(func):
         "[default: half the physical memory].")(func)
 
 
-def output_options(default_out: str):
-    """``--out DIR``, ``--force``, ``--json``, ``--svg`` for a command writing files."""
+#: figure file formats of ``--format`` (repeatable)
+FIGURE_FORMATS = ("png", "pdf", "svg")
+#: figure styles of ``--style`` (:mod:`diffphase.plotting`)
+FIGURE_STYLES = ("paper", "talk")
+#: resolution of raster figures, dots per inch
+DEFAULT_DPI = 200
+
+
+def output_options(default_out: str, figures: bool = True):
+    """``--out DIR``, ``--force``, ``--json`` for a command writing files, and for one that
+    draws figures ``--format`` (repeatable; ``--svg`` is a hidden alias of ``--format png
+    --format svg``), ``--dpi`` and ``--style``.
+
+    Without ``--out``, ``--json`` prints the summary and writes nothing
+    (:class:`~diffphase.outputs.NoOutputs`); otherwise the files go to ``--out``, by default
+    ``default_out``. The figures are drawn in ``--style`` and saved at ``--dpi``."""
 
     def decorate(func):
-        @click.option(
-            "--out",
-            "out",
-            type=OutFolder(),
-            default=default_out,
-            show_default=True,
-            help="Folder for CSV, JSON, figures.",
-        )
-        @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-        @click.option(
-            "--json", "as_json", is_flag=True, help="Print the summary as JSON to stdout."
-        )
-        @click.option("--svg", is_flag=True, help="Also write the figure as SVG.")
         @functools.wraps(func)
-        def wrapper(*args, out, force, as_json, svg, **kwargs):
-            outputs = OutputSet(out, force=force, defer=True)
-            formats = ("png", "svg") if svg else ("png",)
+        def wrapper(*args, out, force, as_json, **kwargs):
+            from ..outputs import NoOutputs
+
+            chosen = tuple(kwargs.pop("figure_format", None) or ())
+            svg = kwargs.pop("svg", False)
+            dpi = kwargs.pop("dpi", DEFAULT_DPI)
+            style = kwargs.pop("style", "paper")
+            formats = tuple(dict.fromkeys((chosen or ("png",)) + (("svg",) if svg else ())))
+            if not figures:
+                formats = ()
+            if out is None and as_json:
+                outputs = NoOutputs()
+            else:
+                outputs = OutputSet(default_out if out is None else out, force=force,
+                                    defer=True)
+            outputs.dpi = dpi
             try:
-                result = func(*args, outputs=outputs, formats=formats, as_json=as_json,
-                              **kwargs)
+                with _figure_style(style if figures else None):
+                    result = func(*args, outputs=outputs, formats=formats, as_json=as_json,
+                                  **kwargs)
                 outputs.commit()
             except BaseException:
                 outputs.discard()
                 raise
             return result
 
+        options = [
+            click.option("--out", "out", type=OutFolder(), default=None,
+                         help=f"Folder for CSV, JSON, figures [default: {default_out}; with "
+                              "--json and no --out nothing is written]."),
+            click.option("--force", is_flag=True, help="Overwrite existing output files."),
+            click.option("--json", "as_json", is_flag=True,
+                         help="Print the summary as JSON to stdout."),
+        ]
+        if figures:
+            options += [
+                click.option("--format", "figure_format", type=click.Choice(FIGURE_FORMATS),
+                             multiple=True, metavar="png|pdf|svg",
+                             help="Figure format; repeat for several [default: png]."),
+                click.option("--svg", is_flag=True, hidden=True,
+                             help="The same as --format png --format svg."),
+                click.option("--dpi", type=click.IntRange(10, 2400), default=DEFAULT_DPI,
+                             show_default=True, help="Resolution of PNG figures."),
+                click.option("--style", type=click.Choice(FIGURE_STYLES), default="paper",
+                             show_default=True,
+                             help="paper: print sizes and fonts; talk: larger fonts."),
+            ]
+        for option_decorator in reversed(options):
+            wrapper = option_decorator(wrapper)
         return wrapper
 
     return decorate
 
 
+@contextlib.contextmanager
+def _figure_style(style: str | None) -> Iterator[None]:
+    """The figures drawn inside use ``style`` (:func:`diffphase.plotting.figure_style`)."""
+    if style is None:
+        yield
+        return
+    from ..plotting import figure_style
+
+    with figure_style(style):
+        yield
+
+
 def emit(summary: dict, as_json: bool, outputs: OutputSet) -> None:
     """Put the files in place (:meth:`~diffphase.outputs.OutputSet.commit`), then print the
-    summary (JSON) or the list of files written."""
+    summary (JSON) or the list of files written (not with ``--quiet``)."""
     outputs.commit()
     if as_json:
         click.echo(dumps(summary))
-    else:
+    elif verbosity() > 0:
         for path in outputs.written:
             click.echo(f"wrote {path}", err=False)
 
 
+# --------------------------------------------------------------------------- verbosity, progress
+_VERBOSITY = "diffphase.verbosity"
+#: seconds a stage runs before its progress line is printed (``--verbose``: at once)
+STAGE_DELAY = 2.0
+
+
+def verbosity() -> int:
+    """0 with ``--quiet``, 2 with ``--verbose``, else 1 (also outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return 1
+    flags = ctx.meta.get(_VERBOSITY, {})
+    return 0 if flags.get("quiet") else 2 if flags.get("verbose") else 1
+
+
+def _set_verbosity(ctx, param, value):
+    flags = ctx.meta.setdefault(_VERBOSITY, {})
+    flags[param.name] = bool(value) or flags.get(param.name, False)
+    if flags.get("quiet") and flags.get("verbose"):
+        raise click.UsageError("--quiet and --verbose exclude each other", ctx)
+    return value
+
+
+def add_verbosity_options(command: click.Command) -> None:
+    """Give ``command`` (and every command under it) ``--quiet`` and ``--verbose``."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_verbosity_options(sub)
+    names = {name for p in command.params for name in p.opts}
+    for flag, text in (("--quiet", "No progress lines and no list of files written."),
+                       ("--verbose", "Progress of every stage at once, with its duration.")):
+        if flag not in names:
+            command.params.append(click.Option([flag, flag[2:]], is_flag=True, default=False,
+                                               expose_value=False, is_eager=True,
+                                               callback=_set_verbosity, help=text))
+
+
+class CommandGroup(click.Group):
+    """A group whose commands, added in any way, all take ``--quiet`` and ``--verbose``."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        add_verbosity_options(cmd)
+        super().add_command(cmd, name)
+
+
+def _echo_progress(text: str) -> None:
+    """A progress line on the process's standard error (``sys.__stderr__``): it reaches the
+    person running the command, terminal or log file, and never mixes into a captured
+    ``sys.stderr`` that a caller parses."""
+    stream = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
+    click.echo(text, file=stream)
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Report a stage of a command on stderr, terminal or not: a stage still running after
+    :data:`STAGE_DELAY` seconds prints ``name ...`` and, when it ends, its duration
+    (``--verbose``: at once; ``--quiet``: never). A quick command prints nothing, so a failing
+    one still prints its single error line."""
+    import threading
+    import time
+
+    level = verbosity()
+    if level == 0:
+        yield
+        return
+    started = time.monotonic()
+    announced = threading.Event()
+
+    def announce() -> None:
+        announced.set()
+        _echo_progress(f"{name} ...")
+
+    timer = None
+    if level >= 2:
+        announce()
+    else:
+        timer = threading.Timer(STAGE_DELAY, announce)
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if announced.is_set():
+        _echo_progress(f"{name}: done in {time.monotonic() - started:.1f} s")
+
+
 def progress_enabled() -> bool:
-    return sys.stderr.isatty()
+    """A terminal on stderr and not ``--quiet``: progress bars and estimates are shown."""
+    return sys.stderr.isatty() and verbosity() > 0
 
 
 def progress_bar(**options) -> Callable[[Iterable], Iterable] | None:
-    """A ``tqdm`` wrapper for library loops when stderr is a terminal, else ``None``;
-    ``options`` (``desc``, ``unit``) are tqdm's, and a ``desc`` given per loop overrides them."""
-    if not progress_enabled():
+    """A wrapper for library loops reporting on stderr, or ``None`` with ``--quiet``.
+
+    On a terminal a ``tqdm`` bar (``options`` are tqdm's: ``desc``, ``unit``; a ``desc`` given
+    per loop overrides them); elsewhere one line ``desc: i/n`` at most every
+    :data:`STAGE_DELAY` seconds once a loop has run that long (``--verbose``: every item)."""
+    if verbosity() == 0:
         return None
-    from tqdm import tqdm
+    if sys.stderr.isatty():
+        from tqdm import tqdm
 
-    def wrap(items: Iterable, desc: str | None = None) -> Iterable:
-        return tqdm(items, **{**options, **({"desc": desc} if desc else {})})
+        def bar(items: Iterable, desc: str | None = None) -> Iterable:
+            return tqdm(items, **{**options, **({"desc": desc} if desc else {})})
 
-    return wrap
+        return bar
+    every = 0.0 if verbosity() >= 2 else STAGE_DELAY
+
+    def lines(items: Iterable, desc: str | None = None) -> Iterator:
+        import time
+
+        label = desc or options.get("desc") or "progress"
+        total = len(items) if hasattr(items, "__len__") else None
+        started = last = time.monotonic()
+        for index, item in enumerate(items, 1):
+            yield item
+            now = time.monotonic()
+            if now - last >= every or (index == total and now - started >= every):
+                _echo_progress(f"{label}: {index}" + (f"/{total}" if total else ""))
+                last = now
+
+    return lines
 
 
 def _respelling(names: Mapping[str, str]) -> dict[str, str]:
@@ -204,7 +460,7 @@ def option_names(names: Mapping[str, str]) -> Iterator[None]:
         raise ParameterError(names[exc.name], exc.value, allowed) from None
 
 
-@click.group("phase-diagram")
+@click.group("phase-diagram", cls=CommandGroup)
 def phase_diagram() -> None:
     """Phase diagrams (CSV + JSON + PNG) of each model, or all of them."""
 
@@ -242,7 +498,7 @@ def phase_diagram_all(outputs: OutputSet, formats, as_json: bool, max_memory: in
     for name, build in DEFAULT_DIAGRAMS.items():
         folder = outputs.out_dir / name
         files = planned_files(build, folder, formats, outputs.force, max_memory)
-        plans[name] = (build, OutputSet(folder, force=outputs.force, defer=True), files)
+        plans[name] = (build, outputs.child(name), files)
     skipped = [name for name, (_, sub, files) in plans.items()
                if not outputs.force and len(sub.existing(files)) == len(files)]
     for name, (_, sub, files) in plans.items():
@@ -256,7 +512,7 @@ def phase_diagram_all(outputs: OutputSet, formats, as_json: bool, max_memory: in
     for name, (_, sub, files) in plans.items():
         if name not in skipped:
             sub.claim(files)
-    if skipped:
+    if skipped and verbosity() > 0:
         click.echo(f"phase-diagram all: skipped {', '.join(skipped)} (their files in "
                    f"{outputs.out_dir} are complete; --force recomputes them)", err=True)
     summaries = {}
@@ -264,7 +520,8 @@ def phase_diagram_all(outputs: OutputSet, formats, as_json: bool, max_memory: in
         for name, (build, sub, _) in plans.items():
             if name in skipped:
                 continue
-            summaries[name] = run_build(build, sub, formats, max_memory)
+            with stage(f"phase-diagram all: {name}"):
+                summaries[name] = run_build(build, sub, formats, max_memory)
             sub.commit()
             outputs.written.extend(sub.written)
     except BaseException:
@@ -274,6 +531,6 @@ def phase_diagram_all(outputs: OutputSet, formats, as_json: bool, max_memory: in
     emit({"diagrams": summaries, "skipped": skipped}, as_json, outputs)
 
 
-@click.group("simulate")
+@click.group("simulate", cls=CommandGroup)
 def simulate() -> None:
     """Run a model's simulations and write the measured curves next to the predictions."""

@@ -5,10 +5,10 @@ score (``--score package.module:function --dim D``, called as ``function(x, t)``
 shape ``(n, D)`` and ``t`` in the ``--process`` convention), a trained network (``--torch
 package.module:factory`` or ``--diffusers DIR``, :mod:`diffphase.studies.fields`) or a built-in
 score (``--model linear-manifold``: the exact score; ``--model empirical``: the empirical score
-of ``--samples`` points of the same manifold). It follows backward probability-flow trajectories
-to each of ``--times`` and writes, per time point, the spectrum of ``Jn = D_t J``, the local
-dimension and the non-conservativeness: ``fields_diagnose.csv`` (one row per time and
-singular-value index; matrix-free: per time, end and index of the extreme values),
+of ``--n-train`` points of the same manifold). It follows ``--trajectories`` backward
+probability-flow trajectories to each of ``--times`` and writes, per time point, the spectrum of
+``Jn = D_t J``, the local dimension and the non-conservativeness: ``fields_diagnose.csv`` (one
+row per time and singular-value index; matrix-free: per time, end and index of the extreme values),
 ``fields_diagnose_summary.csv`` (one row per time), ``fields_diagnose.json`` and a figure; with
 ``--spectra matrix-free`` also ``fields_diagnose_density.csv`` (the spectral CDFs), and with
 ``--data`` the comparison with theory, ``fields_diagnose_theory.csv`` and its figure.
@@ -21,7 +21,7 @@ reported under the options' spelling (:func:`~diffphase.commands.common.option_n
 source's own (exactly one of ``--score`` and ``--model``, the options that go with each) are
 checked here; then :func:`field_source` imports and probes a user score (any exception of user
 code is one line naming ``--score``, see :mod:`diffphase.simulate.jacobians`) or builds a model,
-and ``--probes`` and ``--route`` are checked against it; a network is loaded, its times
+and ``--difference-probes`` and ``--route`` are checked against it; a network is loaded, its times
 checked against its trained range, the spectra route chosen (``--spectra``) and its memory
 checked, and the training set's size read before it is loaded. Only then are the files claimed
 and ``run()`` computes. :func:`diagnosis_tables` lays out the columns. The JSON lists only the
@@ -79,12 +79,16 @@ from .common import (
     FLOATS,
     emit,
     max_memory_option,
+    option,
     option_names,
     output_options,
     phase_diagram,
     progress_enabled,
     register_default_diagram,
+    stage,
+    verbosity,
 )
+from .fields_outputs import json_parameters, json_solver, write_figures
 
 MODELS = FIELD_SOURCES
 STEM = "fields_diagnose"
@@ -547,19 +551,20 @@ def run_diagnose(outputs: OutputSet, formats, *, score_path=None, model=None, di
     names += [f"{stem}.{fmt}" for fmt in formats]
     names += [f"{stem}_theory.{fmt}" for fmt in formats] if diagnosis.rows is not None else []
     outputs.claim(names)
-    if diagnosis.estimate is not None and progress_enabled():  # a terminal, as the progress
+    if diagnosis.estimate is not None and (progress_enabled() or verbosity() >= 2):
         budget = MEMORY_BUDGET_BYTES if max_memory is None else float(max_memory)
         click.echo(f"estimated peak memory {format_bytes(diagnosis.estimate[0])} (budget "
                    f"{format_bytes(budget)})", err=True)
-    summaries = diagnosis.summaries()
+    with stage(f"{command}: Jacobian spectra along the trajectories"):
+        summaries = diagnosis.summaries()
     time_col = f"t_{process}" if process != "ddpm" else "step_ddpm"
     _write_tables(outputs, stem, summaries, time_col, matrix_free)
     comparison = diagnosis.compare(summaries)
     if comparison is not None:
         outputs.write_csv(f"{stem}_theory.csv", network_study.comparison_table(
             comparison, time_col, diagnosis.krylov["top_k"]))
-    parameters = _json_parameters(diagnosis, locals())
-    solver = _json_solver(diagnosis, summaries, time_col, process, relative_step,
+    parameters = json_parameters(diagnosis, locals())
+    solver = json_solver(diagnosis, summaries, time_col, process, relative_step,
                           steps_per_efold, probes)
     convergence = {"points": points, "time_points": len(summaries), "nonfinite_jacobians": 0,
                    "n_nonfinite": sum(s["n_nonfinite"] for s in summaries)}
@@ -575,8 +580,9 @@ def run_diagnose(outputs: OutputSet, formats, *, score_path=None, model=None, di
                            score_description=diagnosis.source.label, solver=solver,
                            convergence=convergence, **extra, time_points=summaries)
     outputs.write_json(f"{stem}.json", summary)
-    _write_figures(outputs, stem, formats, summaries, comparison, diagnosis.source.label,
-                   matrix_free)
+    write_figures(outputs, stem, formats, summaries, comparison, diagnosis.source.label,
+                   matrix_free, {"$d$": diagnosis.source.field.dim, "process": process,
+                                 "trajectories": points, "seed": seed})
     return summary
 
 
@@ -589,83 +595,6 @@ def _write_tables(outputs: OutputSet, stem: str, summaries, time_col: str,
         extremes, per_time = diagnosis_tables(summaries, time_col)
     outputs.write_csv(f"{stem}.csv", extremes)
     outputs.write_csv(f"{stem}_summary.csv", per_time)
-
-
-def _json_parameters(diagnosis: FieldDiagnosis, given: dict) -> dict:
-    """The parameters that apply to the request (the others are left out, not null)."""
-    model, process = given["model"], given["process"]
-    network = diagnosis.source.network is not None
-    matrix_free = diagnosis.spectra == "matrix-free"
-    applies = {"schedule": process == "ddpm", "steps": process == "ddpm",
-               "fractions": bool(model), "variances": bool(model), "subspace": bool(model),
-               "samples": model == "empirical", "reference": given["reference"] is not None,
-               "data_variance": model is None and diagnosis.rows is None,
-               "score": not network, "model": not network,
-               "torch": given["torch_path"] is not None,
-               "diffusers": given["diffusers"] is not None, "dtype": network,
-               "krylov_steps": matrix_free, "krylov_probes": matrix_free,
-               "hutchinson_probes": matrix_free, "top_k": matrix_free or diagnosis.rows is not None,
-               "data": given["data"] is not None, "dataset": given["dataset"] is not None,
-               "key": given["key"] is not None, "limit": given["limit"] is not None}
-    device = given["device"] if (model == "empirical" or network) else "cpu"
-    parameters = {"score": given["score_path"], "model": model, "torch": given["torch_path"],
-                  "diffusers": str(given["diffusers"]), "dtype": given["dtype"],
-                  "dim": diagnosis.source.field.dim, "times": diagnosis.times,
-                  "process": process, "schedule": given["schedule"], "steps": given["steps"],
-                  "fractions": given["fractions"], "variances": given["variances"],
-                  "subspace": given["subspace"], "rotation": given["rotation"],
-                  "samples": given["samples"],
-                  "reference": str(given["reference"]) if given["reference"] else None,
-                  "points": given["points"],
-                  "t_start": given["t_start"] if given["t_start"] is not None
-                  else float(diagnosis.times[0]),
-                  "data_variance": given["data_variance"], "threshold": given["threshold"],
-                  "spectra": diagnosis.spectra, "krylov_steps": given["krylov_steps"],
-                  "krylov_probes": given["krylov_probes"],
-                  "hutchinson_probes": given["hutchinson_probes"], "top_k": given["top_k"],
-                  "data": str(given["data"]), "dataset": given["dataset"], "key": given["key"],
-                  "limit": given["limit"], "device": device}
-    return {k: v for k, v in parameters.items() if applies.get(k, True)}
-
-
-def _json_solver(diagnosis: FieldDiagnosis, summaries, time_col: str, process: str,
-                 relative_step: float, steps_per_efold: int, probes) -> dict:
-    solver = {"spectra": diagnosis.spectra,
-              "trajectories": "probability-flow ODE, Heun in (x/a_t, sqrt(tau)), steps uniform "
-                              "in log tau",
-              "steps_per_efold": steps_per_efold,
-              "time_convention": f"{time_col} ({process}); tau = D_t/a_t^2",
-              "spectra_of": "Jn = D_t J"}
-    if diagnosis.estimate is not None:
-        solver["estimated_memory_bytes"] = diagnosis.estimate[0]
-    if diagnosis.spectra == "matrix-free":
-        solver.update({"method": "Golub-Kahan bidiagonalization (singular values of Jn) and "
-                                 "Lanczos (its symmetric part), full reorthogonalization; "
-                                 "stochastic Lanczos quadrature; Hutchinson for |A|/|J|",
-                       "forward_products": summaries[0]["forward_products"],
-                       "rows_per_network_call": diagnosis.krylov["chunk_rows"]})
-        return solver
-    route_used = summaries[0]["jacobian_route"]
-    solver.update({"jacobian_route": route_used,
-                   "probes": probes if probes else diagnosis.source.field.dim})
-    if route_used == "central":
-        solver["relative_step"] = relative_step
-    return solver
-
-
-def _write_figures(outputs: OutputSet, stem: str, formats, summaries, comparison, label: str,
-                   matrix_free: bool) -> None:
-    from ..plotting import close
-    from ..plotting.fields import comparison_figure, diagnostics_figure, matrix_free_figure
-
-    draw = matrix_free_figure if matrix_free else diagnostics_figure
-    figure = draw(summaries, title=label)
-    outputs.save_figure(figure, stem, formats)
-    close(figure)
-    if comparison is not None:
-        figure = comparison_figure(comparison, title=label)
-        outputs.save_figure(figure, f"{stem}_theory", formats)
-        close(figure)
 
 
 def _diagnose_options(func):
@@ -717,20 +646,23 @@ def _diagnose_options(func):
                      default="random", show_default=True),
         click.option("--rotation", type=float, default=0.0, show_default=True,
                      help="Add a rotation of this rate (A = rate G / D_t) in a tangent plane."),
-        click.option("--samples", type=int, default=200, show_default=True,
-                     help="Training points of --model empirical."),
+        option("--n-train", "n_train", aliases=("--samples",), reported_as="--samples",
+               type=int, default=200, show_default=True,
+               help="Training points of --model empirical."),
         click.option("--reference", type=click.Path(dir_okay=False, path_type=Path),
                      default=None, help="With --score: a .npy (D, m) tangent basis."),
-        click.option("--points", type=int, default=8, show_default=True,
-                     help="Backward trajectories (points per time)."),
+        option("--trajectories", "trajectories", aliases=("--points",), reported_as="--points",
+               type=int, default=8, show_default=True,
+               help="Backward trajectories (points per time)."),
         click.option("--t-start", type=float, default=None,
                      help="Start time of the trajectories (default: the largest time)."),
         click.option("--data-variance", type=float, default=1.0, show_default=True,
                      help="With --score: start from N(0, (a^2 v + D) I)."),
         click.option("--route", type=click.Choice(JACOBIAN_ROUTES),
                      default="auto", show_default=True, help="Jacobian route."),
-        click.option("--probes", type=int, default=None,
-                     help="Central differences: number of random orthonormal probes (default D)."),
+        option("--difference-probes", "difference_probes", aliases=("--probes",),
+               reported_as="--probes", type=int, default=None,
+               help="Central differences: number of random orthonormal probes (default D)."),
         click.option("--relative-step", type=float, default=1e-4, show_default=True,
                      help="Central differences: step / sqrt(D_t)."),
         click.option("--threshold", type=float, default=0.5, show_default=True,
@@ -743,8 +675,8 @@ def _diagnose_options(func):
                      help="Device of --model empirical, --torch and --diffusers (the other "
                           "scores run on the CPU)."),
     ]
-    for option in reversed(options):
-        func = option(func)
+    for decorator in reversed(options):
+        func = decorator(func)
     return func
 
 
@@ -757,6 +689,9 @@ def _diagnose_options(func):
 def diagnose_command(outputs: OutputSet, formats, as_json: bool, **options) -> None:
     """Jacobian spectra, local dimension and non-conservativeness of a score along backward
     trajectories (THEORY E). Spectra are of the normalized Jacobian D_t J."""
+    options["points"] = options.pop("trajectories")
+    options["samples"] = options.pop("n_train")
+    options["probes"] = options.pop("difference_probes")
     summary = run_diagnose(outputs, formats, **options)
     if as_json:
         summary = {**summary, "time_points": [{k: s[k] for k in JSON_KEYS if k in s}

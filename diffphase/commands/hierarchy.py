@@ -11,14 +11,17 @@ from ..models import BP_ENGINES, CHANNELS, DEVICES, NOISE_CONVENTION
 from ..outputs import OutputSet, dumps, run_metadata
 from .common import (
     FLOATS,
+    INTS,
     emit,
     max_memory_option,
+    option,
     option_names,
     output_options,
     phase_diagram,
     progress_bar,
     register_default_diagram,
     simulate,
+    stage,
 )
 
 CHANNEL_CHOICE = click.Choice(CHANNELS)
@@ -56,7 +59,7 @@ def _model_options(func):
               help="Independent eps_half runs (each its own rule draw and population); "
                    "eps_half is their mean, eps_half_stderr their spread / sqrt(repeats).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON to stdout.")
 @max_memory_option
 def thresholds(v, m, s, n_c, channel, depth, population, repeats, seed, as_json,
                max_memory) -> None:
@@ -65,7 +68,7 @@ def thresholds(v, m, s, n_c, channel, depth, population, repeats, seed, as_json,
     gaussian: t/T of the linear ddpm schedule)."""
     from ..studies.hierarchy import hierarchy_thresholds
 
-    with option_names(OPTIONS):
+    with option_names(OPTIONS), stage("thresholds: fixed points and eps_half"):
         summary = hierarchy_thresholds(v, m, s, n_c, channel, depth, population, repeats, seed,
                                        max_memory)
     if as_json:
@@ -90,7 +93,8 @@ def write_hierarchy_diagram(outputs: OutputSet, formats=("png",), v: int = 32, m
                                                max_memory)
     outputs.claim(["hierarchy_map.csv", "hierarchy_eps_star.csv", "hierarchy.json"]
                   + [f"hierarchy.{fmt}" for fmt in formats])
-    diagram = diagrams.run_hierarchy_diagram(plan)
+    with stage("phase-diagram hierarchy: mean-field maps"):
+        diagram = diagrams.run_hierarchy_diagram(plan)
     outputs.write_csv("hierarchy_map.csv", diagram.map_table())
     outputs.write_csv("hierarchy_eps_star.csv", diagram.eps_star_table())
     outputs.write_json("hierarchy.json", run_metadata("phase-diagram hierarchy", {
@@ -100,11 +104,12 @@ def write_hierarchy_diagram(outputs: OutputSet, formats=("png",), v: int = 32, m
         solver={"map": "compiled mean-field map (numba)",
                 "fixed_point": "numpy.roots of the reduced symbolic polynomial"},
         convergence=diagram.convergence(),
-        critical_point=flag_summary(diagram.critical_point, diagrams.REGIME_REASONS),
-        seed=None))
+        critical_point=flag_summary(diagram.critical_point, diagrams.REGIME_REASONS)))
     fig = preservation_map_figure(diagram.eps, diagram.depths, diagram.class_preservation,
                                   diagram.large_v["eps_star"], diagram.f_values,
-                                  list(diagram.s_values), diagram.levels[-1])
+                                  list(diagram.s_values), diagram.levels[-1],
+                                  parameters={"$v$": v, "$m$": m, "$s$": s,
+                                              "$n_c$": n_c if n_c is not None else v})
     outputs.save_figure(fig, "hierarchy", formats)
     close(fig)
     return {**diagram.summary(), "files": [p.name for p in outputs.written]}
@@ -118,9 +123,10 @@ def default_hierarchy_diagram(outputs: OutputSet, formats, max_memory: int | Non
 @phase_diagram.command("hierarchy")
 @_model_options
 @click.option("--eps", type=FLOATS, default=None, help="eps grid (default 0..1, 101 points).")
-@click.option("--depths", type=FLOATS, default=None, help="Depths L (default 1..12).")
+@click.option("--depths", type=INTS, default=None, help="Depths L (default 1..12).")
 @click.option("--f", "f_values", type=FLOATS, default=None, help="f grid for eps*(f, s).")
-@click.option("--s-values", type=FLOATS, default="2,3,4", show_default=True)
+@click.option("--s-values", type=INTS, default="2,3,4", show_default=True,
+              help="Branching factors s of eps*(f, s).")
 @output_options("diffphase-out/hierarchy")
 @max_memory_option
 def phase_diagram_hierarchy(v, m, s, n_c, eps, depths, f_values, s_values, outputs, formats,
@@ -133,11 +139,8 @@ def phase_diagram_hierarchy(v, m, s, n_c, eps, depths, f_values, s_values, outpu
 
 @simulate.command("hierarchy")
 @_model_options
-@click.option("--depth", "depth", type=FLOATS, default=None,
-              help="Tree depth L, or several (comma-separated): one forward-backward run each "
-              "[default: 4].")
-@click.option("--depths", "depths", type=FLOATS, default=None,
-              help="The same as --depth (several depths read better this way).")
+@option("--depths", "depths", aliases=("--depth",), type=INTS, default="4", show_default=True,
+        help="Tree depths L, comma-separated: one forward-backward run each.")
 @click.option("--channel", type=CHANNEL_CHOICE, default="eps", show_default=True)
 @click.option("--noise", type=FLOATS, default="0.1,0.3,0.5,0.6,0.7,0.8,0.9", show_default=True,
               help="Noise levels in [0, 1] (gaussian: t/T of the linear ddpm schedule).")
@@ -151,28 +154,24 @@ def phase_diagram_hierarchy(v, m, s, n_c, eps, depths, f_values, s_values, outpu
 @click.option("--seed", type=int, default=0, show_default=True)
 @output_options("diffphase-out/hierarchy-simulation")
 @max_memory_option
-def simulate_hierarchy(v, m, s, n_c, depth, depths, channel, noise, samples, population, engine,
+def simulate_hierarchy(v, m, s, n_c, depths, channel, noise, samples, population, engine,
                        device, seed, outputs, formats, as_json, max_memory) -> None:
     """Forward-backward experiments with exact BP at one or several depths; measured curves next
     to the predictions (one random rule set per depth, drawn from --seed)."""
-    from ..errors import ParameterError
     from ..plotting import close
     from ..plotting.hierarchy import forward_backward_figure
     from ..studies import hierarchy as sim
     from ..studies.tables import flag_summary
 
-    if depth is not None and depths is not None:
-        raise ParameterError("--depth/--depths", f"{list(depth)}/{list(depths)}",
-                             "one of the two (they are the same option)")
-    typed = "--depths" if depths is not None else "--depth"
-    depths = depths if depths is not None else (depth if depth is not None else (4,))
-    with option_names({**SIMULATION_OPTIONS, "depths": typed, "L": typed}):
+    with option_names({**SIMULATION_OPTIONS, "depths": "--depths", "L": "--depths"}):
         plan = sim.plan_forward_backward(v, m, s, n_c, depths, channel, noise, samples,
                                          population, engine, device, seed, max_memory)
     stem = "hierarchy_simulation"
     outputs.claim([f"{stem}.csv", f"{stem}_levels.csv", f"{stem}.json"] +
                   [f"{stem}.{fmt}" for fmt in formats])
-    runs = sim.run_forward_backward(plan, progress_bar(desc="forward-backward", unit="noise"))
+    with stage("simulate hierarchy: forward-backward runs"):
+        runs = sim.run_forward_backward(plan, progress_bar(desc="forward-backward",
+                                                           unit="noise"))
     columns, level_rows = sim.forward_backward_tables(runs)
     outputs.write_csv(f"{stem}.csv", columns)
     outputs.write_csv(f"{stem}_levels.csv", level_rows)
@@ -188,7 +187,9 @@ def simulate_hierarchy(v, m, s, n_c, depth, depths, channel, noise, samples, pop
         convergence={str(run.depth): run.convergence for run in runs}, results=results)
     outputs.write_json(f"{stem}.json", meta)
     fig = forward_backward_figure(noise, [(run.depth, run.measured, run.predicted)
-                                          for run in runs], NOISE_CONVENTION[channel])
+                                          for run in runs], NOISE_CONVENTION[channel],
+                                  parameters={"$v$": v, "$m$": m, "$s$": s, "channel": channel,
+                                              "samples": samples, "seed": seed})
     outputs.save_figure(fig, stem, formats)
     close(fig)
     emit({"depths": results, "files": [p.name for p in outputs.written]}, as_json, outputs)

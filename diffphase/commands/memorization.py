@@ -12,19 +12,23 @@ from ..outputs import OutputSet, dumps, run_metadata
 from ..studies.memorization import check_critical_times, critical_times
 from .common import (
     FLOATS,
+    INTS,
     emit,
     max_memory_option,
+    option,
     option_names,
     output_options,
     phase_diagram,
     progress_bar,
     register_default_diagram,
     simulate,
+    stage,
+    verbosity,
 )
 
 #: library parameter -> option, for error messages
-OPTIONS = {"dim": "--dim", "n_train": "--n-train", "rate_min": "--rate-min",
-           "rate_max": "--rate-max", "points": "--points", "dims": "--dims",
+OPTIONS = {"dim": "--dim", "n_train": "--n-train", "rate_min": "--log-n-per-d-min",
+           "rate_max": "--log-n-per-d-max", "points": "--n-log-n-per-d", "dims": "--dims",
            "probes": "--probes", "seed": "--seed", "log_n_per_d": "--log-n-per-d",
            "fractions": "--fractions", "variances": "--variances",
            "max_memory": "--max-memory"}
@@ -38,7 +42,12 @@ def critical_times_summary(fractions, variances, dim: int, n_train: int, process
         return critical_times(fractions, variances, dim, n_train, process, subspace)
 
 
-def _data_options(func):
+def _data_options(fractions: str = "1", variances: str = "1"):
+    """``--fractions --variances --dim --process --subspace`` with these defaults."""
+    return lambda func: _with_data_options(func, fractions, variances)
+
+
+def _with_data_options(func, fractions: str, variances: str):
     func = click.option("--subspace", type=click.Choice(SUBSPACES),
                         default="random", show_default=True,
                         help="random: THEORY A spectrum; orthonormal: eigenvalues = "
@@ -47,18 +56,18 @@ def _data_options(func):
                         show_default=True, help="Time convention of the t_* outputs.")(func)
     func = click.option("--dim", type=int, default=256, show_default=True,
                         help="Ambient dimension d.")(func)
-    func = click.option("--variances", type=FLOATS, default="1", show_default=True,
+    func = click.option("--variances", type=FLOATS, default=variances, show_default=True,
                         help="Latent variances sigma_k^2, comma-separated.")(func)
-    func = click.option("--fractions", type=FLOATS, default="1", show_default=True,
+    func = click.option("--fractions", type=FLOATS, default=fractions, show_default=True,
                         help="Group fractions alpha_k = m_k/d, comma-separated.")(func)
     return func
 
 
 @click.command("critical-times")
-@_data_options
+@_data_options()
 @click.option("--n-train", "n_train", type=int, default=20000, show_default=True,
               help="Number of training points N.")
-@output_options("diffphase-out/critical-times")
+@output_options("diffphase-out/critical-times", figures=False)
 def critical_times_command(fractions, variances, dim, process, subspace, n_train,
                            outputs: OutputSet, formats, as_json: bool) -> None:
     """Collapse time t_C, speciation time t_S and per-group memorization times (THEORY B)."""
@@ -79,7 +88,7 @@ def critical_times_command(fractions, variances, dim, process, subspace, n_train
     outputs.commit()
     if as_json:
         click.echo(dumps(summary))
-    else:
+    elif verbosity() > 0:
         click.echo(f"tau_C = {summary['tau_C']:.6g}  t_C ({process}) = {summary['t_C']:.6g}")
         click.echo(f"tau_S = {summary['tau_S']:.6g}  t_S ({process}) = {summary['t_S']:.6g}")
         for r in rows:
@@ -104,17 +113,23 @@ def write_memorization_diagram(outputs: OutputSet, formats, fractions=(0.1, 0.1)
                                           max_memory)
     stems = ["memorization_diagram.csv", "memorization_diagram.json"]
     outputs.claim(stems + [f"memorization_diagram.{f}" for f in formats])
-    diagram = diagrams.memorization_diagram(fractions, variances, dim, rates, process, subspace)
+    with stage("phase-diagram memorization: critical times over ln N/d"):
+        diagram = diagrams.memorization_diagram(fractions, variances, dim, rates, process,
+                                                subspace)
     outputs.write_csv("memorization_diagram.csv", diagram.table())
-    fig = diagram_figure(rates, diagram.times(), process)
+    fig = diagram_figure(rates, diagram.times(), process, parameters={
+        "$d$": dim, r"$\alpha_k$": list(fractions), r"$\sigma_k^2$": list(variances),
+        "subspace": subspace})
     outputs.save_figure(fig, "memorization_diagram", formats)
     close(fig)
     params = {"fractions": list(fractions), "variances": list(variances), "dim": dim,
-              "process": process, "subspace": subspace, "rate_min": rate_min,
-              "rate_max": rate_max, "points": points}
+              "process": process, "subspace": subspace, "log_n_per_d_min": rate_min,
+              "log_n_per_d_max": rate_max, "n_log_n_per_d": points}
     summary = diagram.summary()
     outputs.write_json("memorization_diagram.json",
-                       {**run_metadata("phase-diagram memorization", params), **summary})
+                       {**run_metadata("phase-diagram memorization", params,
+                                       solver={"collapse": summary.get("collapse_solver")}),
+                        **summary})
     return summary
 
 
@@ -125,19 +140,22 @@ def default_memorization_diagram(outputs: OutputSet, formats,
 
 
 @phase_diagram.command("memorization")
-@_data_options
-@click.option("--rate-min", type=float, default=0.005, show_default=True, help="Smallest ln N/d.")
-@click.option("--rate-max", type=float, default=0.2, show_default=True, help="Largest ln N/d.")
-@click.option("--points", type=int, default=60, show_default=True)
+@_data_options(fractions="0.1,0.1", variances="4,1")
+@option("--log-n-per-d-min", "log_n_per_d_min", aliases=("--rate-min",), type=float,
+        default=0.005, show_default=True, help="Smallest ln N / d.")
+@option("--log-n-per-d-max", "log_n_per_d_max", aliases=("--rate-max",), type=float,
+        default=0.2, show_default=True, help="Largest ln N / d.")
+@option("--n-log-n-per-d", "n_log_n_per_d", aliases=("--points",), type=int, default=60,
+        show_default=True, help="Points along ln N / d.")
 @output_options("diffphase-out/memorization")
 @max_memory_option
-def phase_diagram_memorization(fractions, variances, dim, process, subspace, rate_min, rate_max,
-                               points, outputs: OutputSet, formats, as_json: bool,
-                               max_memory: int) -> None:
+def phase_diagram_memorization(fractions, variances, dim, process, subspace, log_n_per_d_min,
+                               log_n_per_d_max, n_log_n_per_d, outputs: OutputSet, formats,
+                               as_json: bool, max_memory: int) -> None:
     """(ln N / d, t) map with the collapse, speciation and per-group memorization lines."""
     summary = write_memorization_diagram(outputs, formats, tuple(fractions), tuple(variances),
-                                         dim, process, subspace, rate_min, rate_max, points,
-                                         max_memory)
+                                         dim, process, subspace, log_n_per_d_min,
+                                         log_n_per_d_max, n_log_n_per_d, max_memory)
     emit(summary, as_json, outputs)
 
 
@@ -145,9 +163,9 @@ def phase_diagram_memorization(fractions, variances, dim, process, subspace, rat
 @click.option("--experiment",
               type=click.Choice(MEMORIZATION_EXPERIMENTS),
               default="collapse", show_default=True)
-@click.option("--dims", type=FLOATS, default="32,64", show_default=True,
+@click.option("--dims", type=INTS, default="32,64", show_default=True,
               help="collapse, trajectories: ambient dimensions.")
-@click.option("--log-n-per-d", "rate", type=float, default=0.09, show_default=True,
+@click.option("--log-n-per-d", "log_n_per_d", type=float, default=0.09, show_default=True,
               help="collapse, trajectories: ln N / d.")
 @click.option("--n-train", "n_train", type=int, default=1000, show_default=True,
               help="geometric: number of training points.")
@@ -157,27 +175,33 @@ def phase_diagram_memorization(fractions, variances, dim, process, subspace, rat
               show_default=True)
 @output_options("diffphase-out/simulate-memorization")
 @max_memory_option
-def simulate_memorization(experiment, dims, rate, n_train, probes, seed, device,
+def simulate_memorization(experiment, dims, log_n_per_d, n_train, probes, seed, device,
                           outputs: OutputSet, formats, as_json: bool, max_memory: int) -> None:
     """Measured curves next to the predictions (collapse, geometric memorization, speciation)."""
     from ..plotting import close
     from ..plotting.memorization import curves_figure
     from ..studies.memorization import plan_memorization_run, run_memorization
 
+    rate = log_n_per_d
+
     with option_names(OPTIONS):
         plan = plan_memorization_run(experiment, dims, rate, n_train, probes, seed, device,
                                      max_memory)
     stem = f"simulate_{experiment}"
     outputs.claim([f"{stem}.csv", f"{stem}.json"] + [f"{stem}.{f}" for f in formats])
-    run = run_memorization(plan, progress_bar())
+    with stage(f"simulate memorization: {experiment}"):
+        run = run_memorization(plan, progress_bar(desc=experiment))
     outputs.write_csv(f"{stem}.csv", run.columns)
-    fig = curves_figure(run.columns, run.x_key, run.y_keys, run.group)
+    fig = curves_figure(run.columns, run.x_key, run.y_keys, run.group, parameters={
+        "experiment": experiment, "$d$": dims, r"$\ln N / d$": rate, "probes": probes,
+        "seed": seed})
     outputs.save_figure(fig, stem, formats)
     close(fig)
     params = {"experiment": experiment, "dims": dims, "log_n_per_d": rate, "n_train": n_train,
               "probes": probes, "device": device}
     summary = run.summary()
-    outputs.write_json(f"{stem}.json", {**run_metadata("simulate memorization", params), **summary})
+    outputs.write_json(f"{stem}.json", {**run_metadata("simulate memorization", params,
+                                                       seed=seed), **summary})
     emit(summary, as_json, outputs)
 
 

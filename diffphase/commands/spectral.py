@@ -15,14 +15,16 @@ from .common import (
     FLOATS,
     emit,
     max_memory_option,
+    option,
     option_names,
     output_options,
     phase_diagram,
     register_default_diagram,
+    stage,
 )
 
 #: library parameter -> option, for error messages
-OPTIONS = {"tau/t": "--tau/--t", "tau": "--tau", "t": "--t", "points": "--points",
+OPTIONS = {"tau/t": "--tau/--t", "tau": "--tau", "t": "--t", "points": "--n-grid",
            "dim": "--dim", "delta": "--delta", "max_memory": "--max-memory",
            "fractions": "--fractions", "variances": "--variances", "alpha": "--alpha"}
 DIAGRAM_OPTIONS = {"n_tau": "--n-tau", "n_rows": "--n-rows", "delta": "--delta",
@@ -89,7 +91,8 @@ def parse_law(text: str, alpha: float):
     help="F Gaussian (Marchenko–Pastur bulks) or axis-aligned (atoms).",
 )
 @click.option("--dim", type=int, default=None, help="Ambient d, to add dimension_count = d x mass.")
-@click.option("--points", type=int, default=1500, show_default=True, help="Density grid size.")
+@option("--n-grid", "n_grid", aliases=("--points",), type=int, default=1500, show_default=True,
+        help="Points of the density grid.")
 @output_options("diffphase-out/spectrum")
 @max_memory_option
 def spectrum_command(
@@ -103,7 +106,7 @@ def spectrum_command(
     delta,
     subspace,
     dim,
-    points,
+    n_grid,
     outputs,
     formats,
     as_json,
@@ -116,6 +119,7 @@ def spectrum_command(
     from ..studies.spectral import plan_spectrum, resolve_tau, run_spectrum
 
     law_text = law
+    points = n_grid
     with option_names(OPTIONS):
         law = (
             parse_law(law_text, alpha)
@@ -127,7 +131,8 @@ def spectrum_command(
                              tau_name="tau" if t is None else "t")
     names = ["spectrum_covariance.csv", "spectrum_jacobian.csv", "spectrum.json"]
     outputs.claim(names + [f"spectrum.{f}" for f in formats])
-    tables = run_spectrum(plan)
+    with stage("spectrum: densities"):
+        tables = run_spectrum(plan)
     summary = tables.summary
     outputs.write_csv("spectrum_covariance.csv", tables.covariance)
     outputs.write_csv("spectrum_jacobian.csv", tables.jacobian)
@@ -142,17 +147,20 @@ def spectrum_command(
             "delta": delta,
             "subspace": subspace,
             "dim": dim,
-            "points": points,
+            "n_grid": points,
             "process": summary["process"],
             "t": summary["t"],
         },
         solver=asdict(solver.SolverSettings()),
+        convergence=summary.get("convergence", {}),
     )
     outputs.write_json("spectrum.json", {**meta, "summary": summary})
     # the first two columns: the axis and its density (or atom masses); flag columns follow
     lam, rho_c = list(tables.covariance.values())[:2]
     jn, rho_j = list(tables.jacobian.values())[:2]
-    fig = spectrum_figure(summary, lam, rho_c, jn, rho_j)
+    fig = spectrum_figure(summary, lam, rho_c, jn, rho_j, parameters={
+        r"$\tau$": tau, r"$\delta$": delta, r"$\alpha_k$": law.fractions,
+        r"$\sigma_k^2$": law.variances, "subspace": subspace})
     outputs.save_figure(fig, "spectrum", formats)
     close(fig)
     emit(summary, as_json, outputs)
@@ -165,7 +173,7 @@ def write_spectral_diagram(
     """Write both spectral phase maps (two CSVs + JSON + figure) and return their summary."""
     from ..plotting import close
     from ..plotting.spectral import phase_diagram_figure
-    from ..solvers.spectral import check_delta
+    from ..solvers.spectral import SolverSettings, check_delta
     from ..studies import spectral as diagrams
 
     with option_names(DIAGRAM_OPTIONS):
@@ -175,7 +183,8 @@ def write_spectral_diagram(
         ["phase_spectral_alpha.csv", "phase_spectral_ratio.csv", "phase_spectral.json"]
         + [f"phase_spectral.{f}" for f in formats]
     )
-    result = diagrams.phase_diagrams(delta, axes)
+    with stage("phase-diagram spectral: phase maps"):
+        result = diagrams.phase_diagrams(delta, axes)
     outputs.write_csv("phase_spectral_alpha.csv", result.alpha_time.columns)
     outputs.write_csv("phase_spectral_ratio.csv", result.ratio_time.columns)
     summary = result.summary()
@@ -196,9 +205,12 @@ def write_spectral_diagram(
                 "tau": [*ranges["ratio_tau"], n_tau],
             },
         },
+        solver=asdict(SolverSettings()),
+        convergence=summary.get("convergence", {}),
         time_convention="tau = D/a^2 (ve time); t_ou = ln(1 + tau)/2",
     )
-    fig = phase_diagram_figure(result.alpha_time, result.ratio_time, delta)
+    fig = phase_diagram_figure(result.alpha_time, result.ratio_time, delta,
+                               parameters={"grid": f"{n_rows} x {n_tau}"})
     outputs.save_figure(fig, "phase_spectral", formats)
     close(fig)
     outputs.write_json("phase_spectral.json", {**meta, "summary": summary})

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 
 from ..process import time_from_tau
-from . import new_figure
+from . import PALETTE, annotate_parameters, legend, new_figure
 
 PHASE_COLORS = {"trivial": "0.85", "coverage": "white", "consolidation": "#dbe9f6"}
 
@@ -22,8 +22,8 @@ def _time(tau, process: str) -> np.ndarray:
 
 
 def _mark_times(ax, data: dict, process: str) -> None:
-    marks = (("tau_S", "t_S", "tab:purple", "--"), ("tau_C", "t_C (Gaussian)", "tab:red", "-"),
-             ("tau_C_entropy", "t_C (entropy)", "tab:orange", ":"))
+    marks = (("tau_S", "$t_S$", PALETTE[3], "--"), ("tau_C", "$t_C$ (Gaussian)", PALETTE[1], "-"),
+             ("tau_C_entropy", "$t_C$ (entropy)", PALETTE[4], ":"))
     for key, label, color, style in marks:
         value = data.get(key)
         if value is not None and np.isfinite(value):
@@ -40,9 +40,10 @@ def _shade_phases(ax, t: np.ndarray, phases) -> None:
             start = i
 
 
-def analysis_figure(data: dict):
+def analysis_figure(data: dict, parameters=None):
     """The two panels described in the module docstring, from
-    :attr:`~diffphase.studies.analyze_tables.AnalysisResult.figure`."""
+    :attr:`~diffphase.studies.analyze_tables.AnalysisResult.figure`; ``parameters`` are written
+    under the figure."""
     process = data["process"]
     t = _time(data["tau"], process)
     fig, (left, right) = new_figure(ncols=2)
@@ -52,26 +53,30 @@ def analysis_figure(data: dict):
                            cmap="viridis", norm=LogNorm(vmin=1.0 / data["dim"], vmax=1.0))
     fig.colorbar(mesh, ax=left, label="mass per bin")
     left.set_xscale("log")
-    left.set_xlabel(f"t ({process} process)")
-    left.set_ylabel("eigenvalue of Jn = D J")
-    left.set_title("density of Jn (Gaussian with the data's covariance)", fontsize=9)
+    left.set_xlabel(f"$t$ ({process} process)")
+    left.set_ylabel(r"eigenvalue of $J_n = D\,J$")
+    left.set_title(r"density of $J_n$ (Gaussian, data covariance)")
     _mark_times(left, data, process)
-    left.legend(fontsize=7, loc="lower right")
+    legend(left, loc="lower right")
     _shade_phases(right, t, data["phase"])
-    right.plot(t, np.asarray(data["dimension"]) / data["dim"], "-", color="tab:blue",
-               label="dimension / d, predicted")
+    right.plot(t, np.asarray(data["dimension"]) / data["dim"], "-", color="black",
+               label="dimension / $d$, predicted")
     if data.get("measured_tau") is not None:
         right.errorbar(_time(data["measured_tau"], process),
                        np.asarray(data["measured_dimension"]) / data["dim"],
                        yerr=np.asarray(data["measured_stderr"]) / data["dim"], fmt="o",
-                       color="tab:blue", label="dimension / d, measured")
+                       color=PALETTE[0], label="dimension / $d$, measured")
     curve = data["collapse"]
-    right.plot(_time(curve["tau"], process), curve["own_weight"], "-", color="tab:green",
-               label=f"own weight, measured (N = {curve['n_train']})")
+    right.plot(_time(curve["tau"], process), curve["own_weight"], "-.", color=PALETTE[2],
+               marker="s", markevery=max(1, len(curve["tau"]) // 8),
+               label=f"own weight, measured ($N = {curve['n_train']}$)")
     _mark_times(right, data, process)
     right.set_xscale("log")
     right.set_ylim(-0.02, 1.02)
-    right.set_xlabel(f"t ({process} process)")
-    right.set_title("phases (shaded: trivial grey, consolidation blue)", fontsize=9)
-    right.legend(fontsize=6, loc="center right")
+    right.set_xlabel(f"$t$ ({process} process)")
+    right.set_ylabel("fraction")
+    right.set_title("phases: trivial grey, consolidation blue")
+    legend(right, loc="center right")
+    if parameters:
+        annotate_parameters(fig, parameters)
     return fig

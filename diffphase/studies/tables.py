@@ -38,7 +38,8 @@ def flag_nonfinite_columns(columns: Mapping[str, Sequence],
 
     ``reasons`` maps a column to why it can be undefined: one text for the whole column or one
     per row (a column not listed is "not finite"). A row's flag lists ``column: reason`` for
-    each of its non-finite cells, ``; ``-separated; it is empty where the row is finite.
+    each of its non-finite cells, separated by a semicolon and a space; it is empty where the
+    row is finite.
     """
     reasons = dict(reasons or {})
     masks = {key: m for key, values in columns.items() if key != FLAG

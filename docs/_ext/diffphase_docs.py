@@ -43,12 +43,6 @@ TEXT_SECTIONS = {"Notes", "Note", "Examples", "Example", "References", "See Also
                  "Contract", "Methods", "Usage", "Theory"}
 _ITEM = re.compile(r"^(\*{0,2}[A-Za-z_][\w.]*(?:\s*,\s*\*{0,2}[A-Za-z_][\w.]*)*)\s*(?::\s*(.*))?$")
 #: objects left out of the API pages because their docstring is not valid reST (see the report)
-SKIP_OBJECTS = {
-    # "``; ``-separated": an inline literal cannot end with a space
-    "diffphase.studies.tables.flag_nonfinite_columns",
-}
-
-
 def escape_bars(line: str) -> str:
     """Escape ``|`` outside inline literals (no docstring of the package uses substitutions)."""
     parts = line.split("``")
@@ -147,13 +141,6 @@ def escape_bars_outside_literal_blocks(lines: list[str]) -> list[str]:
 
 def process_docstring(app, what, name, obj, options, lines) -> None:
     lines[:] = escape_bars_outside_literal_blocks(convert_sections(_literal_after_colon(lines)))
-
-
-def skip_member(app, what, name, obj, skip, options):
-    full = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', name)}"
-    if full in SKIP_OBJECTS:
-        return True
-    return None
 
 
 def process_click_lines(app, ctx, lines) -> None:
@@ -287,7 +274,6 @@ def setup(app):
     app.add_directive("run-example", RunExample)
     app.connect("builder-inited", write_api_pages)
     app.connect("autodoc-process-docstring", process_docstring)
-    app.connect("autodoc-skip-member", skip_member)
     for part in ("description", "options", "usage", "epilog", "arguments", "envvars"):
         app.connect(f"sphinx-click-process-{part}", process_click_lines)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

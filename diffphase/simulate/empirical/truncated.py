@@ -38,7 +38,8 @@ from . import routes
 from .kernels import centred_kept_points, smallest_sufficient_sets
 from .points import TrainingPoints
 
-#: a-priori bound used to turn an eigenvalue tolerance into a mass: |Delta Cov| <= 4 eps R^2
+#: a-priori bound used to turn an eigenvalue tolerance into a mass:
+#: ``|Delta Cov| <= 4 eps R^2``
 TRUNCATION_BOUND_FACTOR = 4.0
 
 
