@@ -56,18 +56,20 @@ def register_default_diagram(name: str):
     return decorate
 
 
-class FloatList(click.ParamType):
-    """``0.2,0.2`` -> numpy array, with the parameter named on failure."""
+class ListOption(click.ParamType):
+    """A comma-separated list (``0.2,0.2``; ``4,6``) read by ``parse(name, text)`` into a numpy
+    array, with the parameter named on failure."""
 
-    name = "floats"
+    def __init__(self, name: str, parse):
+        self.name, self._parse = name, parse
 
     def convert(self, value, param, ctx):
         if not isinstance(value, str):
             return value
-        return parse_float_list(param.opts[0] if param is not None else "value", value)
+        return self._parse(param.opts[0] if param is not None else "value", value)
 
 
-FLOATS = FloatList()
+FLOATS = ListOption("floats", parse_float_list)
 
 
 def parse_int_list(name: str, text) -> np.ndarray:
@@ -80,19 +82,8 @@ def parse_int_list(name: str, text) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
 
 
-class IntList(click.ParamType):
-    """``4,6`` -> integer array (depths, dimensions, sizes), with the parameter named on
-    failure."""
-
-    name = "integers"
-
-    def convert(self, value, param, ctx):
-        if not isinstance(value, str):
-            return value
-        return parse_int_list(param.opts[0] if param is not None else "value", value)
-
-
-INTS = IntList()
+#: integer lists (depths, dimensions, sizes)
+INTS = ListOption("integers", parse_int_list)
 
 
 # --------------------------------------------------------------------------- hidden aliases

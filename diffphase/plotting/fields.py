@@ -46,12 +46,7 @@ def diagnostics_figure(summaries: list[dict], title: str = "", parameters=None):
                        **curve_style(index, marker=False), label=label)
     ax_nc.set(xscale="log", xlabel=TAU, ylabel=NONCONSERVATIVE, title="non-conservativeness")
     legend(ax_nc)
-    if title:
-        fig.suptitle(title)
-    if parameters:
-        annotate_parameters(fig, parameters)
-
-    return fig
+    return _titled(fig, title, parameters)
 
 
 def _sorted_by_tau(summaries: list[dict]) -> tuple[list[dict], np.ndarray]:
@@ -99,12 +94,7 @@ def matrix_free_figure(summaries: list[dict], title: str = "", parameters=None):
     ax_cdf.set(xlabel="eigenvalue of the symmetric part of $D_t J$", ylabel="CDF",
                title="spectral CDF (stochastic Lanczos)")
     legend(ax_cdf)
-    if title:
-        fig.suptitle(title)
-    if parameters:
-        annotate_parameters(fig, parameters)
-
-    return fig
+    return _titled(fig, title, parameters)
 
 
 def plt_colors(count: int) -> list:
@@ -158,9 +148,13 @@ def comparison_figure(comparison: dict, title: str = "", parameters=None):
     ax_cdf.set(xlabel="eigenvalue of $D_t J$", ylabel="CDF",
                title="network -, empirical --, Gaussian :")
     legend(ax_cdf)
+    return _titled(fig, title, parameters)
+
+
+def _titled(fig, title: str | None, parameters: dict | None):
+    """The figure with its title and its parameters written under it."""
     if title:
         fig.suptitle(title)
     if parameters:
         annotate_parameters(fig, parameters)
-
     return fig
