@@ -1,9 +1,11 @@
-"""A 200-cell ``simulate`` sweep (hierarchy forward-backward, one noise level and seed a cell)
-on dask.distributed: 2 workers against 1 (speed-up >= 1.7 on 2 cores), and 1 worker against
-the same cells computed in one process, one after another (the sweep's per-task overhead:
-<= 10%, i.e. ratio >= 1 / 1.1). Each cluster is started and warmed outside the timing; the
-timed sweep includes the worker plugin, the tasks and the writes to the store. Needs the
-``sweep`` extra. Contract: see benchmarks/run.py."""
+"""A 200-cell ``simulate`` sweep (hierarchy forward-backward, 20000 samples, one noise level
+and seed a cell, about 0.3 s a cell on one thread) on dask.distributed: 2 workers against 1
+(speed-up >= 1.7 on 2 cores), and 1 worker against the same cells computed in one process, one
+after another, on one thread as a single-threaded worker computes them (the sweep's per-task
+overhead: <= 10%, i.e. ratio >= 1 / 1.1). Each cluster is started and warmed outside the
+timing; the timed sweep includes the worker plugin, the tasks and the writes to the store (one
+chunk file per cell and variable, about 1.4 ms each). Needs the ``sweep`` extra. Contract: see
+benchmarks/run.py."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 from pathlib import Path
 
 SPEC = {"command": "simulate", "model": "hierarchy",
-        "parameters": {"v": 16, "m": 4, "s": 2, "depth": 4, "samples": 1000, "population": 0},
+        "parameters": {"v": 16, "m": 4, "s": 2, "depth": 4, "samples": 20000, "population": 0},
         "grid": {"noise": {"start": 0.05, "stop": 0.95, "num": 20}},
         "seeds": {"start": 0, "stop": 9, "step": 1}}
 QUICK_SPEC = {**SPEC, "grid": {"noise": {"start": 0.1, "stop": 0.9, "num": 5}},
@@ -38,15 +40,22 @@ def _sweep_seconds(spec, workers: int, folder: Path) -> float:
 
 
 def _in_process_seconds(spec) -> float:
+    import numba
+
     from diffphase.sweep.spec import load_spec
     from diffphase.sweep.tasks import warm_up
 
     checked = load_spec(spec)
     warm_up(checked.command)
-    start = time.perf_counter()
-    for cell in checked.cells():
-        checked.command.compute(dict(cell.parameters))
-    return time.perf_counter() - start
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # as in a single-threaded worker
+    try:
+        start = time.perf_counter()
+        for cell in checked.cells():
+            checked.command.compute(dict(cell.parameters))
+        return time.perf_counter() - start
+    finally:
+        numba.set_num_threads(threads)
 
 
 def bench_sweep(quick: bool) -> list[dict]:

@@ -136,9 +136,9 @@ def _submit_and_collect(spec: SweepSpec, store: SweepStore, cells: list[Cell], c
             except Exception as exc:  # noqa: BLE001  (a task lost as a whole: its cells fail)
                 text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 outcomes = [CellOutcome(c.index, "failed", {}, text) for c in group]
+            store.write_cells((o.index, o.status, o.values, o.message, o.seconds)
+                              for o in outcomes)
             for outcome in outcomes:
-                store.write_cell(outcome.index, outcome.status, outcome.values,
-                                 outcome.message, outcome.seconds)
                 counts["computed" if outcome.status == "done" else "failed"] += 1
             done += len(group)
             if progress is not None:

@@ -151,15 +151,32 @@ class SweepStore:
     def write_cell(self, index: tuple[int, ...], status: str, values: dict, message: str = "",
                    seconds: float = math.nan) -> None:
         """Write one cell: its values first, then its status (see the module docstring)."""
+        self.write_cells([(index, status, values, message, seconds)])
+
+    def write_cells(self, cells) -> None:
+        """Write several cells ``(index, status, values, message, seconds)`` with one call per
+        variable: every cell's values first, then their statuses (see the module docstring)."""
+        cells = list(cells)
+        if not cells:
+            return
         reserved = self._reserved()
-        for name, value in values.items():
-            if name in reserved:  # an echo of a parameter: the coordinate holds it
-                continue
-            kind = self._kinds.get(name) or self._add_variable(name, value)
-            self._arrays[name][index] = _coerce(value, kind)
-        self._arrays[SECONDS][index] = seconds
-        self._arrays[ERROR][index] = str(message)[:MESSAGE_WIDTH]
-        self._arrays[STATUS][index] = status
+        columns: dict[str, list] = {}
+        for position, (_, _, values, _, _) in enumerate(cells):
+            for name, value in values.items():
+                if name in reserved:  # an echo of a parameter: the coordinate holds it
+                    continue
+                kind = self._kinds.get(name) or self._add_variable(name, value)
+                columns.setdefault(name, []).append((position, _coerce(value, kind)))
+        selection = tuple(np.array([cell[0][axis] for cell in cells], dtype=np.int64)
+                          for axis in range(len(self.spec.dims)))
+        for name, entries in columns.items():
+            positions = [position for position, _ in entries]
+            picked = tuple(axis[positions] for axis in selection)
+            self._arrays[name].set_coordinate_selection(picked, [v for _, v in entries])
+        self._arrays[SECONDS].set_coordinate_selection(selection, [c[4] for c in cells])
+        self._arrays[ERROR].set_coordinate_selection(
+            selection, [str(c[3])[:MESSAGE_WIDTH] for c in cells])
+        self._arrays[STATUS].set_coordinate_selection(selection, [c[1] for c in cells])
 
     def _reserved(self) -> set[str]:
         names = {STATUS, ERROR, SECONDS, *self.spec.dims, *self.spec.fixed}

@@ -3,6 +3,8 @@
 Contract: :func:`run_cells` computes its cells one after another with the command's library
 call; a cell that raises is computed again up to ``retries`` times, then returned as failed with
 its message (a task never raises for a cell). It returns one :class:`CellOutcome` per cell.
+Inside a worker, a task's parallel kernels use the worker's thread count
+(:func:`match_worker_threads`).
 :class:`KernelWarmup` is a ``distributed`` worker plugin: on each worker, once, before its first
 task (and again on a worker started to replace a dead one), it computes the command's ``warm``
 cell, so that compiled kernels are loaded (or compiled into the shared cache) once per worker
@@ -53,7 +55,23 @@ def run_cell(command: SweepCommand, index: tuple[int, ...], params: dict,
 def run_cells(command: SweepCommand, cells: list[tuple[tuple[int, ...], dict]],
               retries: int) -> list[CellOutcome]:
     """A task: each ``(index, parameters)`` cell in turn (see the module docstring)."""
+    match_worker_threads()
     return [run_cell(command, index, params, retries) for index, params in cells]
+
+
+def match_worker_threads() -> None:
+    """Inside a dask worker: the parallel (numba) kernels of this thread use as many threads as
+    the worker runs tasks at once, not every core, so that several single-threaded workers on
+    one machine do not oversubscribe it. Outside a worker nothing changes."""
+    try:
+        from distributed import get_worker
+
+        threads = int(get_worker().state.nthreads)
+    except Exception:  # noqa: BLE001  (not in a worker, or a worker without that state)
+        return
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
 def warm_up(command: SweepCommand) -> None:
