@@ -226,19 +226,35 @@ class _Stopping:
         return unit, np.where(was_running, host, 0.0)
 
 
-class _GolubKahanSteps:
+class _KrylovSteps:
+    """What a batched Krylov run holds: its coefficients ``alpha`` and ``beta`` per row and
+    step, the stopping rule, and its :class:`KrylovRun` once done."""
+
+    def __init__(self, operator, steps: int):
+        self.torch, self.device, self.step = operator.torch, operator.device, 0
+        self.alpha = np.zeros((operator.rows, steps))
+        self.beta = np.zeros((operator.rows, steps))
+        self.stop = _Stopping(operator.rows, steps, operator.unit_roundoff)
+        self.unit_roundoff = operator.unit_roundoff
+
+    def _vectors(self, operator, count: int):
+        return self.torch.zeros(operator.rows, count, operator.dim, dtype=self.torch.float64,
+                                device=self.device)
+
+    def result(self) -> KrylovRun:
+        return KrylovRun(self.alpha, self.beta, self.stop.lengths, self.stop.exact,
+                         self.stop.norm, self.unit_roundoff)
+
+
+class _GolubKahanSteps(_KrylovSteps):
     """A batched Golub-Kahan run, one half-step per product: ``forward_vector`` is multiplied
     by ``M`` and given to ``take_forward``; then ``transpose_vector`` by ``M^T``."""
 
     def __init__(self, operator, steps: int, generator):
-        torch, rows, d = operator.torch, operator.rows, operator.dim
-        self.torch, self.device, self.step = torch, operator.device, 0
-        self.right = torch.zeros(rows, steps + 1, d, dtype=torch.float64, device=self.device)
-        self.left = torch.zeros(rows, steps, d, dtype=torch.float64, device=self.device)
+        super().__init__(operator, steps)
+        self.right = self._vectors(operator, steps + 1)
+        self.left = self._vectors(operator, steps)
         self.right[:, 0] = _unit_start(operator, generator)
-        self.alpha, self.beta = np.zeros((rows, steps)), np.zeros((rows, steps))
-        self.stop = _Stopping(rows, steps, operator.unit_roundoff)
-        self.unit_roundoff = operator.unit_roundoff
 
     def forward_vector(self):
         return self.right[:, self.step]
@@ -263,23 +279,15 @@ class _GolubKahanSteps:
     def _coefficient(self, values):
         return self.torch.as_tensor(values, device=self.device)[:, None]
 
-    def result(self) -> KrylovRun:
-        return KrylovRun(self.alpha, self.beta, self.stop.lengths, self.stop.exact,
-                         self.stop.norm, self.unit_roundoff)
 
-
-class _LanczosSteps:
+class _LanczosSteps(_KrylovSteps):
     """A batched Lanczos run on ``(M + M^T)/2``: ``vector`` is multiplied by ``M`` and by
     ``M^T`` and both products are given to ``take``."""
 
     def __init__(self, operator, steps: int, generator):
-        torch, rows, d = operator.torch, operator.rows, operator.dim
-        self.torch, self.step = torch, 0
-        self.basis = torch.zeros(rows, steps + 1, d, dtype=torch.float64, device=operator.device)
+        super().__init__(operator, steps)
+        self.basis = self._vectors(operator, steps + 1)
         self.basis[:, 0] = _unit_start(operator, generator)
-        self.alpha, self.beta = np.zeros((rows, steps)), np.zeros((rows, steps))
-        self.stop = _Stopping(rows, steps, operator.unit_roundoff)
-        self.unit_roundoff = operator.unit_roundoff
 
     def vector(self):
         return self.basis[:, self.step]
@@ -292,10 +300,6 @@ class _LanczosSteps:
         self.basis[:, j + 1], self.beta[:, j] = self.stop.normalize(
             _orthogonalized(w, self.basis[:, :j + 1]), j)
         self.step += 1
-
-    def result(self) -> KrylovRun:
-        return KrylovRun(self.alpha, self.beta, self.stop.lengths, self.stop.exact,
-                         self.stop.norm, self.unit_roundoff)
 
 
 def golub_kahan(operator, steps: int, generator) -> KrylovRun:
