@@ -118,6 +118,24 @@ def thresholds_cost(v: int, m: int, s: int, n_c: int, depth: int | None, channel
                             "the population-dynamics runs of eps_half")]
 
 
+def check_thresholds(v, m, s, n_c=None, channel=None, depth=None, population=20000,
+                     repeats=8, seed=0, max_memory=None) -> tuple:
+    """The checks of :func:`hierarchy_thresholds` before it solves (sizes, channel and depth,
+    population dynamics, seed, cost); returns the checked
+    ``(v, m, s, n_c, depth, population, repeats, seed)``."""
+    if channel is not None:
+        require_choice("channel", channel, CHANNELS)
+        if depth is None:
+            raise ParameterError("depth", None, "an integer >= 1 when channel is given")
+    v, m, s, depth, n_c_value = check_hierarchy_sizes(v, m, s, n_c, depth)
+    population = require_int("population", population, 100)
+    repeats = require_int("repeats", repeats, 2)
+    seed = require_int("seed", seed, 0)
+    check_cost(thresholds_cost(v, m, s, n_c_value, depth, channel, population, repeats),
+               max_memory)
+    return v, m, s, n_c_value, depth, population, repeats, seed
+
+
 def hierarchy_thresholds(v: int, m: int, s: int, n_c: int | None = None,
                          channel: str | None = None, depth: int | None = None,
                          population: int = 20000, repeats: int = 8, seed: int = 0,
@@ -144,16 +162,8 @@ def hierarchy_thresholds(v: int, m: int, s: int, n_c: int | None = None,
         noise of a 2001-point grid where the mean-field class belief is below 1/2, or None),
         and a ``nan_reason`` for each value undefined in the regime.
     """
-    if channel is not None:
-        require_choice("channel", channel, CHANNELS)
-        if depth is None:
-            raise ParameterError("depth", None, "an integer >= 1 when channel is given")
-    v, m, s, depth, n_c_value = check_hierarchy_sizes(v, m, s, n_c, depth)
-    population = require_int("population", population, 100)
-    repeats = require_int("repeats", repeats, 2)
-    seed = require_int("seed", seed, 0)
-    check_cost(thresholds_cost(v, m, s, n_c_value, depth, channel, population, repeats),
-               max_memory)
+    v, m, s, n_c_value, depth, population, repeats, seed = check_thresholds(
+        v, m, s, n_c, channel, depth, population, repeats, seed, max_memory)
     crit = mf.critical_point(v, m, s)
     f = m / v ** (s - 1)
     large = mf.critical_point_large_v(f, s)

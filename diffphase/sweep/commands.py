@@ -67,21 +67,9 @@ def _defaults(target: str, skip: tuple[str, ...] = ()) -> dict[str, object]:
 def _thresholds_check(p: dict) -> None:
     """The checks :func:`~diffphase.studies.hierarchy.hierarchy_thresholds` makes before it
     solves: sizes, population-dynamics settings, seed and cost."""
-    from ..data.channels import CHANNELS
-    from ..errors import require_int
-    from ..studies.budget import check_cost
-    from ..studies.hierarchy import check_hierarchy_sizes, thresholds_cost
+    from ..studies.hierarchy import check_thresholds
 
-    if p["channel"] is not None:
-        require_choice("channel", p["channel"], CHANNELS)
-        if p["depth"] is None:
-            raise ParameterError("depth", None, "an integer >= 1 when channel is given")
-    v, m, s, depth, n_c = check_hierarchy_sizes(p["v"], p["m"], p["s"], p["n_c"], p["depth"])
-    population = require_int("population", p["population"], 100)
-    repeats = require_int("repeats", p["repeats"], 2)
-    require_int("seed", p["seed"], 0)
-    check_cost(thresholds_cost(v, m, s, n_c, depth, p["channel"], population, repeats),
-               p["max_memory"])
+    check_thresholds(**p)
 
 
 def _thresholds(p: dict) -> dict:
