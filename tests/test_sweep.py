@@ -201,3 +201,51 @@ def test_netcdf_copy_holds_the_same_cells(client, tmp_path):
     copy = xr.open_dataset(tmp_path / "n.nc")
     np.testing.assert_array_equal(copy["eps_star"].values, ds["eps_star"].values)
     assert list(copy["regime"].values.ravel()) == list(ds["regime"].values.ravel())
+
+
+GLIBC = os.sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
+FAULTS_PER_ARRAY = """
+import resource
+import numpy as np
+
+def faults_per_array(repeats=50):
+    np.ones(2**18).sum()  # 2 MiB
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(repeats):
+        np.ones(2**18).sum()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / repeats
+"""
+
+
+def _faults_per_array() -> float:
+    """Minor page faults per 2 MiB array made, filled and freed (about 512 when each array is
+    freshly mapped, about 0 when the heap reuses the memory)."""
+    namespace: dict = {}
+    exec(FAULTS_PER_ARRAY, namespace)  # noqa: S102  (the same text runs in the subprocess)
+    return namespace["faults_per_array"]()
+
+
+@pytest.mark.skipif(not GLIBC, reason="the thresholds are glibc's")
+def test_allocator_thresholds_undo_the_nannys_trim_setting():
+    import subprocess
+    import sys
+
+    script = FAULTS_PER_ARRAY + """
+from diffphase.sweep.tasks import restore_allocator_thresholds
+before = faults_per_array()
+assert restore_allocator_thresholds()
+print(before, faults_per_array())
+"""
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}  # as a dask nanny sets it
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    before, after = map(float, done.stdout.split())
+    assert before > 256  # every array mapped afresh: one fault per 4 KiB page
+    assert after < 16
+
+
+@pytest.mark.skipif(not GLIBC, reason="the thresholds are glibc's")
+def test_sweep_workers_reuse_heap_memory(client, tmp_path):
+    run(THRESHOLDS_2D, client, out=tmp_path / "heap.zarr")  # registers the worker plugin
+    faults = client.run(_faults_per_array)
+    assert len(faults) == 2 and max(faults.values()) < 16, faults
