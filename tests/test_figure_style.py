@@ -344,3 +344,33 @@ def test_saved_vector_figures_keep_text_outside_the_style_too(tmp_path):
     plotting.close(fig)
     svg, pdf = (p.read_bytes() for p in paths)
     assert b"<text" in svg and b"/FontFile2" in pdf and b"/Type3" not in pdf
+
+
+def _points_under_legend(fig) -> list[tuple[str, int]]:
+    """``(line label, count)`` of the drawn data points (vertices of visible lines) that lie
+    inside some legend's box, in display coordinates."""
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+    boxes = [legend.get_window_extent(renderer) for legend in legends]
+    covered = []
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if not line.get_visible():
+                continue
+            xy = np.column_stack([np.atleast_1d(line.get_xdata()).astype(float),
+                                  np.atleast_1d(line.get_ydata()).astype(float)])
+            xy = xy[np.isfinite(xy).all(axis=1)]
+            if not len(xy):
+                continue
+            shown = line.get_transform().transform(xy)
+            inside_axes = ax.bbox.contains
+            shown = shown[[inside_axes(*p) for p in shown]]
+            for box in boxes:
+                count = sum(box.contains(*p) for p in shown)
+                if count:
+                    covered.append((line.get_label(), int(count)))
+    return covered
+
+
+def test_no_legend_covers_a_curve(figure):
+    assert _points_under_legend(figure) == []

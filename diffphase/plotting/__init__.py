@@ -25,6 +25,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg", force=True)
 
@@ -152,12 +153,71 @@ def annotate_parameters(fig, parameters: Mapping[str, object]) -> None:
     artist.set_in_layout(True)
 
 
+#: where :func:`legend` tries a panel's legend, in order, before it puts it beside the panel
+LEGEND_PLACES = ("upper right", "upper left", "lower left", "lower right", "center right",
+                 "center left", "upper center", "lower center", "center")
+
+
 def legend(ax, **options) -> None:
     """A legend in the style's font (no smaller than :data:`MIN_FONT_PT`), when there is
-    something to label."""
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
+    something to label. Without a ``loc`` it goes to the first of :data:`LEGEND_PLACES` where,
+    with the figure laid out, it covers no part of a drawn curve; where every place covers one
+    it goes beside the panel, on its right."""
+    handles, _ = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    if "loc" in options or "bbox_to_anchor" in options:
         ax.legend(**options)
+        return
+    fig = ax.figure
+    made = ax.legend(loc=LEGEND_PLACES[0], **options)
+    fig.draw_without_rendering()  # the layout; a legend inside the panel does not change it
+    renderer = fig.canvas.get_renderer()
+    for place in LEGEND_PLACES:
+        made.set_loc(place)
+        if not covers_a_curve(fig, made.get_window_extent(renderer)):
+            return
+    made.remove()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **options)
+
+
+def covers_a_curve(fig, box, spacing: float = 4.0) -> bool:
+    """Whether the display-space ``box`` covers a point of a visible line of ``fig``
+    inside its axes (each segment sampled every ``spacing`` pixels)."""
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if not line.get_visible():
+                continue
+            x = np.asarray(line.get_xdata(), dtype=float).ravel()
+            y = np.asarray(line.get_ydata(), dtype=float).ravel()
+            if x.size == 0 or x.size != y.size:
+                continue
+            with np.errstate(invalid="ignore", divide="ignore"):
+                shown = line.get_transform().transform(np.column_stack([x, y]))
+            if line.get_linestyle() not in ("None", "", " ") and len(shown) > 1:
+                shown = _densified(shown, spacing)
+            shown = shown[np.isfinite(shown).all(axis=1)]
+            inside_axes = ((shown[:, 0] >= ax.bbox.x0) & (shown[:, 0] <= ax.bbox.x1)
+                           & (shown[:, 1] >= ax.bbox.y0) & (shown[:, 1] <= ax.bbox.y1))
+            shown = shown[inside_axes]
+            if np.any((shown[:, 0] >= box.x0) & (shown[:, 0] <= box.x1)
+                      & (shown[:, 1] >= box.y0) & (shown[:, 1] <= box.y1)):
+                return True
+    return False
+
+
+def _densified(points: np.ndarray, spacing: float) -> np.ndarray:
+    """The polyline ``points`` with extra points so that neighbours are at most ``spacing``
+    apart (segments with a non-finite end are left out)."""
+    parts = [points[:1]]
+    for start, end in zip(points[:-1], points[1:], strict=True):
+        if not (np.isfinite(start).all() and np.isfinite(end).all()):
+            parts.append(end[None])
+            continue
+        steps = max(1, int(np.ceil(np.hypot(*(end - start)) / spacing)))
+        t = np.arange(1, steps + 1)[:, None] / steps
+        parts.append(start + t * (end - start))
+    return np.concatenate(parts)
 
 
 def close(fig) -> None:

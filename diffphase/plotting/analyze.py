@@ -76,7 +76,7 @@ def analysis_figure(data: dict, parameters=None):
     right.set_xlabel(f"$t$ ({process} process)")
     right.set_ylabel("fraction")
     right.set_title("phases: trivial grey, consolidation blue")
-    legend(right, loc="center right")
+    legend(right)
     if parameters:
         annotate_parameters(fig, parameters)
     return fig

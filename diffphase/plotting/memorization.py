@@ -67,7 +67,11 @@ def curves_figure(columns: dict[str, list], x_key: str, y_keys: list[str], group
     fig, (ax,) = new_figure()
     groups = np.asarray(columns[group_key])
     x = np.asarray(columns[x_key], dtype=float)
-    for index, g in enumerate(dict.fromkeys(groups.tolist())):
+    names = list(dict.fromkeys(groups.tolist()))
+    # with several groups the legend names each group once (by colour) and keys the line styles
+    # of measured and predicted once, so that it stays short
+    keyed = len(names) > 2 and len(y_keys) > 1
+    for index, g in enumerate(names):
         sel = groups == g
         colour, turn = PALETTE[index % (len(PALETTE) - 1)], index // (len(PALETTE) - 1)
         name = f"$d = {g}$" if group_key == "dim" else str(g)
@@ -75,17 +79,20 @@ def curves_figure(columns: dict[str, list], x_key: str, y_keys: list[str], group
             values = np.asarray(columns[key], dtype=float)[sel]
             if _is_prediction(key):
                 ax.plot(x[sel], values, color=colour, linestyle=(":", "--")[turn % 2],
-                        label=f"{name}: predicted")
+                        label="_predicted" if keyed else f"{name}: predicted")
             else:
                 ax.plot(x[sel], values, color=colour, linestyle=("-", "-.")[turn % 2],
                         marker="o", markevery=max(1, int(sel.sum()) // 8),
-                        label=f"{name}: measured")
+                        label=name if keyed else f"{name}: measured")
         for key, symbol in (("tau_C_predicted", r"$\tau_C$"), ("tau_S", r"$\tau_S$")):
             if key in columns:
                 value = np.asarray(columns[key], dtype=float)[sel]
                 if value.size and np.isfinite(value[0]):
                     ax.axvline(value[0], color=colour, linestyle="--", linewidth=1.0,
                                label=f"{name}: {symbol} predicted")
+    if keyed:
+        ax.plot([], [], color="black", linestyle="-", marker="o", label="measured")
+        ax.plot([], [], color="black", linestyle=":", label="predicted")
     ax.set_xscale("log")
     ax.set_xlabel(_label(x_key))
     measured = [k for k in y_keys if not _is_prediction(k)] or y_keys
