@@ -135,9 +135,10 @@ def is_physical(g, inside, eta, alphas, variances):
     ``z'(g) > 0`` (the Stieltjes transform increases off the support)."""
     if eta > 0.0:
         return g.imag > 0.0
+    size = abs(g.real) + abs(g.imag)  # L1: no square root, within sqrt 2 of |g|
     if inside:
-        return g.imag > 1e-13 * abs(g)
-    if abs(g.imag) > 1e-10 * abs(g):
+        return g.imag > 1e-13 * size
+    if abs(g.imag) > 1e-10 * size:
         return False
     return inverse_map_slope(g.real, alphas, variances) > 0.0
 
@@ -254,7 +255,8 @@ def stieltjes_lines(
 
 def residual_small_lines(x, eta, alphas, variances, g, rtol, out):
     """``out[line, i]``: whether ``|z(g) - z| <= rtol (|z| + size)`` at ``z = x[line, i] + i eta``
-    with every number finite (``size`` the summed magnitudes of the parts of ``z(g)``): the
+    with every number finite (``size`` the summed magnitudes of the parts of ``z(g)``; every
+    magnitude an L1 norm ``|re| + |im|``, within a factor sqrt 2 of the modulus): the
     check, independent of Newton's stopping rules, that a reported root is one. False also where
     a part is not finite: the compiled parts take reciprocals as ``conj(w) / |w|^2``, which
     over- or underflows for ``|w|`` beyond about ``1e+-150``, so a False is only a "not shown
@@ -264,14 +266,14 @@ def residual_small_lines(x, eta, alphas, variances, g, rtol, out):
         for i in range(n_points):
             gi = g[line, i]
             value = zbase_value(gi) + 0j
-            size = abs(value)
+            size = abs(value.real) + abs(value.imag)
             for k in range(alphas.shape[1]):
                 term = zterm_value(gi, alphas[line, k], variances[line, k])
                 value += term
-                size += abs(term)
-            zc = complex(x[line, i], eta)
-            bound = rtol * (abs(zc) + size)
-            out[line, i] = np.isfinite(bound) and abs(value - zc) <= bound
+                size += abs(term.real) + abs(term.imag)
+            residual = value - complex(x[line, i], eta)
+            bound = rtol * (abs(x[line, i]) + eta + size)
+            out[line, i] = np.isfinite(bound) and abs(residual.real) + abs(residual.imag) <= bound
 
 
 def _interval_point(lo, hi, left_infinite, geometric, t):

@@ -468,7 +468,8 @@ def _edge_roots(x, laws, result) -> None:
 
 def _residual_small(x, eta, alphas, variances, g, rtol: float = 1e-7) -> np.ndarray:
     """Whether ``|z(g) - z| <= rtol (|z| + size)`` at each point of ``x (lines, points)``
-    (``size`` the summed magnitudes of the parts of ``z(g)``): a check, independent of Newton's
+    (``size`` the summed magnitudes of the parts of ``z(g)``, magnitudes as L1 norms
+    ``|re| + |im|``, which cost no square root): a check, independent of Newton's
     stopping rules, that a root reported converged is one. It only rejects points that are far
     from a root (Newton fooled by under- or overflow at extreme scales)."""
     out = np.empty(x.shape, dtype=np.bool_)
@@ -489,15 +490,18 @@ def _residual_small_numpy(x, eta, alphas, variances, g, rtol) -> np.ndarray:
     from .stieltjes_array import _parts
 
     parts = _parts("numpy")
+    def l1(w):
+        return np.abs(w.real) + np.abs(w.imag)
+
     with np.errstate(all="ignore"):
         value = parts.zbase(g)[0] + 0 * g
-        size = np.abs(value)
+        size = l1(value)
         for k in range(alphas.shape[1]):
             term = parts.zterm(g, alphas[:, k], variances[:, k])[0]
             value = value + term
-            size = size + np.abs(term)
+            size = size + l1(term)
         zc = x + 1j * eta
-        return np.abs(value - zc) <= rtol * (np.abs(zc) + size)
+        return l1(value - zc) <= rtol * (l1(zc) + size)
 
 
 def _solve_alone(x, eta, alphas, variances, inside, settings, result) -> None:
