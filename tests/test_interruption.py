@@ -15,7 +15,7 @@ from diffphase.outputs import TEMP_SUFFIX
 
 def _argv(out_dir, rows: int, taus: int) -> list[str]:
     return [sys.executable, "-m", "diffphase", "phase-diagram", "spectral", "--n-rows", str(rows),
-            "--n-tau", str(taus), "--out", str(out_dir)]
+            "--n-tau", str(taus), "--out", str(out_dir), "--quiet"]  # no stage lines
 
 
 def _start(out_dir):
@@ -23,7 +23,8 @@ def _start(out_dir):
     # compile the kernels first: a signal that lands inside numba's compiler is not ours to handle
     subprocess.run(_argv(out_dir.parent / "warm", 2, 2), env=env, capture_output=True, check=True,
                    stdin=subprocess.DEVNULL)
-    return subprocess.Popen(_argv(out_dir, 200, 1000), stdout=subprocess.PIPE,
+    # about 25 s on two cores: the signal, sent after 3 s, lands inside the computation
+    return subprocess.Popen(_argv(out_dir, 400, 4000), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
 
 
@@ -32,11 +33,11 @@ def test_a_signal_ends_the_run_with_one_line_and_no_partial_file(tmp_path, signu
     out_dir = tmp_path / "out"
     proc = _start(out_dir)
     time.sleep(3.0)  # past start-up, inside the computation
+    if proc.poll() is not None:
+        pytest.skip("the run finished before the signal was sent")
     proc.send_signal(signum)
-    stdout, stderr = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        pytest.skip("the run finished before the signal arrived")
-    assert proc.returncode == 130, stderr
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, stderr)  # a lost signal fails here
     assert stderr.strip().splitlines() == ["error: interrupted"], stderr
     assert "Traceback" not in stderr
     left = list(out_dir.glob(f".*{TEMP_SUFFIX}")) if out_dir.exists() else []

@@ -314,7 +314,8 @@ def jacobian_density_grid(
     res = stieltjes_lines(lam, line_laws, settings=settings)
     factor = _jacobian_factor(jn_sorted[None, :], lam_tau, taus[:, None]) / np.pi
     rho = np.maximum(res.g.imag, 0.0)  # one new array: 10^6 points are 8 MB a pass
-    rho[~res.converged] = np.nan
+    if not res.converged.all():
+        rho[~res.converged] = np.nan
     rho = rho.reshape(len(laws), taus.size, jn.size)
     rho *= factor
     if np.any(order != np.arange(order.size)):

@@ -383,10 +383,12 @@ def stieltjes_lines(
         for line, law in enumerate(laws):
             groups.setdefault(id(law), []).append(line)
         for lines in groups.values():
-            inside[lines] = _cached_edges(laws[lines[0]]).contains(x[lines])
+            rows = _as_slice(lines)  # consecutive lines: views, no copies
+            inside[rows] = _cached_edges(laws[lines[0]]).contains(x[rows])
     scale = np.array([max(float(np.max(law.variances)), 1.0) for law in laws])
+    largest = np.maximum(x.max(axis=1), -x.min(axis=1))  # max |x| a line, no temporary
     with np.errstate(over="ignore"):  # far out of range: fails here, solved alone in units
-        eta_start = 10.0 * scale * (1.0 + np.max(np.abs(x), axis=1) / scale)
+        eta_start = 10.0 * scale * (1.0 + largest / scale)
     eta_floor = settings.eta_floor_rel * scale
     g = np.empty(x.shape, dtype=np.complex128)
     iters = np.empty(x.shape, dtype=np.int64)
@@ -422,6 +424,14 @@ def stieltjes_lines(
     if eta == 0.0 and not result.converged.all():
         _edge_roots(x, laws, result)
     return result
+
+
+def _as_slice(lines: list[int]) -> slice | list[int]:
+    """``lines`` as a slice when they are consecutive and ascending, else as they are."""
+    if lines[-1] - lines[0] == len(lines) - 1 and all(
+            b == a + 1 for a, b in zip(lines[:-1], lines[1:], strict=True)):
+        return slice(lines[0], lines[-1] + 1)
+    return lines
 
 
 def _lines_by_law(x, laws, eta, settings) -> StieltjesResult:
