@@ -25,7 +25,15 @@ def _start(out_dir):
                    stdin=subprocess.DEVNULL)
     # about 25 s on two cores: the signal, sent after 3 s, lands inside the computation
     return subprocess.Popen(_argv(out_dir, 400, 4000), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """In the child, before it starts: Ctrl-C's default action, as under a terminal. A job
+    started in the background by a non-interactive shell (as a CI runner may start the suite)
+    inherits SIGINT ignored, and Python then rightly leaves it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
