@@ -19,6 +19,8 @@ symbolic expressions in ``tests/test_spectral_solver.py``.
 * ``critical_points``: real roots of ``z'(g) = 0`` on ``g < 0`` (bulk edges are ``z`` there), by a
   sign scan in each interval between the poles ``-1/s_k`` (uniform, then geometric towards both
   ends for points the uniform scan misses when the variances span many decades) and bisection.
+  ``critical_points_values`` also evaluates ``z`` there, so that the edges take one compiled call
+  (each further function called from Python costs a cache load in a new process).
 """
 
 # ruff: noqa: F821  (zbase_triple, zterm_triple, dzbase, dzterm, d2zbase, d2zterm, reciprocal:
@@ -371,4 +373,13 @@ def critical_points(alphas, variances, n_samples, out):
     count = _critical_scans(
         -1.0 / variances[0], 0.0, False, alphas, variances, n_samples, out, count
     )
+    return count
+
+
+def critical_points_values(alphas, variances, n_samples, out, values):
+    """:func:`critical_points` into ``out`` and ``z`` at each of them into ``values``; return
+    their count."""
+    count = critical_points(alphas, variances, n_samples, out)
+    for i in range(count):
+        values[i] = inverse_map_value(out[i], alphas, variances)[0]
     return count

@@ -226,6 +226,7 @@ def _kernel_specs():
         Template(templates._critical_in_interval),
         Template(templates._critical_scans),
         Template(templates.critical_points),
+        Template(templates.critical_points_values),
         Template(templates.stieltjes_lines, parallel=True),
         Template(templates.residual_small_lines, parallel=True),
     ]
@@ -270,9 +271,11 @@ def bulk_edges(law, variances=None, n_samples: int = 512) -> Edges:
         return _continuum_edges(law.continuum)
     unit = variance_unit(law)
     scaled = law.rescaled(unit)
-    out = np.empty(2 * law.K + 2)
-    count = kernels().critical_points(scaled.fractions, scaled.variances, n_samples, out)
-    return _edges_at(np.sort(out[:count]), scaled, unit)
+    out, values = np.empty(2 * law.K + 2), np.empty(2 * law.K + 2)
+    count = kernels().critical_points_values(scaled.fractions, scaled.variances, n_samples, out,
+                                             values)
+    order = np.argsort(out[:count])
+    return _edges_at(out[:count][order], scaled, unit, values[:count][order])
 
 
 def _continuum_edges(continuum: VarianceContinuum) -> Edges:
@@ -294,12 +297,15 @@ def variance_unit(law: VarianceLaw) -> float:
     return float(2.0 ** np.round(np.log2(np.sqrt(law.variances[0]) * np.sqrt(law.variances[-1]))))
 
 
-def _edges_at(crit: np.ndarray, law: VarianceLaw, unit: float = 1.0) -> Edges:
-    """Edges ``z(g*)`` at the critical points (of ``law``, in variance ``unit``), ascending and
-    paired, back in the original unit; with ``alpha = 1`` an odd count means a hard edge at
-    ``lambda = 0``."""
-    mod = kernels()
-    at = np.array([mod.inverse_map_value(gc, law.fractions, law.variances)[0] for gc in crit])
+def _edges_at(crit: np.ndarray, law: VarianceLaw, unit: float = 1.0,
+              at: np.ndarray | None = None) -> Edges:
+    """Edges ``z(g*)`` at the critical points (of ``law``, in variance ``unit``; ``at``, the
+    values ``z(g*)`` when already known), ascending and paired, back in the original unit; with
+    ``alpha = 1`` an odd count means a hard edge at ``lambda = 0``."""
+    if at is None:
+        mod = kernels()
+        at = np.array([mod.inverse_map_value(gc, law.fractions, law.variances)[0]
+                       for gc in crit])
     values = np.sort(at)
     if values.size % 2 == 1:
         values = np.concatenate([[0.0], values])
