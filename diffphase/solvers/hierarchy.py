@@ -16,6 +16,10 @@ Contract:
   :func:`~diffphase.theory.hierarchy.correlation_exponent` there.
 * :func:`collapse_variable` is the compiled scaling variable ``(eps - eps*) lambda^L``.
 
+Every generated module is loaded through :func:`~diffphase.solvers.codegen.compile_module`: a
+warm process reads it without importing sympy or building the expressions (an edit to the
+theory or to this file rebuilds them).
+
 Ranges: ``2 <= s <= MAX_BRANCHING`` (the fixed-point polynomial of degree ``s - 1`` is derived per
 ``s``), ``v**s <= 1e300`` for the finite-``v`` map (the large-``v`` map beyond), ``f >= 1e-150``
 for the large-``v`` map, ``L <= MAX_DEPTH``; outside them a
@@ -35,8 +39,7 @@ import numpy as np
 
 from ..errors import ParameterError, as_float_array, require_array, require_in_range, require_int
 from ..models import REGIMES as MODEL_REGIMES
-from ..theory import hierarchy as th
-from .codegen import ScalarKernel, Template, compile_kernel, compile_kernels
+from .codegen import ScalarKernel, Template, compile_module
 
 REGIMES = MODEL_REGIMES
 
@@ -55,27 +58,45 @@ def levels_batch(eps, v, m, s, n_root, depth):  # pragma: no cover - numba templ
     return out
 
 
+#: the package files whose code decides the generated modules (their index key)
+_SOURCES = ("theory", "solvers/hierarchy.py")
+
+
 @functools.lru_cache(maxsize=1)
 def compiled_map():
     """The numba module with ``mean_field_map``, ``mean_field_slope``, ``leaf_belief`` and
     ``levels_batch``."""
+    return compile_module("hierarchy_mf", _map_kernels, _SOURCES)
+
+
+def _map_kernels():
+    from ..theory import hierarchy as th
+
     args = (th.b, th.v, th.m, th.s, th.n)
     kernels = [ScalarKernel.of("mean_field_map", args, th.mean_field_map()),
                ScalarKernel.of("mean_field_slope", args, th.map_slope()),
                ScalarKernel.of("leaf_belief", (th.eps, th.v), th.leaf_belief())]
-    return compile_kernels(kernels, templates=[Template(levels_batch)], tag="hierarchy_mf")
+    return kernels, [Template(levels_batch)]
 
 
 @functools.lru_cache(maxsize=1)
 def _scalar_formulas():
-    """Per-point formulas on Python floats: ``eps`` of a fixed point (finite and large ``v``),
-    ``nu`` and the large-``v`` slope ``G'(p)``."""
-    return compile_kernels([
+    """Per-point formulas (numpy, called on numbers): ``eps`` of a fixed point (finite and
+    large ``v``), ``nu`` and the large-``v`` slope ``G'(p)``."""
+    return compile_module("hierarchy_formulas", _formula_kernels, _SOURCES, backend="numpy")
+
+
+def _formula_kernels():
+    from ..theory import hierarchy as th
+
+    return [
         ScalarKernel.of("noise", (th.b, th.v), th.noise_of_fixed_point()),
         ScalarKernel.of("noise_large_v", (th.p,), th.noise_of_fixed_point(large_v=True)),
         ScalarKernel.of("nu", (th.s, th.lam), th.correlation_exponent()),
         ScalarKernel.of("slope_large_v", (th.p, th.f, th.s), th.map_slope(large_v=True)),
-    ], "math")
+        ScalarKernel.of("scaling_variable", (th.eps, th.eps_star, th.lam, th.depth),
+                        th.scaling_variable()),
+    ], []
 
 
 #: deepest tree iterated (the result has ``L + 1`` columns per noise level)
@@ -124,11 +145,19 @@ def mean_field_levels(eps, v: float, m: float, s: int, L: int,
 @functools.cache
 def _polynomial_coefficients(s: int, large_v: bool):
     """Coefficients (highest degree first, a tuple: the degree is ``s - 1 >= 1``) of the reduced
-    fixed-point polynomial: a function of ``f`` (large ``v``) or of ``(v, m)``, on Python floats."""
-    poly = th.reduced_large_v_polynomial(s) if large_v else th.reduced_fixed_point_polynomial(s)
-    params = (th.f,) if large_v else (th.v, th.m)
-    return compile_kernel(ScalarKernel.of(f"reduced_coefficients_s{s}", params,
-                                          poly.all_coeffs()), "math")
+    fixed-point polynomial: a function of ``f`` (large ``v``) or of ``(v, m)``, on numbers (one
+    generated module per ``s``)."""
+    name = f"reduced_coefficients_s{s}"
+
+    def build():
+        from ..theory import hierarchy as th
+
+        poly = th.reduced_large_v_polynomial(s) if large_v else th.reduced_fixed_point_polynomial(s)
+        params = (th.f,) if large_v else (th.v, th.m)
+        return [ScalarKernel.of(name, params, poly.all_coeffs())], []
+
+    tag = f"hierarchy_{'large_v' if large_v else 'finite_v'}_s{s}"
+    return getattr(compile_module(tag, build, _SOURCES, backend="numpy"), name)
 
 
 def _interior_root(coeffs: list[float], lo: float, hi: float) -> float:
@@ -215,11 +244,4 @@ def collapse_variable(eps, eps_star: float, slope: float, L: int) -> np.ndarray:
     if L * math.log(slope) > 700:
         raise ParameterError("L", L, f"L ln(slope) <= 700 (slope = {slope:g}: L <= "
                              f"{int(700 / math.log(slope))})")
-    return _scaling_variable()(eps, eps_star, slope, L)
-
-
-@functools.lru_cache(maxsize=1)
-def _scaling_variable():
-    return compile_kernel(ScalarKernel.of("scaling_variable", (th.eps, th.eps_star, th.lam,
-                                                               th.depth), th.scaling_variable()),
-                          "numpy")
+    return _scalar_formulas().scaling_variable(eps, eps_star, slope, L)

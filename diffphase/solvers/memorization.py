@@ -47,7 +47,7 @@ from ..errors import (
 )
 from ..models import SUBSPACES
 from ..process import get_process
-from .codegen import ScalarKernel, Template, compile_kernel, compile_module
+from .codegen import ScalarKernel, Template, compile_module
 from .roots import RootResult, bracketed_root
 
 
@@ -184,11 +184,21 @@ def _closed_forms(theory) -> dict:
 
 @functools.cache
 def _closed_form(name: str):
-    """numpy function of one closed form of :mod:`diffphase.theory.memorization` by name."""
-    from ..theory import memorization as theory
+    """numpy function of one closed form of :mod:`diffphase.theory.memorization` by name (all
+    of them in one generated module, which a warm process loads without sympy)."""
+    return getattr(_closed_form_module(), name)
 
-    build, args = _closed_forms(theory)[name]
-    return compile_kernel(ScalarKernel.of(name, args, build()), "numpy")
+
+@functools.lru_cache(maxsize=1)
+def _closed_form_module():
+    def build():
+        from ..theory import memorization as theory
+
+        return [ScalarKernel.of(name, args, builder())
+                for name, (builder, args) in _closed_forms(theory).items()], []
+
+    return compile_module("memorization_formulas", build, ("theory", "solvers/memorization.py"),
+                          backend="numpy")
 
 
 def entropy_residual(entropy_per_dim, tau, n_train, dim) -> np.ndarray:
