@@ -363,3 +363,24 @@ def test_progress_lines_count_the_items_of_a_loop(monkeypatch):
     assert list(wrap(x for x in "ab")) == ["a", "b"] and lines == ["runs: 1", "runs: 2"]
     monkeypatch.setattr(common, "verbosity", lambda: 0)
     assert common.progress_bar(desc="runs") is None
+
+
+@pytest.mark.parametrize("args", [["thresholds", "--v", "16", "--m", "4"], ["critical-times"],
+                                  ["spectrum", "--tau", "0.1", "--n-grid", "100"]],
+                         ids=["thresholds", "critical-times", "spectrum"])
+def test_a_json_query_imports_neither_matplotlib_nor_sympy(args, capsys):
+    """``--json`` alone draws no figure, and a warm kernel cache spares the symbolic layer: a
+    repeated query starts without the two heaviest imports."""
+    with pytest.raises(SystemExit) as info:  # fills the kernel cache if it is cold
+        main([*args, "--json"])
+    assert info.value.code == 0
+    capsys.readouterr()
+    code = ("import sys\nfrom diffphase.cli import main\ntry:\n"
+            f"    main({[*args, '--json']!r})\nexcept SystemExit as exc:\n"
+            "    assert exc.code == 0, exc.code\n"
+            "print(sorted(m for m in ('matplotlib', 'sympy') if m in sys.modules), "
+            "file=sys.stderr)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ), timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == "[]"

@@ -55,8 +55,6 @@ TABLES = ("analyze_spectrum", "analyze_timeline", "analyze_collapse", "analyze_r
 def analyze_command(outputs: OutputSet, formats, as_json: bool, **options) -> None:
     """A dataset's speciation, collapse, spectral phases and REM times, predicted from its
     covariance and measured with its exact empirical score (THEORY A, B)."""
-    from ..plotting import close
-    from ..plotting.analyze import analysis_figure
     from ..studies.analyze import plan_analysis, run_analysis
 
     with option_names(OPTIONS):
@@ -68,12 +66,15 @@ def analyze_command(outputs: OutputSet, formats, as_json: bool, **options) -> No
     for name in TABLES:
         outputs.write_csv(f"{name}.csv", result.tables[name])
     summary = result.summary
-    figure = analysis_figure(result.figure, parameters={
-        "$n$": summary.get("n"), "$d$": summary.get("dim"),
-        "normalize": summary.get("normalize"), "process": options["process"],
-        "seed": options["seed"]})
-    outputs.save_figure(figure, "analyze", formats)
-    close(figure)
+    if formats:  # nothing drawn when no figure is written (--json alone)
+        from ..plotting import close
+        from ..plotting.analyze import analysis_figure
+        figure = analysis_figure(result.figure, parameters={
+            "$n$": summary.get("n"), "$d$": summary.get("dim"),
+            "normalize": summary.get("normalize"), "process": options["process"],
+            "seed": options["seed"]})
+        outputs.save_figure(figure, "analyze", formats)
+        close(figure)
     outputs.write_json("analyze.json", {**run_metadata("analyze", plan.parameters(),
                                                        seed=options["seed"]),
                                         "result": result.summary})

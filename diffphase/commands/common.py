@@ -209,7 +209,8 @@ def output_options(default_out: str, figures: bool = True):
     --format svg``), ``--dpi`` and ``--style``.
 
     Without ``--out``, ``--json`` prints the summary and writes nothing
-    (:class:`~diffphase.outputs.NoOutputs`); otherwise the files go to ``--out``, by default
+    (:class:`~diffphase.outputs.NoOutputs`; the commands get no formats and draw no figure,
+    so matplotlib is not even imported); otherwise the files go to ``--out``, by default
     ``default_out``. The figures are drawn in ``--style`` and saved at ``--dpi``."""
 
     def decorate(func):
@@ -222,16 +223,15 @@ def output_options(default_out: str, figures: bool = True):
             dpi = kwargs.pop("dpi", DEFAULT_DPI)
             style = kwargs.pop("style", "paper")
             formats = tuple(dict.fromkeys((chosen or ("png",)) + (("svg",) if svg else ())))
-            if not figures:
-                formats = ()
-            if out is None and as_json:
-                outputs = NoOutputs()
+            formats = formats if figures else ()
+            if out is None and as_json:  # nothing written, so no figure drawn either
+                outputs, formats = NoOutputs(), ()
             else:
                 outputs = OutputSet(default_out if out is None else out, force=force,
                                     defer=True)
             outputs.dpi = dpi
             try:
-                with _figure_style(style if figures else None):
+                with _figure_style(style if formats else None):
                     result = func(*args, outputs=outputs, formats=formats, as_json=as_json,
                                   **kwargs)
                 outputs.commit()

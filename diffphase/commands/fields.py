@@ -51,6 +51,7 @@ from ..models import DEVICES, FIELD_SOURCES, JACOBIAN_ROUTES, PROCESSES, SCHEDUL
 from ..outputs import OutputSet, run_metadata
 from ..process import Process
 from ..simulate.fields import (
+    DENSE_DIMENSION_LIMIT,
     MEMORY_BUDGET_BYTES,
     TAU_RANGE,
     CostTerm,
@@ -73,7 +74,6 @@ from ..simulate.matrix_free_fields import (
     matrix_free_cost,
     product_memory,
 )
-from ..studies import fields as network_study
 from ..studies.budget import format_bytes
 from .common import (
     FLOATS,
@@ -91,6 +91,15 @@ from .common import (
 from .fields_outputs import json_parameters, json_solver, write_figures
 
 MODELS = FIELD_SOURCES
+
+
+def _network_study():
+    """:mod:`diffphase.studies.fields`, imported when a diagnosis needs it (it brings SciPy's
+    optimizers and the spectral solver, which every other command's start would pay for)."""
+    from ..studies import fields
+
+    return fields
+
 STEM = "fields_diagnose"
 #: the library's names of the options of ``diagnose``, reported under the options' spelling
 OPTION_NAMES = {"times": "--times", "t_start": "--t-start", "points": "--points",
@@ -105,7 +114,7 @@ OPTION_NAMES = {"times": "--times", "t_start": "--t-start", "points": "--points"
                 "data": "--data", "dataset": "--dataset", "key": "--key", "limit": "--limit",
                 "max_memory": "--max-memory"}
 #: how the spectra are computed (``auto``: matrix-free for networks above
-#: :data:`~diffphase.studies.fields.DENSE_DIMENSION_LIMIT` dimensions)
+#: :data:`~diffphase.simulate.fields.DENSE_DIMENSION_LIMIT` dimensions)
 SPECTRA = ("auto", "dense", "matrix-free")
 #: the dtypes a network may run in
 NETWORK_DTYPES = ("float32", "float64")
@@ -199,7 +208,7 @@ def _network_source(proc: Process, *, torch, diffusers, dtype, device,
                     reference) -> FieldSource:
     """A ``--torch`` or ``--diffusers`` network, loaded, with its reference basis."""
     try:
-        network = network_study.network_field(torch=torch, diffusers=diffusers, dtype=dtype,
+        network = _network_study().network_field(torch=torch, diffusers=diffusers, dtype=dtype,
                                               device=device)
     except DeviceUnavailableError as exc:
         raise DeviceUnavailableError(f"--device {device}: {exc}") from None
@@ -323,7 +332,7 @@ class FieldDiagnosis:
         data_comparison`), or None without one."""
         if self.rows is None:
             return None
-        return network_study.data_comparison(
+        return _network_study().data_comparison(
             self.rows, summaries, self.process, points=self.options["points"], rng=self.rng,
             t_start=self.options["t_start"], steps_per_efold=self.options["steps_per_efold"],
             threshold=self.options["threshold"], top_k=self.krylov.get("top_k", TOP_K))
@@ -357,8 +366,8 @@ def _prepared_network(proc: Process, times: np.ndarray, source: dict, *, rng, po
     built = field_source(proc, rng=rng, max_memory=max_memory, **source)
     network = built.field
     with option_names(OPTION_NAMES):
-        network_study.check_network_times(network, proc, times, t_start)
-        used = network_study.spectra_route(spectra, network)
+        _network_study().check_network_times(network, proc, times, t_start)
+        used = _network_study().spectra_route(spectra, network)
         sizes = {"points": points, "krylov_probes": krylov["probes"],
                  "krylov_steps": krylov["steps"], "times": len(times),
                  "steps_per_efold": steps_per_efold, "probes": probes}
@@ -369,7 +378,7 @@ def _prepared_network(proc: Process, times: np.ndarray, source: dict, *, rng, po
                 diagnosis_cost(proc, times, points=points, dim=network.dim, t_start=t_start,
                                probes=probes, route=jacobian_route,
                                steps_per_efold=steps_per_efold)
-                + network_study.dense_network_cost(network, points), sizes,
+                + _network_study().dense_network_cost(network, points), sizes,
                 max_memory=max_memory, max_operations=max_operations)
             return built, used
         if route not in ("auto", "autograd"):
@@ -447,7 +456,7 @@ def prepare_diagnosis(process: str | Process, times: Sequence[float], *,
         estimate = krylov.pop("estimate")
     else:
         with option_names(OPTION_NAMES):
-            used_spectra = network_study.spectra_route(spectra, None)
+            used_spectra = _network_study().spectra_route(spectra, None)
         built, estimate = _prepared_score(
             proc, times, source, rng=rng, model=model, dim=dim, samples=samples, points=points,
             t_start=t_start, route=route, probes=probes, steps_per_efold=steps_per_efold,
@@ -455,9 +464,9 @@ def prepare_diagnosis(process: str | Process, times: Sequence[float], *,
     rows, described = None, None
     if data is not None or dataset is not None:
         with option_names(OPTION_NAMES):
-            rows, described = network_study.training_rows(
+            rows, described = _network_study().training_rows(
                 data, dataset, key=key, limit=limit, dim=built.field.dim, max_memory=max_memory)
-        built.sampler = network_study.rows_sampler(rows)
+        built.sampler = _network_study().rows_sampler(rows)
     options.update(max_memory=max_memory, max_operations=max_operations)
     return FieldDiagnosis(built, proc, times, rng, options, used_spectra, krylov, rows,
                           described, estimate)
@@ -561,7 +570,7 @@ def run_diagnose(outputs: OutputSet, formats, *, score_path=None, model=None, di
     _write_tables(outputs, stem, summaries, time_col, matrix_free)
     comparison = diagnosis.compare(summaries)
     if comparison is not None:
-        outputs.write_csv(f"{stem}_theory.csv", network_study.comparison_table(
+        outputs.write_csv(f"{stem}_theory.csv", _network_study().comparison_table(
             comparison, time_col, diagnosis.krylov["top_k"]))
     parameters = json_parameters(diagnosis, locals())
     solver = json_solver(diagnosis, summaries, time_col, process, relative_step,
@@ -589,7 +598,7 @@ def run_diagnose(outputs: OutputSet, formats, *, score_path=None, model=None, di
 def _write_tables(outputs: OutputSet, stem: str, summaries, time_col: str,
                   matrix_free: bool) -> None:
     if matrix_free:
-        extremes, per_time, density = network_study.matrix_free_tables(summaries, time_col)
+        extremes, per_time, density = _network_study().matrix_free_tables(summaries, time_col)
         outputs.write_csv(f"{stem}_density.csv", density)
     else:
         extremes, per_time = diagnosis_tables(summaries, time_col)
@@ -615,7 +624,7 @@ def _diagnose_options(func):
         click.option("--spectra", type=click.Choice(SPECTRA), default="auto",
                      show_default=True,
                      help="Dense Jacobians, or matrix-free Krylov estimates (networks; auto: "
-                          f"matrix-free above {network_study.DENSE_DIMENSION_LIMIT} dimensions)."),
+                          f"matrix-free above {DENSE_DIMENSION_LIMIT} dimensions)."),
         click.option("--krylov-steps", type=int, default=60, show_default=True,
                      help="Matrix-free: Lanczos steps per run."),
         click.option("--krylov-probes", type=int, default=4, show_default=True,
@@ -697,7 +706,7 @@ def diagnose_command(outputs: OutputSet, formats, as_json: bool, **options) -> N
         summary = {**summary, "time_points": [{k: s[k] for k in JSON_KEYS if k in s}
                                               for s in summary["time_points"]]}
         if "comparison" in summary:
-            summary["comparison"] = network_study.comparison_brief(summary["comparison"])
+            summary["comparison"] = _network_study().comparison_brief(summary["comparison"])
     emit(summary, as_json, outputs)
 
 

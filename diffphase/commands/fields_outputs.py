@@ -73,6 +73,8 @@ def json_solver(diagnosis, summaries, time_col: str, process: str,
 
 def write_figures(outputs: OutputSet, stem: str, formats, summaries, comparison, label: str,
                    matrix_free: bool, parameters: dict | None = None) -> None:
+    if not formats:  # nothing drawn when no figure is written (--json alone)
+        return
     from ..plotting import close
     from ..plotting.fields import comparison_figure, diagnostics_figure, matrix_free_figure
 

@@ -83,8 +83,6 @@ def write_hierarchy_diagram(outputs: OutputSet, formats=("png",), v: int = 32, m
                             f_values=None, s_values=(2, 3, 4),
                             max_memory: int | None = None) -> dict:
     """Write the mean-field maps (two CSVs + JSON + figure) and return their summary."""
-    from ..plotting import close
-    from ..plotting.hierarchy import preservation_map_figure
     from ..studies import hierarchy as diagrams
     from ..studies.tables import flag_summary
 
@@ -105,13 +103,16 @@ def write_hierarchy_diagram(outputs: OutputSet, formats=("png",), v: int = 32, m
                 "fixed_point": "numpy.roots of the reduced symbolic polynomial"},
         convergence=diagram.convergence(),
         critical_point=flag_summary(diagram.critical_point, diagrams.REGIME_REASONS)))
-    fig = preservation_map_figure(diagram.eps, diagram.depths, diagram.class_preservation,
-                                  diagram.large_v["eps_star"], diagram.f_values,
-                                  list(diagram.s_values), diagram.levels[-1],
-                                  parameters={"$v$": v, "$m$": m, "$s$": s,
-                                              "$n_c$": n_c if n_c is not None else v})
-    outputs.save_figure(fig, "hierarchy", formats)
-    close(fig)
+    if formats:  # nothing drawn when no figure is written (--json alone)
+        from ..plotting import close
+        from ..plotting.hierarchy import preservation_map_figure
+        fig = preservation_map_figure(diagram.eps, diagram.depths, diagram.class_preservation,
+                                      diagram.large_v["eps_star"], diagram.f_values,
+                                      list(diagram.s_values), diagram.levels[-1],
+                                      parameters={"$v$": v, "$m$": m, "$s$": s,
+                                                  "$n_c$": n_c if n_c is not None else v})
+        outputs.save_figure(fig, "hierarchy", formats)
+        close(fig)
     return {**diagram.summary(), "files": [p.name for p in outputs.written]}
 
 
@@ -158,8 +159,6 @@ def simulate_hierarchy(v, m, s, n_c, depths, channel, noise, samples, population
                        device, seed, outputs, formats, as_json, max_memory) -> None:
     """Forward-backward experiments with exact BP at one or several depths; measured curves next
     to the predictions (one random rule set per depth, drawn from --seed)."""
-    from ..plotting import close
-    from ..plotting.hierarchy import forward_backward_figure
     from ..studies import hierarchy as sim
     from ..studies.tables import flag_summary
 
@@ -186,12 +185,15 @@ def simulate_hierarchy(v, m, s, n_c, depths, channel, noise, samples, population
                 "population_repeats": sim.POPULATION_REPEATS},
         convergence={str(run.depth): run.convergence for run in runs}, results=results)
     outputs.write_json(f"{stem}.json", meta)
-    fig = forward_backward_figure(noise, [(run.depth, run.measured, run.predicted)
-                                          for run in runs], NOISE_CONVENTION[channel],
-                                  parameters={"$v$": v, "$m$": m, "$s$": s, "channel": channel,
-                                              "samples": samples, "seed": seed})
-    outputs.save_figure(fig, stem, formats)
-    close(fig)
+    if formats:  # nothing drawn when no figure is written (--json alone)
+        from ..plotting import close
+        from ..plotting.hierarchy import forward_backward_figure
+        fig = forward_backward_figure(noise, [(run.depth, run.measured, run.predicted)
+                                              for run in runs], NOISE_CONVENTION[channel],
+                                      parameters={"$v$": v, "$m$": m, "$s$": s, "channel": channel,
+                                                  "samples": samples, "seed": seed})
+        outputs.save_figure(fig, stem, formats)
+        close(fig)
     emit({"depths": results, "files": [p.name for p in outputs.written]}, as_json, outputs)
 
 

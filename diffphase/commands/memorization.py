@@ -103,8 +103,6 @@ def write_memorization_diagram(outputs: OutputSet, formats, fractions=(0.1, 0.1)
                                rate_max: float = 0.2, points: int = 60,
                                max_memory: int | None = None) -> dict:
     """Write the ``(ln N / d, t)`` map (CSV + JSON + figure) and return its summary."""
-    from ..plotting import close
-    from ..plotting.memorization import diagram_figure
     from ..studies import memorization as diagrams
 
     with option_names(OPTIONS):
@@ -117,11 +115,14 @@ def write_memorization_diagram(outputs: OutputSet, formats, fractions=(0.1, 0.1)
         diagram = diagrams.memorization_diagram(fractions, variances, dim, rates, process,
                                                 subspace)
     outputs.write_csv("memorization_diagram.csv", diagram.table())
-    fig = diagram_figure(rates, diagram.times(), process, parameters={
-        "$d$": dim, r"$\alpha_k$": list(fractions), r"$\sigma_k^2$": list(variances),
-        "subspace": subspace})
-    outputs.save_figure(fig, "memorization_diagram", formats)
-    close(fig)
+    if formats:  # nothing drawn when no figure is written (--json alone)
+        from ..plotting import close
+        from ..plotting.memorization import diagram_figure
+        fig = diagram_figure(rates, diagram.times(), process, parameters={
+            "$d$": dim, r"$\alpha_k$": list(fractions), r"$\sigma_k^2$": list(variances),
+            "subspace": subspace})
+        outputs.save_figure(fig, "memorization_diagram", formats)
+        close(fig)
     params = {"fractions": list(fractions), "variances": list(variances), "dim": dim,
               "process": process, "subspace": subspace, "log_n_per_d_min": rate_min,
               "log_n_per_d_max": rate_max, "n_log_n_per_d": points}
@@ -178,8 +179,6 @@ def phase_diagram_memorization(fractions, variances, dim, process, subspace, log
 def simulate_memorization(experiment, dims, log_n_per_d, n_train, probes, seed, device,
                           outputs: OutputSet, formats, as_json: bool, max_memory: int) -> None:
     """Measured curves next to the predictions (collapse, geometric memorization, speciation)."""
-    from ..plotting import close
-    from ..plotting.memorization import curves_figure
     from ..studies.memorization import plan_memorization_run, run_memorization
 
     rate = log_n_per_d
@@ -192,11 +191,14 @@ def simulate_memorization(experiment, dims, log_n_per_d, n_train, probes, seed, 
     with stage(f"simulate memorization: {experiment}"):
         run = run_memorization(plan, progress_bar(desc=experiment))
     outputs.write_csv(f"{stem}.csv", run.columns)
-    fig = curves_figure(run.columns, run.x_key, run.y_keys, run.group, parameters={
-        "experiment": experiment, "$d$": dims, r"$\ln N / d$": rate, "probes": probes,
-        "seed": seed})
-    outputs.save_figure(fig, stem, formats)
-    close(fig)
+    if formats:  # nothing drawn when no figure is written (--json alone)
+        from ..plotting import close
+        from ..plotting.memorization import curves_figure
+        fig = curves_figure(run.columns, run.x_key, run.y_keys, run.group, parameters={
+            "experiment": experiment, "$d$": dims, r"$\ln N / d$": rate, "probes": probes,
+            "seed": seed})
+        outputs.save_figure(fig, stem, formats)
+        close(fig)
     params = {"experiment": experiment, "dims": dims, "log_n_per_d": rate, "n_train": n_train,
               "probes": probes, "device": device}
     summary = run.summary()

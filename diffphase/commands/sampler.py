@@ -62,8 +62,6 @@ def sampler_error_command(steps, dim, k, design, schedule, c0, c1, variances, sc
     Example: diffphase sampler-error --steps 1000 --dim 4096 --k 8 --design star --json
     """
     T = steps
-    from ..plotting import close
-    from ..plotting.sampler import sampler_error_figure
     from ..solvers.sampler import SERIES_SWITCH
     from ..studies import sampler as diagrams
 
@@ -88,13 +86,16 @@ def sampler_error_command(steps, dim, k, design, schedule, c0, c1, variances, sc
                                "series_switch": SERIES_SWITCH, "steps": T - 1},
                        convergence={"non_finite": int(not math.isfinite(result.kl))}),
         "result": summary})
-    fig = sampler_error_figure(report.variances, report.kl_tangent_directions,
-                               result.kl_normal_per_dim,
-                               rf"{design}: $\mathrm{{KL}}$ = {result.kl:.3g}",
-                               parameters={"$T$": T, "$d$": dim, "$k$": k,
-                                           "schedule": schedule})
-    outputs.save_figure(fig, "sampler_error", formats)
-    close(fig)
+    if formats:  # nothing drawn when no figure is written (--json alone)
+        from ..plotting import close
+        from ..plotting.sampler import sampler_error_figure
+        fig = sampler_error_figure(report.variances, report.kl_tangent_directions,
+                                   result.kl_normal_per_dim,
+                                   rf"{design}: $\mathrm{{KL}}$ = {result.kl:.3g}",
+                                   parameters={"$T$": T, "$d$": dim, "$k$": k,
+                                               "schedule": schedule})
+        outputs.save_figure(fig, "sampler_error", formats)
+        close(fig)
     emit(summary, as_json, outputs)
 
 
@@ -103,8 +104,6 @@ def write_sampler_diagram(outputs: OutputSet, formats, T_min: int = 16, T_max: i
                           c0: float = 2.0, c1: float = 4.0, max_memory: int | None = None) -> dict:
     """Write the ``(T, d)`` error maps per design and the fitted rates in ``T`` (CSV + JSON +
     figure) and return their summary."""
-    from ..plotting import close
-    from ..plotting.sampler import sampler_phase_diagram_figure
     from ..solvers.sampler import DESIGNS
     from ..studies import sampler as diagrams
 
@@ -126,12 +125,15 @@ def write_sampler_diagram(outputs: OutputSet, formats, T_min: int = 16, T_max: i
                        solver={"method": diagrams.SOLVER_METHOD},
                        convergence=diagram.convergence()),
         "result": summary})
-    fig = sampler_phase_diagram_figure(diagram.grid, DESIGNS, diagram.fits,
-                                       diagram.dim_for_rates,
-                                       parameters={"$k$": k, "schedule": schedule,
-                                                   "$c_0$": c0, "$c_1$": c1})
-    outputs.save_figure(fig, "sampler_phase_diagram", formats)
-    close(fig)
+    if formats:  # nothing drawn when no figure is written (--json alone)
+        from ..plotting import close
+        from ..plotting.sampler import sampler_phase_diagram_figure
+        fig = sampler_phase_diagram_figure(diagram.grid, DESIGNS, diagram.fits,
+                                           diagram.dim_for_rates,
+                                           parameters={"$k$": k, "schedule": schedule,
+                                                       "$c_0$": c0, "$c_1$": c1})
+        outputs.save_figure(fig, "sampler_phase_diagram", formats)
+        close(fig)
     return summary
 
 

@@ -113,8 +113,6 @@ def spectrum_command(
     max_memory,
 ) -> None:
     """Density of C and of the normalized Jacobian, edges, gaps, phase and dimension read-out."""
-    from ..plotting import close
-    from ..plotting.spectral import spectrum_figure
     from ..solvers import spectral as solver
     from ..studies.spectral import plan_spectrum, resolve_tau, run_spectrum
 
@@ -158,11 +156,14 @@ def spectrum_command(
     # the first two columns: the axis and its density (or atom masses); flag columns follow
     lam, rho_c = list(tables.covariance.values())[:2]
     jn, rho_j = list(tables.jacobian.values())[:2]
-    fig = spectrum_figure(summary, lam, rho_c, jn, rho_j, parameters={
-        r"$\tau$": tau, r"$\delta$": delta, r"$\alpha_k$": law.fractions,
-        r"$\sigma_k^2$": law.variances, "subspace": subspace})
-    outputs.save_figure(fig, "spectrum", formats)
-    close(fig)
+    if formats:  # nothing drawn when no figure is written (--json alone)
+        from ..plotting import close
+        from ..plotting.spectral import spectrum_figure
+        fig = spectrum_figure(summary, lam, rho_c, jn, rho_j, parameters={
+            r"$\tau$": tau, r"$\delta$": delta, r"$\alpha_k$": law.fractions,
+            r"$\sigma_k^2$": law.variances, "subspace": subspace})
+        outputs.save_figure(fig, "spectrum", formats)
+        close(fig)
     emit(summary, as_json, outputs)
 
 
@@ -171,8 +172,6 @@ def write_spectral_diagram(
     max_memory: int | None = None,
 ) -> dict:
     """Write both spectral phase maps (two CSVs + JSON + figure) and return their summary."""
-    from ..plotting import close
-    from ..plotting.spectral import phase_diagram_figure
     from ..solvers.spectral import SolverSettings, check_delta
     from ..studies import spectral as diagrams
 
@@ -209,10 +208,13 @@ def write_spectral_diagram(
         convergence=summary.get("convergence", {}),
         time_convention="tau = D/a^2 (ve time); t_ou = ln(1 + tau)/2",
     )
-    fig = phase_diagram_figure(result.alpha_time, result.ratio_time, delta,
-                               parameters={"grid": f"{n_rows} x {n_tau}"})
-    outputs.save_figure(fig, "phase_spectral", formats)
-    close(fig)
+    if formats:  # nothing drawn when no figure is written (--json alone)
+        from ..plotting import close
+        from ..plotting.spectral import phase_diagram_figure
+        fig = phase_diagram_figure(result.alpha_time, result.ratio_time, delta,
+                                   parameters={"grid": f"{n_rows} x {n_tau}"})
+        outputs.save_figure(fig, "phase_spectral", formats)
+        close(fig)
     outputs.write_json("phase_spectral.json", {**meta, "summary": summary})
     return summary
 

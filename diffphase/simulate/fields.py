@@ -105,6 +105,9 @@ from .jacobians import (
 #: and ``--variances``): wide enough for any data scale, narrow enough that ``1/D``, ``a^2/D^2``
 #: and ``|x|^2`` stay finite on every route
 TAU_RANGE = (1e-30, 1e30)
+#: above this dimension ``auto`` computes spectra matrix-free (a dense ``d x d`` Jacobian per
+#: point and its factorizations cost about ``100 d^2`` bytes and ``60 d^3`` operations)
+DENSE_DIMENSION_LIMIT = 1024
 #: more Heun steps per e-fold of ``tau`` add nothing: the step error ``~ N^-2`` is already below
 #: the rounding accumulated over the steps
 MAX_STEPS_PER_EFOLD = 10_000

@@ -9,7 +9,7 @@ Contract
 * :func:`check_network_times`: every requested time (and the start) of the process has its
   ``tau`` inside the range the network was trained on; else an error naming ``times`` or
   ``t_start``. :func:`spectra_route`: ``dense`` or ``matrix-free`` (``auto``: matrix-free for
-  torch fields of more than :data:`DENSE_DIMENSION_LIMIT` dimensions).
+  torch fields of more than :data:`~diffphase.simulate.fields.DENSE_DIMENSION_LIMIT` dimensions).
   :func:`dense_network_cost`: the network's activations in a dense reverse-mode Jacobian.
 * :func:`training_rows`: the training set (``data`` / ``dataset`` of
   :func:`~diffphase.data.loaders.load_rows`, rows in the network's units and input layout),
@@ -38,13 +38,10 @@ import numpy as np
 from ..data.loaders import check_source, load_rows, peek_shape, prepare_rows
 from ..errors import ParameterError
 from ..process import Process
-from ..simulate.fields import CostTerm, check_cost, source_cost_terms
+from ..simulate.fields import DENSE_DIMENSION_LIMIT, CostTerm, check_cost, source_cost_terms
 from ..simulate.integrators import log_tau_grid, probability_flow, start_points
 from .analyze_predict import data_spectrum, data_variance_law, spectral_timeline
 
-#: above this dimension ``auto`` computes spectra matrix-free (a dense ``d x d`` Jacobian per
-#: point and its factorizations cost about ``100 d^2`` bytes and ``60 d^3`` operations)
-DENSE_DIMENSION_LIMIT = 1024
 #: the grid of the eigenvalue CDFs compared across sources
 COMPARISON_GRID = np.linspace(-1.1, 0.1, 241)
 
