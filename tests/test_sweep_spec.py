@@ -9,9 +9,12 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from diffphase.cli import main
 from diffphase.errors import ParameterError
+from diffphase.sweep.runner import TASKS_PER_WORKER, chunk_cells, task_sizes
 from diffphase.sweep.spec import load_spec, range_length, range_values
 
 
@@ -111,3 +114,28 @@ def test_importing_the_package_or_the_sweep_loads_no_dask():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"
+
+
+@settings(max_examples=200, deadline=None)
+@given(cells=st.integers(1, 5000), workers=st.integers(1, 64))
+def test_guided_task_sizes_cover_the_cells_and_shrink_to_one(cells, workers):
+    sizes = task_sizes(cells, workers)
+    cap = max(1, cells // (TASKS_PER_WORKER * workers))
+    assert sum(sizes) == cells and min(sizes) >= 1 and max(sizes) <= cap
+    assert all(a >= b for a, b in zip(sizes[:-1], sizes[1:], strict=True))  # long ones first
+    assert sizes[-1] == 1  # the last task is one cell: no worker waits on a long one
+    # enough tasks to keep every worker busy, and not many more than the cap implies
+    assert len(sizes) >= min(cells, workers)
+    remaining = cells
+    for size in sizes:  # never more than the rest shared by twice the workers
+        assert size <= max(1, -(-remaining // (2 * workers)))
+        remaining -= size
+
+
+def test_fixed_task_sizes_and_groups_of_cells():
+    assert task_sizes(10, 2, per_task=4) == [4, 4, 2]
+    # 200 // (8 tasks x 2 workers) = 12 until the rest shared by 4 is less: ceil(44 / 4) = 11,
+    # ceil(33 / 4) = 9, ceil(24 / 4) = 6, ... (the example of docs/sweep.rst)
+    assert task_sizes(200, 2) == [12] * 13 + [11, 9, 6, 5, 4, 3, 2, 1, 1, 1, 1]
+    groups = chunk_cells(list(range(7)), [3, 2, 1, 1])
+    assert groups == [[0, 1, 2], [3, 4], [5], [6]]

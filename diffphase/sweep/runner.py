@@ -3,7 +3,8 @@
 Contract: :func:`run` checks the spec (:func:`~diffphase.sweep.spec.load_spec`: every error
 before any task), opens or creates the store (:class:`~diffphase.sweep.store.SweepStore`),
 leaves out the cells already done (and the failed ones unless ``resume``), groups the rest into
-tasks of consecutive cells and submits them to a ``distributed`` client: the one given, one
+tasks of consecutive cells (:func:`task_sizes`: shrinking towards the end, so that the workers
+finish together) and submits them, in order, to a ``distributed`` client: the one given, one
 connected to ``scheduler`` (an address), or an embedded ``LocalCluster`` of ``workers``
 single-threaded processes that is closed at the end. Each finished task's cells are written to
 the store at once, by this process only; a task lost with its worker is run again elsewhere by
@@ -45,9 +46,32 @@ def pending_cells(spec: SweepSpec, store: SweepStore, resume: bool) -> list[Cell
     return [cell for cell in spec.cells() if status[cell.index] not in skip]
 
 
-def chunk_cells(cells: list[Cell], per_task: int) -> list[list[Cell]]:
-    """Consecutive groups of ``per_task`` cells."""
-    return [cells[i:i + per_task] for i in range(0, len(cells), per_task)]
+def task_sizes(n_cells: int, n_workers: int, per_task: int | None = None) -> list[int]:
+    """How many cells each task computes, in the order the tasks are submitted.
+
+    ``per_task`` given (the spec's ``cells_per_task``): that many each (the last one the rest).
+    Otherwise guided: at most ``n_cells // (TASKS_PER_WORKER * n_workers)`` cells a task (so
+    that an interrupted sweep has written most of what it computed), and never more than the
+    remaining cells divided by twice the workers, so that the tasks shrink to one cell at the
+    end and no worker waits idle for another's last long task."""
+    if per_task is not None:
+        return [min(per_task, n_cells - start) for start in range(0, n_cells, per_task)]
+    cap = max(1, n_cells // (TASKS_PER_WORKER * n_workers))
+    sizes, remaining = [], n_cells
+    while remaining:
+        size = min(cap, -(-remaining // (2 * n_workers)))
+        sizes.append(size)
+        remaining -= size
+    return sizes
+
+
+def chunk_cells(cells: list[Cell], sizes: list[int]) -> list[list[Cell]]:
+    """Consecutive groups of cells of the given ``sizes`` (which sum to ``len(cells)``)."""
+    groups, start = [], 0
+    for size in sizes:
+        groups.append(cells[start:start + size])
+        start += size
+    return groups
 
 
 @contextlib.contextmanager
@@ -117,15 +141,14 @@ def _submit_and_collect(spec: SweepSpec, store: SweepStore, cells: list[Cell], c
     """Submit the cells in tasks and write each task's cells as it finishes."""
     from distributed import as_completed
 
-    n_workers = max(1, len(client.nthreads()))
-    per_task = spec.cells_per_task or max(1, len(cells) // (TASKS_PER_WORKER * n_workers))
-    groups = chunk_cells(cells, per_task)
+    n_workers = max(1, sum(client.nthreads().values()))
+    groups = chunk_cells(cells, task_sizes(len(cells), n_workers, spec.cells_per_task))
     client.register_plugin(kernel_warmup_plugin(spec.command))
     futures = {}
-    for group in groups:
+    for position, group in enumerate(groups):
         payload = [(cell.index, cell.parameters) for cell in group]
         future = client.submit(run_cells, spec.command, payload, spec.retries, pure=False,
-                               retries=spec.retries)
+                               retries=spec.retries, priority=len(groups) - position)
         futures[future] = group
     done = 0
     try:
