@@ -225,6 +225,20 @@ called = time.perf_counter()
 print(json.dumps({"import": imported - start, "load": loaded - imported,
                   "first_call": called - loaded}))
 """, "spectral: import, kernel load, first jacobian_density (edges, lines, closed forms)"),
+    "hierarchy": ("""
+import json, time
+start = time.perf_counter()
+from diffphase.solvers import hierarchy as H
+import numba, numpy as np
+imported = time.perf_counter()
+module = H.compiled_map()
+loaded = time.perf_counter()
+H.critical_point(32, 8, 2)
+H.mean_field_levels(np.array([0.2, 0.5]), 32, 8, 2, 4)
+called = time.perf_counter()
+print(json.dumps({"import": imported - start, "load": loaded - imported,
+                  "first_call": called - loaded}))
+""", "hierarchy (thresholds): import, kernel load, first critical point and mean-field levels"),
 }
 
 #: numba's own floor: importing numba and the first call of one trivial cached function
@@ -241,11 +255,24 @@ print(json.dumps({"import": imported - start, "load": 0.0, "first_call": called 
 """
 
 
-def _cold_runs(script: str, args=(), repeats: int = 3) -> list[dict]:
+def _cold_env() -> dict:
+    """The environment of a cold process: this one's, with bytecode caches allowed (an installed
+    package has its ``.pyc`` files; a shell's ``PYTHONDONTWRITEBYTECODE`` would make every new
+    process compile the package's source again)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _cold_runs(script: str, args=(), repeats: int = 3, gc_paused: bool = False) -> list[dict]:
+    """Run ``script`` in new processes; ``gc_paused``: with Python's cyclic garbage collector
+    disabled from the first line (a diagnostic: how much of the start-up is collection)."""
+    if gc_paused:
+        script = "import gc; gc.disable()\n" + script
     runs = []
     for _ in range(repeats):
         out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
-                             text=True, check=True, env=dict(os.environ))
+                             text=True, check=True, env=_cold_env())
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return runs
 
@@ -255,21 +282,25 @@ def bench_cold_start(quick: bool) -> list[dict]:
 
     repeats = 3 if quick else 5
     total = {"floor": [], **{name: [] for name in COLD_SCRIPTS}}
+    paused = {"floor": [], **{name: [] for name in COLD_SCRIPTS}}
     stages = {name: [] for name in COLD_SCRIPTS}
     with tempfile.TemporaryDirectory() as folder:
         with open(os.path.join(folder, "floor_kernel.py"), "w") as handle:
             handle.write("from numba import njit\n\n\n@njit(cache=True)\n"
                          "def total(x):\n    return x.sum()\n")
         for repeat in range(repeats + 1):  # interleaved; the first round fills the caches
-            run = _cold_runs(NUMBA_FLOOR_SCRIPT, (folder,), 1)[0]
-            if repeat:
-                total["floor"].append(run["import"] + run["first_call"])
-            for name, (script, _) in COLD_SCRIPTS.items():
-                run = _cold_runs(script, repeats=1)[0]
+            for gc_paused in (False, True):
+                target = paused if gc_paused else total
+                run = _cold_runs(NUMBA_FLOOR_SCRIPT, (folder,), 1, gc_paused)[0]
                 if repeat:
-                    total[name].append(run["import"] + run["load"] + run["first_call"])
-                    stages[name].append(run)
-    floor_s = min(total["floor"])
+                    target["floor"].append(run["import"] + run["first_call"])
+                for name, (script, _) in COLD_SCRIPTS.items():
+                    run = _cold_runs(script, repeats=1, gc_paused=gc_paused)[0]
+                    if repeat:
+                        target[name].append(run["import"] + run["load"] + run["first_call"])
+                        if not gc_paused:
+                            stages[name].append(run)
+    floor_s, floor_paused = min(total["floor"]), min(paused["floor"])
     rows = []
     for name, (_, what) in COLD_SCRIPTS.items():
         best = stages[name][int(np.argmin(total[name]))]
@@ -281,7 +312,10 @@ def bench_cold_start(quick: bool) -> list[dict]:
                      f"{best['import']:.2f} s, kernel module {best['load']:.2f} s, first call "
                      f"{best['first_call']:.2f} s; numba alone (import + first call of a "
                      f"trivial cached function, interleaved) {floor_s:.2f} s, so ours is "
-                     f"{ours / floor_s:.2f}x numba's floor; measured {time.strftime('%H:%M')}"})
+                     f"{ours / floor_s:.2f}x numba's floor; with Python's cyclic garbage "
+                     f"collector paused, ours {min(paused[name]):.2f} s and numba's floor "
+                     f"{floor_paused:.2f} s; bytecode caches on; measured "
+                     f"{time.strftime('%H:%M')}"})
     return rows
 
 
