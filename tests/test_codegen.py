@@ -15,6 +15,7 @@ import pytest
 import sympy as sp
 
 from diffphase.errors import KernelCacheWarning
+from diffphase.solvers import codegen
 from diffphase.solvers.codegen import (
     BACKENDS,
     ScalarKernel,
@@ -243,3 +244,12 @@ def test_array_and_reference_backends_are_compiled_once():
     kernel = ScalarKernel.of("once_kernel", (x, y), x * y + 1)
     for backend in ("numpy", "math", "mpmath"):
         assert compile_kernels([kernel], backend) is compile_kernels([kernel], backend)
+
+
+def test_the_list_of_cached_modules_is_every_module_with_cache_true():
+    """The package modules whose numba caches are checked at start-up are exactly those whose
+    source asks numba to cache (besides the code generator, whose templates only print it)."""
+    root = Path(codegen.__file__).resolve().parents[1]
+    found = sorted(path.relative_to(root).as_posix() for path in root.rglob("*.py")
+                   if "cache=True" in path.read_text() and path.name != "codegen.py")
+    assert found == sorted(codegen.CACHED_MODULES)

@@ -379,13 +379,18 @@ def repair_numba_cache(source_file: str | os.PathLike) -> list[Path]:
     return removed
 
 
+#: the modules of this package (relative to its folder) that define ``cache=True`` numba
+#: functions themselves; ``tests/test_codegen.py`` checks the list against the sources
+CACHED_MODULES = ("simulate/empirical/kernels.py", "solvers/bp.py")
+
+
 @functools.cache
 def repair_package_numba_caches() -> None:
-    """:func:`repair_numba_cache` for every module of this package that caches numba functions
-    (once per process; called before generated kernels load and by those modules)."""
-    for source in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
-        if "cache=True" in source.read_text(errors="replace"):
-            repair_numba_cache(source)
+    """:func:`repair_numba_cache` for every module of :data:`CACHED_MODULES` (once per process;
+    called before generated kernels load and by those modules)."""
+    root = Path(__file__).resolve().parents[1]
+    for name in CACHED_MODULES:
+        repair_numba_cache(root / name)
 
 
 def c_operation(kernel: ScalarKernel, out_names: Sequence[str]) -> str:
