@@ -81,8 +81,8 @@ def _map_kernels():
 
 @functools.lru_cache(maxsize=1)
 def _scalar_formulas():
-    """Per-point formulas (numpy, called on numbers): ``eps`` of a fixed point (finite and
-    large ``v``), ``nu`` and the large-``v`` slope ``G'(p)``."""
+    """Closed forms (numpy, called on numbers or arrays): ``eps`` of a fixed point (finite and
+    large ``v``), ``nu``, the large-``v`` slope ``G'(p)`` and the scaling variable."""
     return compile_module("hierarchy_formulas", _formula_kernels, _SOURCES, backend="numpy")
 
 
