@@ -1,10 +1,11 @@
 """Performance goals, each measured side by side with its baseline in one run.
 
 1. Belief propagation (THEORY C), ``L = 10, s = 2, v = 32, m = 8``: the numba engine against
-   the numpy ('array') engine (target 10x); beside it the machine's matmul rate on the contraction
-   shapes of a one-hot formulation of the upward pass (``(batch * nodes, v) @ (v, v * m)`` per
-   child), and the engine's rate both in useful multiply-adds and counted in the FLOPs of that
-   formulation (which does ``v`` times the work), each as a fraction of the matmul rate.
+   the goal of at least 25% of the machine's matmul rate on the contraction shapes, measured in
+   the same run: the baseline time is the FLOP count of a one-hot matrix-multiply formulation of
+   the upward pass (``(batch * nodes, v) @ (v, v * m)`` per child) at a quarter of the rate
+   measured on those shapes. Beside it the engine's rate in useful multiply-adds (that
+   formulation does ``v`` times the work) and the numpy ('array') engine's time.
 2. Batched roots: the collapse equation (THEORY B) for many spectra, the compiled Newton that
    :func:`~diffphase.solvers.memorization.collapse_tau` runs
    (:func:`~diffphase.solvers.memorization.collapse_log_tau_roots`) against
@@ -65,16 +66,18 @@ def bench_bp(quick: bool) -> list[dict]:
     useful_flops = internal_nodes * v * m * s  # (s - 1) multiplies and one add per rule
     rows_mm = min(batch * 256, 65536)
     rate = matmul_gflops(rows_mm, v, v * m)
+    budget = batch * onehot_flops / (0.25 * rate * 1e9)  # that formulation at 25% of the rate
     onehot = batch * onehot_flops / ours / 1e9
     useful = batch * useful_flops / ours / 1e9
-    return [{"benchmark": f"BP up+sample L={depth} s={s} v={v} m={m} batch={batch}: numba vs "
-                          "array", "ours_s": ours, "baseline_s": base, "ratio": base / ours,
-             "target": 10.0,
-             "notes": f"{batch / ours:.0f} trees/s; machine matmul {rate:.1f} GFLOP/s on "
-                      f"({rows_mm}, {v}) @ ({v}, {v * m}); numba engine at {useful:.2f} GFLOP/s "
-                      f"of useful work ({100 * useful / rate:.1f}% of matmul) = {onehot:.1f} "
-                      f"GFLOP/s counted as the one-hot matmul formulation "
-                      f"({100 * onehot / rate:.0f}%; goal 25%)"}]
+    return [{"benchmark": f"BP up+sample L={depth} s={s} v={v} m={m} batch={batch}: numba "
+                          "engine vs the matmul formulation at 25% of the machine's rate",
+             "ours_s": ours, "baseline_s": budget, "ratio": budget / ours, "target": 1.0,
+             "notes": f"baseline = the one-hot matmul formulation's FLOPs at 25% of the machine's "
+                      f"matmul rate, {rate:.1f} GFLOP/s on ({rows_mm}, {v}) @ ({v}, {v * m}); "
+                      f"ours counted in those FLOPs {onehot:.1f} GFLOP/s "
+                      f"({100 * onehot / rate:.0f}% of matmul), in useful multiply-adds "
+                      f"{useful:.2f} GFLOP/s ({100 * useful / rate:.1f}%); {batch / ours:.0f} "
+                      f"trees/s; the numpy engine {base:.3g} s ({base / ours:.1f}x slower)"}]
 
 
 # ----------------------------------------------------------------------------- 2. roots
