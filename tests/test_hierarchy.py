@@ -177,6 +177,33 @@ def test_posterior_samples_follow_the_marginals():
     assert_allclose(freq, result.marginals[0][0, 0], atol=4 * np.sqrt(0.25 / 20000))
 
 
+@pytest.mark.parametrize("batch", [1, 3, 300])  # serial driver, and parallel at 300 trees
+def test_leaf_pass_normalizes_like_numpy_and_refuses_bad_values(batch):
+    from diffphase.solvers.bp import PARALLEL_MIN_WORK, normalized_leaves
+
+    rng = np.random.default_rng(batch)
+    nu = rng.random((batch, 64, 8)) * np.exp(rng.uniform(-600, 600, (batch, 64, 1)))
+    nu[0, 3] = 0.0  # all-zero evidence: uniform, counted
+    nu[-1, 5] = [0.0, 1e-320, 0, 0, 0, 0, 0, 0]  # subnormal total
+    before = nu.copy()
+    leaf, guarded = normalized_leaves(nu)
+    assert (nu.size >= PARALLEL_MIN_WORK) == (batch == 300)
+    totals = np.cumsum(nu, axis=-1)[..., -1:]  # summed left to right, as the compiled loop
+    usable = (totals > 0) & np.isfinite(totals)
+    with np.errstate(all="ignore"):
+        expected = np.where(usable, nu / totals, 1.0 / nu.shape[2])
+    np.testing.assert_array_equal(leaf, expected)  # the same divisions, to the last bit
+    assert guarded == int((~usable).sum()) >= 1
+    np.testing.assert_array_equal(nu, before)  # the input is not touched
+    for bad in (np.nan, np.inf, -np.inf, -1e-300):
+        broken = nu.copy()
+        broken[-1, -1, -1] = bad
+        with pytest.raises(ParameterError, match="leaf_likelihood"):
+            normalized_leaves(broken)
+        with pytest.raises(ParameterError, match="leaf_likelihood"):
+            upward_messages(RandomHierarchyModel(8, 2, 2, 6, seed=0).rules, broken)
+
+
 def test_all_zero_evidence_is_guarded():
     model = RandomHierarchyModel(4, 2, 2, 2, seed=0)
     result = belief_propagation(model.rules, np.zeros((1, 4, 4)))

@@ -86,8 +86,10 @@ class BPResult:
     n_guarded: int
 
 
-def check_likelihood(rules: list[np.ndarray], nu: np.ndarray) -> np.ndarray:
-    """Check shapes: ``nu`` is ``(batch, s**L, v)``, finite and non-negative.
+def check_likelihood(rules: list[np.ndarray], nu: np.ndarray, values: bool = True) -> np.ndarray:
+    """Check shapes: ``nu`` is ``(batch, s**L, v)``, finite and non-negative (the values are
+    left to the caller when ``values`` is False: :func:`normalized_leaves` checks them in its
+    one pass).
 
     The leaf alphabet ``v`` is the parent count of the last level when ``L >= 2``; at depth 1
     the only level is the root's (``n_c`` parents), so ``v`` is read from ``nu`` and must
@@ -103,10 +105,14 @@ def check_likelihood(rules: list[np.ndarray], nu: np.ndarray) -> np.ndarray:
     if nu.ndim != 3 or nu.shape[1] != n_leaves or nu.shape[2] != v:
         raise ParameterError("leaf_likelihood", f"shape {nu.shape}",
                              f"shape (batch, {n_leaves}, {v})")
-    if not np.all(np.isfinite(nu)) or np.any(nu < 0):
-        raise ParameterError("leaf_likelihood", "non-finite or negative entries",
-                             "finite, non-negative")
+    if values and (not np.all(np.isfinite(nu)) or np.any(nu < 0)):
+        _refuse_leaf_values()
     return np.ascontiguousarray(nu, dtype=np.float64)
+
+
+def _refuse_leaf_values():
+    raise ParameterError("leaf_likelihood", "non-finite or negative entries",
+                         "finite, non-negative")
 
 
 # ----------------------------------------------------------------------------- numba engine
@@ -329,12 +335,53 @@ def _sample_level_numba(parents, child_up, rules, uniforms, out) -> None:
 
 
 @njit(cache=True)
-def _normalize_rows(x):
-    guarded = 0
-    flat = x.reshape(-1, x.shape[-1])
-    for r in range(flat.shape[0]):
-        guarded += _normalize(flat[r])
-    return guarded
+def _leaf_tree(nu, out, bi):
+    """Tree ``bi``: ``out[bi, i]`` = ``nu[bi, i]`` normalized (:func:`_normalize`); returns the
+    guarded messages and the entries that are negative or not finite."""
+    guarded, bad = 0, 0
+    for i in range(nu.shape[1]):
+        for a in range(nu.shape[2]):
+            x = nu[bi, i, a]
+            if not (x >= 0.0 and x < np.inf):  # False for nan, inf and negatives
+                bad += 1
+            out[bi, i, a] = x
+        guarded += _normalize(out[bi, i])
+    return guarded, bad
+
+
+@njit(cache=True, parallel=True)
+def _leaves_parallel(nu, out):
+    guarded = np.zeros(nu.shape[0], dtype=np.int64)
+    bad = np.zeros(nu.shape[0], dtype=np.int64)
+    for bi in prange(nu.shape[0]):
+        guarded[bi], bad[bi] = _leaf_tree(nu, out, bi)
+    return guarded.sum(), bad.sum()
+
+
+@njit(cache=True)
+def _leaves_serial(nu, out):
+    guarded, bad = 0, 0
+    for bi in range(nu.shape[0]):
+        g, b = _leaf_tree(nu, out, bi)
+        guarded += g
+        bad += b
+    return guarded, bad
+
+
+def normalized_leaves(nu: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(leaf messages, guarded)``: each leaf likelihood ``nu[b, i]`` (float64, C order, any
+    values) normalized, in one compiled pass that also checks the values (a negative or
+    non-finite entry: :class:`~diffphase.errors.ParameterError`, as :func:`check_likelihood`;
+    one pass instead of a check, a copy and a normalization, each over the largest array of the
+    tree)."""
+    out = np.empty_like(nu)
+    if nu.shape[0] > 1 and nu.size >= PARALLEL_MIN_WORK:
+        guarded, bad = _chunked(_leaves_parallel, nu, out)
+    else:
+        guarded, bad = _leaves_serial(nu, out)
+    if bad:
+        _refuse_leaf_values()
+    return out, int(guarded)
 
 
 # ----------------------------------------------------------------------------- array engine
@@ -420,11 +467,11 @@ def _engine(engine: str, device: str):
 def upward_messages(rules: list[np.ndarray], nu: np.ndarray, engine: str = "numba",
                     device: str = "cpu") -> tuple[list[np.ndarray], int]:
     """Upward messages at every level and the number of guarded (all-zero) messages."""
-    nu = check_likelihood(rules, nu)
+    compiled = engine == "numba" and device == "cpu"  # values checked by normalized_leaves
+    nu = check_likelihood(rules, nu, values=not compiled)
     engine, xp = _engine(engine, device)
     if engine == "numba":
-        leaf = nu.copy()
-        guarded = _normalize_rows(leaf)
+        leaf, guarded = normalized_leaves(nu)
         up = [leaf]
         for level in range(len(rules) - 1, -1, -1):
             r = rules[level]
