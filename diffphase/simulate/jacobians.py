@@ -403,12 +403,13 @@ def central_difference_jacobian(field: ScoreField, x: np.ndarray, a: float, D: f
     """
     dim, a, D, step, x, q = _difference_setup(field, x, a, D, step, probes, rng)
     n, k = x.shape[0], q.shape[1]
-    shifts = step * q.T  # (k, dim)
-    stacked = np.concatenate([(x[:, None, :] + shifts).reshape(n * k, -1),
-                              (x[:, None, :] - shifts).reshape(n * k, -1)])
-    values = _values_in_blocks(field, stacked, a, D, n).reshape(2, n, k, dim)
-    directional = (values[0] - values[1]) / (2.0 * step)  # (n, k, dim): row i is J q_i
-    return np.matmul(directional.transpose(0, 2, 1), q.T)  # sum_i (J q_i) q_i^T
+    shifts = step * q.T[:, None, :]  # (k, 1, dim)
+    # probe-major rows: a block of n rows is one probe's shift of every point, the baseline's
+    # own call, so that the cache model's choice of n rows a call costs what that loop costs
+    stacked = np.concatenate([(x + shifts).reshape(k * n, -1), (x - shifts).reshape(k * n, -1)])
+    values = _values_in_blocks(field, stacked, a, D, n).reshape(2, k, n, dim)
+    directional = (values[0] - values[1]) / (2.0 * step)  # (k, n, dim): row i is J q_i
+    return np.matmul(directional.transpose(1, 2, 0), q.T)  # sum_i (J q_i) q_i^T
 
 
 #: bytes of a query's temporaries that should stay in a core's cache (half of a 1 MiB L2)
