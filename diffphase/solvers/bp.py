@@ -292,8 +292,9 @@ def _sample_serial(parents, child_up, rules, uniforms, out):
 PARALLEL_MIN_WORK = 1 << 16
 
 
-def _parallel(batch: int, nodes: int, rules: np.ndarray) -> bool:
-    return batch > 1 and batch * nodes * rules.size >= PARALLEL_MIN_WORK
+def _parallel(batch: int, work_per_tree: int) -> bool:
+    """Whether a level (or the leaf pass) runs on the parallel driver."""
+    return batch > 1 and batch * work_per_tree >= PARALLEL_MIN_WORK
 
 
 #: trees handed to a thread at a time by the parallel drivers: threads that finish early (a
@@ -316,19 +317,19 @@ def _chunked(run, *args):
 def upward_level(child, rules, out) -> int:
     """One upward level (compiled): ``out[b, i, a] ∝ sum_j prod_k child[b, s*i + k, R[a, j, k]]``;
     returns the number of guarded (all-zero) messages. Population dynamics iterates it."""
-    if _parallel(out.shape[0], out.shape[1], rules):
+    if _parallel(out.shape[0], out.shape[1] * rules.size):
         return int(_chunked(_upward_parallel, child, rules, out, get_num_threads()))
     return int(_upward_serial(child, rules, out))
 
 
 def _downward_level_numba(down, child_up, rules, out) -> int:
-    if _parallel(down.shape[0], down.shape[1], rules):
+    if _parallel(down.shape[0], down.shape[1] * rules.size):
         return int(_chunked(_downward_parallel, down, child_up, rules, out))
     return int(_downward_serial(down, child_up, rules, out))
 
 
 def _sample_level_numba(parents, child_up, rules, uniforms, out) -> None:
-    if _parallel(parents.shape[0], parents.shape[1], rules):
+    if _parallel(parents.shape[0], parents.shape[1] * rules.size):
         _chunked(_sample_parallel, parents, child_up, rules, uniforms, out)
     else:
         _sample_serial(parents, child_up, rules, uniforms, out)
@@ -375,7 +376,7 @@ def normalized_leaves(nu: np.ndarray) -> tuple[np.ndarray, int]:
     one pass instead of a check, a copy and a normalization, each over the largest array of the
     tree)."""
     out = np.empty_like(nu)
-    if nu.shape[0] > 1 and nu.size >= PARALLEL_MIN_WORK:
+    if _parallel(nu.shape[0], nu.shape[1] * nu.shape[2]):
         guarded, bad = _chunked(_leaves_parallel, nu, out)
     else:
         guarded, bad = _leaves_serial(nu, out)
